@@ -1,0 +1,52 @@
+# Two commands matter: `make run` and `make test`. Both bootstrap everything from the lock file
+# on a machine that has only python3.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+HOST ?= 127.0.0.1
+PORT ?= 4000
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: run test bench doctor env node-deps clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+# The environment is rebuilt whenever the lock file or the project metadata changes.
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --extra dev --python $(PYTHON)
+	@touch $@
+
+env: $(VENV)/.synced
+
+.env:
+	@umask 077; printf 'LITELLM_MASTER_KEY=sk-%s\n' "$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(24))')" > .env
+	@echo "Generated a random master key in $(CURDIR)/.env (git-ignored). Use it as your Bearer token."
+
+run: env .env
+	@set -a; source .env; set +a; \
+	  echo "proxy_ext: serving on http://$(HOST):$(PORT) — master key in $(CURDIR)/.env"; \
+	  exec $(VENV)/bin/litellm --config proxy_config.yaml --host $(HOST) --port $(PORT)
+
+doctor: env
+	$(VENV)/bin/proxy-ext doctor --config proxy_config.yaml
+
+node-deps:
+	@if command -v npm >/dev/null 2>&1 && [ -f tests/node/package-lock.json ]; then \
+	  (cd tests/node && npm ci --no-audit --no-fund --silent); \
+	else echo "node/npm not present or no tests/node/package-lock.json: Node tests will be skipped"; fi
+
+test: env node-deps
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: env
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache

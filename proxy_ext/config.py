@@ -1,0 +1,490 @@
+"""The whole ``proxy_ext:`` config section as one pydantic schema.
+
+LiteLLM ignores unknown top-level config sections, so proxy_ext reads ``proxy_ext:`` from the same
+YAML file the proxy was started with and validates it here. Every limit has a default and a key.
+Unknown keys are errors (``extra="forbid"``) so a typo never silently falls back to a default.
+
+A few environment variables (named by the seed project) are read through the same layer, see
+:func:`apply_environment`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "AgentBudget",
+    "AgentConfig",
+    "AgentLimits",
+    "AgentProfile",
+    "CodexAgentCliConfig",
+    "CodexAgentConfig",
+    "ConfigError",
+    "CostConfig",
+    "ExecLimits",
+    "ExecToolConfig",
+    "HttpToolConfig",
+    "MetricsConfig",
+    "ProvidersConfig",
+    "ProxyExtConfig",
+    "ReadyConfig",
+    "ToolsConfig",
+    "TracesConfig",
+    "apply_environment",
+    "format_validation_error",
+    "load_config_file",
+    "parse_config",
+]
+
+
+class ConfigError(ValueError):
+    """The ``proxy_ext:`` section (or the file holding it) is invalid; the message says what to fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
+
+
+# ----------------------------------------------------------------------------------------- agent
+
+
+class AgentBudget(_Section):
+    """Default per-run budget. A request may ask for less, or more up to ``agent.limits``."""
+
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    """Stop the run once the summed LiteLLM response cost reaches this many USD (None: no cost stop)."""
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Stop once prompt + completion tokens over all model turns reach this (None: no token stop)."""
+    timeout_s: float = Field(default=120.0, gt=0)
+    """Wall-clock limit for one run, in seconds."""
+
+
+class AgentLimits(_Section):
+    """Operator maxima: per-request values above these are rejected with a 400."""
+
+    max_iterations: int = Field(default=32, ge=1, le=1000)
+    """Largest ``max_iterations`` a request may ask for."""
+    max_cost_usd: float = Field(default=5.0, gt=0)
+    """Largest ``budget.max_cost_usd`` a request may ask for."""
+    max_tokens: int = Field(default=1_000_000, gt=0)
+    """Largest ``budget.max_tokens`` a request may ask for."""
+    timeout_s: float = Field(default=600.0, gt=0)
+    """Largest ``budget.timeout_s`` a request may ask for."""
+    max_request_bytes: int = Field(default=1_048_576, gt=0)
+    """Largest /agent/run request body, in bytes."""
+    max_messages: int = Field(default=500, ge=1)
+    """Largest number of input messages."""
+    max_concurrent_tool_calls: int = Field(default=8, ge=1, le=256)
+    """How many tool calls from one model turn may run at the same time."""
+
+
+class AgentProfile(_Section):
+    """A named agent setup, selected by ``profile`` on /agent/run or the model ``mini-agent/<name>``."""
+
+    model: str | None = None
+    """First model of the ladder (defaults to ``agent.default_model``)."""
+    escalation: list[str] | None = None
+    """Model ladder; overrides ``agent.escalation``."""
+    tools: list[str] | None = None
+    """Tool names the agent may use (None: every tool of the backend)."""
+    backend: Literal["local", "http", "echo"] | None = None
+    """Tool backend (defaults to ``agent.backend``)."""
+    max_iterations: int | None = Field(default=None, ge=1)
+    """Iteration limit for this profile."""
+    budget: AgentBudget | None = None
+    """Budget for this profile."""
+    system_prompt: str | None = None
+    """System message prepended when the request has none."""
+
+
+class AgentConfig(_Section):
+    """``proxy_ext.agent``: defaults and limits of POST /agent/run."""
+
+    enabled: bool = True
+    """Register POST /agent/run."""
+    default_model: str | None = None
+    """Model used when a request names none (a ``model_name`` of the proxy's model_list)."""
+    escalation: list[str] = Field(default_factory=list)
+    """Model ladder, cheapest first; the run moves up on model errors, iteration exhaustion without
+    an answer and repeated tool errors."""
+    max_iterations: int = Field(default=8, ge=1)
+    """Default number of model turns per model of the ladder."""
+    backend: Literal["local", "http", "echo"] = "local"
+    """Default tool backend."""
+    budget: AgentBudget = Field(default_factory=AgentBudget)
+    """Default per-run budget."""
+    limits: AgentLimits = Field(default_factory=AgentLimits)
+    """Operator maxima for per-request values."""
+    max_history_tokens: int = Field(default=24_000, ge=256)
+    """History pruning keeps each model call's prompt under this many tokens."""
+    tool_error_escalation: int = Field(default=3, ge=1)
+    """Escalate after this many consecutive failing tool results."""
+    fallback: bool = True
+    """When every model of the ladder fails, try one plain one-shot completion."""
+    local_tools: list[str] = Field(default_factory=list)
+    """Dotted paths (``package.module.function``) of Python callables added to the local backend."""
+    profiles: dict[str, AgentProfile] = Field(default_factory=dict)
+    """Named agent profiles."""
+
+    @model_validator(mode="after")
+    def _defaults_within_limits(self) -> "AgentConfig":
+        if self.max_iterations > self.limits.max_iterations:
+            raise ValueError(
+                f"agent.max_iterations ({self.max_iterations}) exceeds agent.limits.max_iterations "
+                f"({self.limits.max_iterations})"
+            )
+        if self.budget.timeout_s > self.limits.timeout_s:
+            raise ValueError(
+                f"agent.budget.timeout_s ({self.budget.timeout_s}) exceeds agent.limits.timeout_s "
+                f"({self.limits.timeout_s})"
+            )
+        for name, profile in self.profiles.items():
+            for model in [profile.model, *(profile.escalation or [])]:
+                if model and model.startswith("mini-agent/"):
+                    raise ValueError(
+                        f"agent.profiles.{name} names the model {model!r}: an agent profile cannot use "
+                        "a mini-agent/* model (that would recurse); name a model of the model_list"
+                    )
+        return self
+
+
+# ----------------------------------------------------------------------------------------- tools
+
+
+class ExecLimits(_Section):
+    """Resource limits applied to every exec tool process (setrlimit)."""
+
+    cpu_s: int = Field(default=10, ge=1)
+    """CPU seconds (RLIMIT_CPU)."""
+    memory_mb: int = Field(default=512, ge=16)
+    """Address space in MiB (RLIMIT_AS)."""
+    file_size_mb: int = Field(default=16, ge=1)
+    """Largest file the process may write, in MiB (RLIMIT_FSIZE)."""
+    max_processes: int = Field(default=64, ge=1)
+    """Process count for the sandbox user (RLIMIT_NPROC)."""
+    open_files: int = Field(default=256, ge=16)
+    """Open file descriptors (RLIMIT_NOFILE)."""
+
+
+DEFAULT_SHELL_ALLOWLIST = (
+    "cat", "echo", "ls", "pwd", "head", "tail", "wc", "grep", "sort", "uniq", "cut", "tr",
+    "date", "true", "false", "printf", "sed", "awk", "find", "basename", "dirname", "env", "sleep",
+    "seq", "expr", "test", "[",
+)
+DEFAULT_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
+
+
+class ExecToolConfig(_Section):
+    """``proxy_ext.tools.exec``: the sandboxed ``exec_python`` / ``exec_shell`` tools (off by default)."""
+
+    enabled: bool = False
+    """Offer exec_python and exec_shell to the agent."""
+    timeout_s: float = Field(default=10.0, gt=0)
+    """Default per-call timeout; the whole process tree is killed when it expires."""
+    max_timeout_s: float = Field(default=60.0, gt=0)
+    """Largest per-call timeout a tool call may ask for."""
+    max_output_bytes: int = Field(default=65_536, ge=1024)
+    """Cap for stdout and for stderr, each; the rest is discarded, not buffered."""
+    shell_mode: Literal["allowlist", "unrestricted"] = "allowlist"
+    """``allowlist``: exec_shell runs only executables in ``shell_allowlist``. ``unrestricted`` must be
+    named explicitly to allow any command line."""
+    shell_allowlist: list[str] = Field(default_factory=lambda: list(DEFAULT_SHELL_ALLOWLIST))
+    """Executables exec_shell may run in allowlist mode."""
+    env_allowlist: list[str] = Field(default_factory=lambda: list(DEFAULT_ENV_ALLOWLIST))
+    """Environment variables passed through to tool processes (values of secrets never are)."""
+    python_executable: str | None = None
+    """Interpreter for exec_python (default: the proxy's own ``sys.executable``)."""
+    limits: ExecLimits = Field(default_factory=ExecLimits)
+    """Resource limits."""
+
+    @model_validator(mode="after")
+    def _timeout_within_max(self) -> "ExecToolConfig":
+        if self.timeout_s > self.max_timeout_s:
+            raise ValueError(
+                f"tools.exec.timeout_s ({self.timeout_s}) exceeds tools.exec.max_timeout_s ({self.max_timeout_s})"
+            )
+        return self
+
+
+class HttpToolConfig(_Section):
+    """``proxy_ext.tools.http``: remote tools from an HTTP tool host (``GET /tools``, ``POST /invoke``)."""
+
+    base_url: str | None = None
+    """Tool host base URL, e.g. ``http://127.0.0.1:8790``. None: the http backend is off."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Headers sent with every tool-host request (values may be ``os.environ/NAME``)."""
+    forward_headers: list[str] = Field(default_factory=list)
+    """Caller request headers copied onto tool-host requests (never ``Authorization``; see below)."""
+    forward_authorization: bool = False
+    """Forward the caller's ``Authorization`` header, to the configured host only."""
+    timeout_s: float = Field(default=10.0, gt=0)
+    """Read/write timeout per tool-host request."""
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    """Connect timeout per tool-host request."""
+    max_retries: int = Field(default=3, ge=0, le=20)
+    """Retries after a 429 or a connect error."""
+    max_retry_wait_s: float = Field(default=30.0, ge=0)
+    """Cap on the total time spent waiting between retries of one call."""
+    tools_cache_ttl_s: float = Field(default=60.0, ge=0)
+    """How long the ``GET /tools`` listing is cached."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+
+class ToolsConfig(_Section):
+    """``proxy_ext.tools``."""
+
+    exec: ExecToolConfig = Field(default_factory=ExecToolConfig)
+    """Sandboxed exec tools."""
+    http: HttpToolConfig = Field(default_factory=HttpToolConfig)
+    """HTTP tool host."""
+
+
+# ---------------------------------------------------------------------------------- other sections
+
+
+class TracesConfig(_Section):
+    """``proxy_ext.traces``: one JSONL record per agent run."""
+
+    enabled: bool = False
+    """Write traces (also on when ``MINI_AGENT_STORE_TRACES=1``)."""
+    path: str = "traces/agent_runs.jsonl"
+    """JSONL file (``MINI_AGENT_STORE_PATH`` overrides); relative paths are relative to the config file."""
+    redact_patterns: list[str] = Field(default_factory=list)
+    """Extra regular expressions whose matches are replaced by ``[REDACTED]`` in traces."""
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _valid_regexes(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+        return patterns
+
+
+class CostConfig(_Section):
+    """``proxy_ext.cost``: USD cost in every JSON response body."""
+
+    enabled: bool = True
+    """Add ``usage.cost`` / ``usage.cost_details`` to responses."""
+
+
+class MetricsConfig(_Section):
+    """``proxy_ext.metrics``: Prometheus metrics of the extension at ``/proxy_ext/metrics``."""
+
+    enabled: bool = True
+    """Serve the metrics route."""
+    require_auth: bool = True
+    """Require a valid proxy key (any key) to read the metrics."""
+
+
+class ReadyConfig(_Section):
+    """``proxy_ext.ready``: the GET /ready health check."""
+
+    cache_s: float = Field(default=1.0, ge=0)
+    """Dependency checks are re-run at most this often; calls in between reuse the last result."""
+    check_timeout_s: float = Field(default=1.0, gt=0)
+    """Timeout for one dependency check (e.g. reaching the tool host)."""
+
+
+class CodexAgentCliConfig(_Section):
+    """CLI mode of the codex-agent provider (``codex exec --json``)."""
+
+    binary: str = "codex"
+    """Path or name of the codex executable."""
+    workspace: str | None = None
+    """Working directory passed as ``--cd`` (default: a fresh temporary directory per call)."""
+    sandbox: Literal["read-only", "workspace-write", "danger-full-access"] = "read-only"
+    """codex ``--sandbox`` mode."""
+    model: str | None = None
+    """``-m`` passed to codex (None: codex's own default)."""
+    config_overrides: list[str] = Field(default_factory=list)
+    """Extra ``-c key=value`` overrides."""
+    timeout_s: float = Field(default=300.0, gt=0)
+    """Kill the codex process group after this many seconds."""
+    env_allowlist: list[str] = Field(default_factory=lambda: list(DEFAULT_ENV_ALLOWLIST))
+    """Environment variables passed to codex; everything else is withheld."""
+    extra_env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment for codex (values may be ``os.environ/NAME``)."""
+
+
+class CodexAgentConfig(_Section):
+    """``proxy_ext.providers.codex_agent``."""
+
+    enabled: bool = False
+    """Allow the provider to run (also on when ``LITELLM_ENABLE_CODEX_AGENT=1``)."""
+    mode: Literal["http", "cli"] = "http"
+    """Default mode when a model's ``litellm_params`` do not choose one."""
+    api_base: str | None = None
+    """HTTP mode base URL (``CODEX_AGENT_API_BASE`` when unset)."""
+    api_key: str | None = None
+    """HTTP mode bearer key (``CODEX_AGENT_API_KEY`` when unset)."""
+    timeout_s: float = Field(default=120.0, gt=0)
+    """HTTP mode read timeout."""
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    """HTTP mode connect timeout."""
+    cli: CodexAgentCliConfig = Field(default_factory=CodexAgentCliConfig)
+    """CLI mode settings."""
+
+
+class ProvidersConfig(_Section):
+    """``proxy_ext.providers``."""
+
+    codex_agent: CodexAgentConfig = Field(default_factory=CodexAgentConfig)
+    """The codex-agent provider."""
+
+
+class ProxyExtConfig(_Section):
+    """The ``proxy_ext:`` section of proxy_config.yaml."""
+
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    """POST /agent/run."""
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    """Agent tools."""
+    traces: TracesConfig = Field(default_factory=TracesConfig)
+    """Run traces."""
+    cost: CostConfig = Field(default_factory=CostConfig)
+    """Cost-augmented JSON."""
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    """Prometheus metrics."""
+    ready: ReadyConfig = Field(default_factory=ReadyConfig)
+    """GET /ready."""
+    providers: ProvidersConfig = Field(default_factory=ProvidersConfig)
+    """Model providers."""
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _env_flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in _TRUE
+
+
+def _resolve_env_refs(value: Any, env: Mapping[str, str], where: str = "proxy_ext") -> Any:
+    """Replace ``os.environ/NAME`` strings (LiteLLM's convention) with the variable's value."""
+    if isinstance(value, dict):
+        return {k: _resolve_env_refs(v, env, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env_refs(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str) and value.startswith("os.environ/"):
+        name = value.removeprefix("os.environ/")
+        if name not in env:
+            raise ConfigError(f"{where}: environment variable {name} (named as os.environ/{name}) is not set")
+        return env[name]
+    return value
+
+
+def apply_environment(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Merge the seed's environment variables into a raw ``proxy_ext:`` mapping.
+
+    - ``MINI_AGENT_STORE_TRACES=1`` turns traces on (either it or ``traces.enabled`` is enough);
+      ``MINI_AGENT_STORE_PATH`` sets the trace file and wins over ``traces.path``.
+    - ``CODEX_AGENT_API_BASE`` / ``CODEX_AGENT_API_KEY`` fill ``providers.codex_agent.api_base`` /
+      ``api_key`` when the config leaves them unset.
+    - ``LITELLM_ENABLE_CODEX_AGENT=1`` turns ``providers.codex_agent.enabled`` on.
+    """
+    data = {k: v for k, v in raw.items()}
+
+    def section(*path: str) -> dict[str, Any]:
+        node = data
+        for key in path:
+            child = node.get(key)
+            child = dict(child) if isinstance(child, dict) else ({} if child is None else child)
+            if not isinstance(child, dict):  # leave wrong types for pydantic to report
+                return {}
+            node[key] = child
+            node = child
+        return node
+
+    if _env_flag(env, "MINI_AGENT_STORE_TRACES"):
+        section("traces")["enabled"] = True
+    if env.get("MINI_AGENT_STORE_PATH"):
+        section("traces")["path"] = env["MINI_AGENT_STORE_PATH"]
+    codex = None
+    if env.get("CODEX_AGENT_API_BASE") or env.get("CODEX_AGENT_API_KEY") or _env_flag(env, "LITELLM_ENABLE_CODEX_AGENT"):
+        codex = section("providers", "codex_agent")
+    if codex is not None:
+        if env.get("CODEX_AGENT_API_BASE") and not codex.get("api_base"):
+            codex["api_base"] = env["CODEX_AGENT_API_BASE"]
+        if env.get("CODEX_AGENT_API_KEY") and not codex.get("api_key"):
+            codex["api_key"] = env["CODEX_AGENT_API_KEY"]
+        if _env_flag(env, "LITELLM_ENABLE_CODEX_AGENT"):
+            codex["enabled"] = True
+    return data
+
+
+def _describe_allowed(error: dict[str, Any]) -> str:
+    ctx = error.get("ctx") or {}
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return "this key is not part of the schema; see docs/config.md for the allowed keys"
+    if kind == "literal_error" and "expected" in ctx:
+        return f"allowed: {ctx['expected']}"
+    for bound, words in (("gt", "greater than"), ("ge", "at least"), ("lt", "less than"), ("le", "at most")):
+        if bound in ctx:
+            return f"allowed: a number {words} {ctx[bound]}"
+    return error.get("msg", "invalid value")
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "proxy_ext") -> str:
+    """One line per problem: the dotted key, the bad value and what is allowed."""
+    lines = [f"invalid {prefix}: section ({exc.error_count()} problem{'s' if exc.error_count() != 1 else ''}):"]
+    for error in exc.errors():
+        loc = ".".join(str(part) for part in (prefix, *error["loc"]))
+        value = error.get("input")
+        shown = "<section>" if isinstance(value, dict) else repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        if error.get("type") in {"value_error", "assertion_error"}:
+            lines.append(f"  - {loc}: {error['msg'].removeprefix('Value error, ')}")
+        else:
+            lines.append(f"  - {loc} = {shown}: {error['msg']}; {_describe_allowed(error)}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> ProxyExtConfig:
+    """Validate a raw ``proxy_ext:`` mapping (None means the section is absent: all defaults).
+
+    Raises :class:`ConfigError` with a message naming each bad key, its value and what is allowed.
+    """
+    env = os.environ if env is None else env
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid proxy_ext: section: expected a mapping of keys, got {type(raw).__name__} {raw!r}")
+    data = apply_environment(_resolve_env_refs(raw, env), env)
+    try:
+        return ProxyExtConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def load_config_file(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> tuple[dict[str, Any], ProxyExtConfig]:
+    """Read a LiteLLM YAML config file; return the whole mapping and the validated ``proxy_ext:`` section."""
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+    try:
+        document = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {file} is not valid YAML: {exc}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"config file {file} must hold a mapping at the top level")
+    return document, parse_config(document.get("proxy_ext"), env)

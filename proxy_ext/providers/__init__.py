@@ -1,0 +1,1 @@
+"""Model providers: ``echo`` (hermetic) and ``codex_agent``."""

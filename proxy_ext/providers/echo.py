@@ -1,0 +1,94 @@
+"""``echo``: a hermetic model provider that answers with the last user message.
+
+It needs no key and no network, so the default ``proxy_config.yaml`` answers
+``/v1/chat/completions`` (streaming included) on a fresh machine. Register it with::
+
+    litellm_settings:
+      custom_provider_map:
+        - {provider: echo, custom_handler: proxy_ext.providers.echo.handler}
+    model_list:
+      - model_name: echo
+        litellm_params: {model: echo/echo}
+
+The reply is the text of the last user message (``"(empty)"`` when there is none); usage counts
+whitespace-separated words as tokens so LiteLLM's accounting has numbers to work with.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from litellm.llms.custom_llm import CustomLLM
+from litellm.types.utils import GenericStreamingChunk, ModelResponse, Usage
+
+__all__ = ["EchoLLM", "handler", "echo_text"]
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts
+        return " ".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+    return ""
+
+
+def echo_text(messages: list[dict[str, Any]]) -> str:
+    """The reply the echo model gives to ``messages``."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return _text_of(message.get("content")) or "(empty)"
+    return "(empty)"
+
+
+def _count(messages: list[dict[str, Any]]) -> int:
+    return sum(len(_text_of(m.get("content")).split()) + 3 for m in messages)
+
+
+class EchoLLM(CustomLLM):
+    """LiteLLM CustomLLM handler for the ``echo`` provider."""
+
+    def _response(self, model: str, messages: list, model_response: ModelResponse) -> ModelResponse:
+        text = echo_text(messages)
+        model_response.choices[0].message.content = text  # type: ignore[union-attr]
+        model_response.choices[0].finish_reason = "stop"
+        model_response.model = model
+        prompt, completion = _count(messages), len(text.split())
+        setattr(model_response, "usage", Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion))
+        model_response.created = int(time.time())
+        return model_response
+
+    def _chunks(self, messages: list) -> Iterator[GenericStreamingChunk]:
+        text = echo_text(messages)
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            yield GenericStreamingChunk(
+                text=word if i == 0 else " " + word, is_finished=False, finish_reason="", usage=None, index=0, tool_use=None
+            )
+        prompt, completion = _count(messages), len(text.split())
+        yield GenericStreamingChunk(
+            text="",
+            is_finished=True,
+            finish_reason="stop",
+            usage={"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+            index=0,
+            tool_use=None,
+        )
+
+    def completion(self, model: str, messages: list, *args: Any, model_response: ModelResponse, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+        return self._response(model, messages, model_response)
+
+    async def acompletion(self, model: str, messages: list, *args: Any, model_response: ModelResponse, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+        return self._response(model, messages, model_response)
+
+    def streaming(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Iterator[GenericStreamingChunk]:  # type: ignore[override]
+        yield from self._chunks(messages)
+
+    async def astreaming(self, model: str, messages: list, *args: Any, **kwargs: Any) -> AsyncIterator[GenericStreamingChunk]:  # type: ignore[override]
+        for chunk in self._chunks(messages):
+            yield chunk
+
+
+handler = EchoLLM()
+"""The instance named in ``custom_provider_map``."""
