@@ -1,0 +1,60 @@
+"""Shared fixtures: the fake upstream (session-wide) and helpers to start real proxies."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.harness import FakeUpstream, ProxyProcess, fake_model_entry
+from tests.harness.proxy import RUNNING
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for proxy in RUNNING:
+            report.sections.append((f"proxy log ({proxy.config_path.name}, port {proxy.port})", proxy.log(200)))
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeUpstream]:
+    """The fake OpenAI-compatible upstream, a real HTTP server shared by the session."""
+    with FakeUpstream() as server:
+        yield server
+
+
+def base_config(upstream: FakeUpstream, proxy_ext: dict[str, Any] | None = None, *, extension: bool = True, models: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A proxy config: the echo model, a wildcard ``fake/*`` route to the upstream, and proxy_ext.
+
+    ``fake/<name>`` reaches the upstream as model ``<name>``, so each test scripts its own model name.
+    """
+    config: dict[str, Any] = {
+        "model_list": [
+            {"model_name": "echo", "litellm_params": {"model": "echo/echo"}},
+            fake_model_entry("fake/*", upstream.base_url, "*"),
+            *(models or []),
+        ],
+        "litellm_settings": {
+            "custom_provider_map": [{"provider": "echo", "custom_handler": "proxy_ext.providers.echo.handler"}],
+        },
+        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+    }
+    if extension:
+        config["litellm_settings"]["callbacks"] = ["proxy_ext.extension"]
+    if proxy_ext is not None:
+        config["proxy_ext"] = proxy_ext
+    return config
+
+
+@pytest.fixture(scope="session")
+def proxy(upstream: FakeUpstream) -> Iterator[ProxyProcess]:
+    """A proxy with the extension on and default settings, shared by the session."""
+    with ProxyProcess(base_config(upstream, {"agent": {"default_model": "echo"}})) as process:
+        yield process
