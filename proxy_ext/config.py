@@ -283,7 +283,7 @@ class CostConfig(_Section):
 
 
 class MetricsConfig(_Section):
-    """``proxy_ext.metrics``: Prometheus metrics of the extension at ``/proxy_ext/metrics``."""
+    """``proxy_ext.metrics``: Prometheus metrics of the extension at ``GET /metrics``."""
 
     enabled: bool = True
     """Serve the metrics route."""

@@ -1,7 +1,190 @@
-"""GET /ready — placeholder to probe start-up; replaced below."""
+"""GET /ready: is this proxy able to serve proxy_ext's features right now?
+
+200 ``{"ready": true, "checks": {...}}`` when the Router is loaded and every *enabled* dependency
+is usable; 503 with the failing checks otherwise. Checks report only ``ok`` and a short fixed
+reason — never URLs, paths, keys or other config values — because load balancers and anonymous
+callers read this. Results are cached for ``proxy_ext.ready.cache_s`` (default 1 s) and concurrent
+callers share one evaluation, so a load balancer may call it every second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from proxy_ext.state import Runtime, get_runtime
+
+__all__ = ["CheckResult", "evaluate", "router", "run_checks"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One named readiness check."""
+
+    ok: bool
+    reason: str = ""
+
+    def body(self) -> dict[str, object]:
+        return {"ok": self.ok, **({"reason": self.reason} if self.reason else {})}
+
+
+Check = Callable[[Runtime, float], Awaitable[CheckResult]]
+
+
+async def check_router(runtime: Runtime, timeout_s: float) -> CheckResult:
+    from proxy_ext.glue import llm_router
+
+    router = llm_router()
+    if router is None:
+        return CheckResult(False, "router not loaded")
+    if not getattr(router, "model_list", None):
+        return CheckResult(False, "router has no models")
+    return CheckResult(True)
+
+
+def trace_dir_problem(runtime: Runtime) -> str | None:
+    """Why traces cannot be written (None when they can). Shared with ``proxy-ext doctor``."""
+    path = runtime.resolve_path(runtime.settings.traces.path)
+    directory = path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".proxy_ext_probe_{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return f"trace directory not writable ({exc.strerror or type(exc).__name__})"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "trace file not writable"
+    return None
+
+
+async def check_traces(runtime: Runtime, timeout_s: float) -> CheckResult:
+    problem = await asyncio.to_thread(trace_dir_problem, runtime)
+    return CheckResult(problem is None, problem or "")
+
+
+async def tool_host_problem(base_url: str, headers: dict[str, str], timeout_s: float) -> str | None:
+    """Why the tool host is not usable (None when ``GET /tools`` answers 200)."""
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            response = await client.get(f"{base_url}/tools", headers=headers)
+    except httpx.TimeoutException:
+        return "tool host timed out"
+    except httpx.HTTPError:
+        return "tool host unreachable"
+    if response.status_code != 200:
+        return f"tool host answered HTTP {response.status_code}"
+    return None
+
+
+async def check_tool_host(runtime: Runtime, timeout_s: float) -> CheckResult:
+    http = runtime.settings.tools.http
+    assert http.base_url is not None
+    problem = await tool_host_problem(http.base_url, dict(http.headers), timeout_s)
+    return CheckResult(problem is None, problem or "")
+
+
+def exec_problem(runtime: Runtime) -> str | None:
+    """Why the exec tools cannot run here (None when they can)."""
+    if sys.platform != "linux" and sys.platform != "darwin":
+        return "exec tools need a POSIX system"
+    python = runtime.settings.tools.exec.python_executable or sys.executable
+    if not shutil.which(python) and not os.access(python, os.X_OK):
+        return "python executable for exec_python not found"
+    return None
+
+
+async def check_exec(runtime: Runtime, timeout_s: float) -> CheckResult:
+    problem = exec_problem(runtime)
+    return CheckResult(problem is None, problem or "")
+
+
+def codex_cli_problem(runtime: Runtime) -> str | None:
+    """Why the codex CLI cannot be started (None when the binary is found)."""
+    binary = runtime.settings.providers.codex_agent.cli.binary
+    if shutil.which(binary) is None and not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        return "codex binary not found"
+    return None
+
+
+async def check_codex_cli(runtime: Runtime, timeout_s: float) -> CheckResult:
+    problem = codex_cli_problem(runtime)
+    return CheckResult(problem is None, problem or "")
+
+
+def enabled_checks(runtime: Runtime) -> dict[str, Check]:
+    """The checks that apply to this configuration, by name."""
+    settings = runtime.settings
+    checks: dict[str, Check] = {"router": check_router}
+    if settings.traces.enabled:
+        checks["traces"] = check_traces
+    if settings.tools.http.base_url:
+        checks["tool_host"] = check_tool_host
+    if settings.tools.exec.enabled:
+        checks["exec_tools"] = check_exec
+    codex = settings.providers.codex_agent
+    if codex.enabled and codex.mode == "cli":
+        checks["codex_cli"] = check_codex_cli
+    return checks
+
+
+async def run_checks(runtime: Runtime) -> dict[str, CheckResult]:
+    """Run every enabled check concurrently, each bounded by ``ready.check_timeout_s``."""
+    timeout_s = runtime.settings.ready.check_timeout_s
+    checks = enabled_checks(runtime)
+
+    async def bounded(check: Check) -> CheckResult:
+        try:
+            return await asyncio.wait_for(check(runtime, timeout_s), timeout_s + 0.5)
+        except asyncio.TimeoutError:
+            return CheckResult(False, "check timed out")
+        except Exception as exc:  # a broken check must not turn /ready into a 500
+            return CheckResult(False, f"check failed ({type(exc).__name__})")
+
+    results = await asyncio.gather(*(bounded(check) for check in checks.values()))
+    return dict(zip(checks, results))
+
+
+class _Cache:
+    def __init__(self) -> None:
+        self.at = 0.0
+        self.value: dict[str, CheckResult] | None = None
+        self.lock = asyncio.Lock()
+
+
+_cache = _Cache()
+
+
+async def evaluate(runtime: Runtime | None = None) -> tuple[bool, dict[str, CheckResult]]:
+    """(ready, checks), reusing a result younger than ``ready.cache_s``."""
+    runtime = runtime or get_runtime()
+    max_age = runtime.settings.ready.cache_s
+    if _cache.value is not None and time.monotonic() - _cache.at < max_age:
+        results = _cache.value
+    else:
+        async with _cache.lock:  # concurrent callers wait for one evaluation
+            if _cache.value is None or time.monotonic() - _cache.at >= max_age:
+                _cache.value = await run_checks(runtime)
+                _cache.at = time.monotonic()
+            results = _cache.value
+    return all(r.ok for r in results.values()), results
+
+
 router = APIRouter()
 
-@router.get("/ready")
-async def ready():
-    return {"ready": True, "checks": {}}
+
+@router.get("/ready", tags=["proxy_ext"], summary="Readiness of the proxy and proxy_ext's enabled dependencies")
+async def ready() -> JSONResponse:
+    ok, results = await evaluate()
+    body = {"ready": ok, "checks": {name: result.body() for name, result in results.items()}}
+    return JSONResponse(body, status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Response
 
 from proxy_ext.config import ProxyExtConfig
 
 __all__ = ["build_router"]
+
+
+def _metrics_router(require_auth: bool) -> APIRouter:
+    from proxy_ext import glue, metrics
+
+    dependencies = [Depends(glue.user_api_key_auth)] if require_auth else []
+    router = APIRouter()
+
+    @router.get("/metrics", tags=["proxy_ext"], dependencies=dependencies, include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)
+
+    return router
 
 
 def build_router(settings: ProxyExtConfig) -> APIRouter:
@@ -15,4 +28,6 @@ def build_router(settings: ProxyExtConfig) -> APIRouter:
 
     router = APIRouter()
     router.include_router(ready.router)
+    if settings.metrics.enabled:
+        router.include_router(_metrics_router(settings.metrics.require_auth))
     return router

@@ -1,0 +1,1 @@
+"""Agent tools: the backend contract, sandboxed exec tools and the HTTP tool-host invoker."""
