@@ -1,0 +1,230 @@
+"""``proxy-ext`` console script. ``proxy-ext doctor --config proxy_config.yaml`` checks a config
+without starting the server: the LiteLLM sections proxy_ext relies on, the ``proxy_ext:`` section,
+which capabilities are on, and external dependencies. Exit status 0 = no problems, 1 = problems,
+2 = usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from proxy_ext.config import ConfigError, load_config_file
+from proxy_ext.state import Runtime
+
+__all__ = ["DoctorReport", "diagnose", "main"]
+
+EXTENSION_CALLBACK = "proxy_ext.extension"
+
+
+@dataclass
+class DoctorReport:
+    """What ``doctor`` found."""
+
+    problems: list[str] = field(default_factory=list)
+    """Things that stop proxy_ext (or the proxy) from working; exit status 1."""
+    warnings: list[str] = field(default_factory=list)
+    """Things worth knowing that do not stop it."""
+    capabilities: dict[str, str] = field(default_factory=dict)
+    """Capability → ``on (...)`` / ``off (...)``."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _model_names(document: dict[str, Any], report: DoctorReport) -> set[str]:
+    names: set[str] = set()
+    model_list = document.get("model_list")
+    if model_list is None:
+        report.warnings.append("model_list is empty: the proxy will serve no models")
+        return names
+    if not isinstance(model_list, list):
+        report.problems.append("model_list must be a list of {model_name, litellm_params} entries")
+        return names
+    for index, entry in enumerate(model_list):
+        if not isinstance(entry, dict) or not entry.get("model_name"):
+            report.problems.append(f"model_list[{index}] has no model_name")
+            continue
+        params = entry.get("litellm_params")
+        if not isinstance(params, dict) or not params.get("model"):
+            report.problems.append(f"model_list[{index}] ({entry['model_name']}) has no litellm_params.model")
+        names.add(str(entry["model_name"]))
+    return names
+
+
+def _model_known(name: str, names: set[str]) -> bool:
+    if name in names:
+        return True
+    # LiteLLM wildcard routes: "fake/*" serves "fake/anything".
+    return any(n.endswith("*") and name.startswith(n[:-1]) for n in names)
+
+
+def _check_litellm_sections(document: dict[str, Any], config_path: Path, report: DoctorReport) -> bool:
+    settings = document.get("litellm_settings") or {}
+    if not isinstance(settings, dict):
+        report.problems.append("litellm_settings must be a mapping")
+        return False
+    callbacks = settings.get("callbacks") or []
+    if isinstance(callbacks, str):
+        callbacks = [callbacks]
+    enabled = EXTENSION_CALLBACK in callbacks
+    if not enabled:
+        report.warnings.append(
+            f"litellm_settings.callbacks does not contain {EXTENSION_CALLBACK!r}: the proxy runs stock "
+            "(no /agent/run, /ready, cost hooks)"
+        )
+    if callbacks.count(EXTENSION_CALLBACK) > 1:
+        report.warnings.append(f"{EXTENSION_CALLBACK!r} is listed more than once in litellm_settings.callbacks")
+    for entry in settings.get("custom_provider_map") or []:
+        if not isinstance(entry, dict) or not entry.get("provider") or not entry.get("custom_handler"):
+            report.problems.append("litellm_settings.custom_provider_map entries need provider and custom_handler")
+            continue
+        handler = str(entry["custom_handler"])
+        module_name, _, attribute = handler.rpartition(".")
+        shadow = config_path.parent.joinpath(*module_name.split(".")).with_suffix(".py")
+        if shadow.exists():
+            report.warnings.append(
+                f"custom_handler {handler}: LiteLLM will exec {shadow} as a separate module instance "
+                "(file next to the config wins over the installed package)"
+            )
+        try:
+            module = importlib.import_module(module_name)
+            getattr(module, attribute)
+        except Exception as exc:  # report any import failure, whatever it is
+            report.problems.append(f"custom_handler {handler} cannot be loaded: {type(exc).__name__}: {exc}")
+    general = document.get("general_settings") or {}
+    master_key = general.get("master_key") if isinstance(general, dict) else None
+    if isinstance(master_key, str) and master_key.startswith("os.environ/"):
+        var = master_key.removeprefix("os.environ/")
+        if not os.environ.get(var):
+            report.warnings.append(f"general_settings.master_key names ${var}, which is not set in this environment")
+    elif not master_key and not os.environ.get("LITELLM_MASTER_KEY"):
+        report.warnings.append("no master key configured (general_settings.master_key or LITELLM_MASTER_KEY)")
+    return enabled
+
+
+def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport) -> None:
+    from proxy_ext import ready
+
+    settings = runtime.settings
+    agent = settings.agent
+    for label, model in [("agent.default_model", agent.default_model)] + [
+        (f"agent.escalation[{i}]", m) for i, m in enumerate(agent.escalation)
+    ]:
+        if model and names and not _model_known(model, names):
+            report.problems.append(f"{label} = {model!r} is not a model_name in model_list")
+    for name, profile in agent.profiles.items():
+        for model in [profile.model, *(profile.escalation or [])]:
+            if model and names and not _model_known(model, names):
+                report.problems.append(f"agent.profiles.{name} names {model!r}, which is not in model_list")
+    for path in agent.local_tools:
+        module_name, _, attribute = path.rpartition(".")
+        try:
+            if not callable(getattr(importlib.import_module(module_name), attribute)):
+                report.problems.append(f"agent.local_tools: {path} is not callable")
+        except Exception as exc:
+            report.problems.append(f"agent.local_tools: {path} cannot be imported: {type(exc).__name__}: {exc}")
+
+    if settings.traces.enabled:
+        problem = ready.trace_dir_problem(runtime)
+        if problem:
+            report.problems.append(f"traces: {problem} ({runtime.resolve_path(settings.traces.path)})")
+    if settings.tools.exec.enabled:
+        problem = ready.exec_problem(runtime)
+        if problem:
+            report.problems.append(f"tools.exec: {problem}")
+        if settings.tools.exec.shell_mode == "unrestricted":
+            report.warnings.append("tools.exec.shell_mode is 'unrestricted': exec_shell runs any command line")
+    http = settings.tools.http
+    if http.base_url:
+        problem = asyncio.run(ready.tool_host_problem(http.base_url, dict(http.headers), settings.ready.check_timeout_s))
+        if problem:
+            report.problems.append(f"tools.http: {problem} ({http.base_url})")
+    codex = settings.providers.codex_agent
+    if codex.enabled and codex.mode == "cli":
+        problem = ready.codex_cli_problem(runtime)
+        if problem:
+            report.problems.append(f"providers.codex_agent.cli: {problem} ({codex.cli.binary})")
+    try:
+        from proxy_ext.providers import codex_agent  # type: ignore[attr-defined]
+
+        extra = getattr(codex_agent, "doctor_problems", None)
+        if extra is not None and codex.enabled:
+            report.problems.extend(f"providers.codex_agent: {p}" for p in extra(settings) if p not in " ".join(report.problems))
+    except ImportError:
+        pass
+
+
+def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) -> None:
+    s = runtime.settings
+    on = extension_on
+
+    def state(flag: bool, detail: str = "") -> str:
+        return ("on" if flag else "off") + (f" ({detail})" if detail else "")
+
+    report.capabilities = {
+        "extension": state(on, "callbacks line present" if on else "add proxy_ext.extension to litellm_settings.callbacks"),
+        "agent (/agent/run)": state(on and s.agent.enabled, f"default_model={s.agent.default_model}, backend={s.agent.backend}"),
+        "ready (/ready)": state(on),
+        "metrics (/metrics)": state(on and s.metrics.enabled, "auth required" if s.metrics.require_auth else "no auth"),
+        "cost in responses": state(on and s.cost.enabled),
+        "traces": state(on and s.traces.enabled, str(runtime.resolve_path(s.traces.path)) if s.traces.enabled else ""),
+        "exec tools": state(s.tools.exec.enabled, f"shell_mode={s.tools.exec.shell_mode}" if s.tools.exec.enabled else ""),
+        "http tool host": state(bool(s.tools.http.base_url), s.tools.http.base_url or ""),
+        "codex-agent provider": state(s.providers.codex_agent.enabled, f"mode={s.providers.codex_agent.mode}"),
+    }
+
+
+def diagnose(config_path: str | os.PathLike[str]) -> DoctorReport:
+    """Check ``config_path`` as the proxy would load it, without starting the server."""
+    report = DoctorReport()
+    path = Path(config_path)
+    try:
+        document, settings = load_config_file(path)
+    except ConfigError as exc:
+        report.problems.append(str(exc))
+        return report
+    runtime = Runtime(settings=settings, config_path=path.resolve(), document=document)
+    names = _model_names(document, report)
+    extension_on = _check_litellm_sections(document, path.resolve(), report)
+    _check_dependencies(runtime, names, report)
+    _capabilities(runtime, extension_on, report)
+    return report
+
+
+def _print_report(report: DoctorReport, config: str) -> None:
+    print(f"proxy-ext doctor: {config}")
+    if report.capabilities:
+        print("capabilities:")
+        for name, state in report.capabilities.items():
+            print(f"  {name:<22} {state}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    for problem in report.problems:
+        print(f"problem: {problem}")
+    print("ok: no problems found" if report.ok else f"FAILED: {len(report.problems)} problem(s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="proxy-ext", description="proxy_ext utilities")
+    commands = parser.add_subparsers(dest="command", required=True)
+    doctor = commands.add_parser("doctor", help="validate a proxy config without starting the server")
+    doctor.add_argument("--config", default="proxy_config.yaml", help="LiteLLM proxy config file (default: proxy_config.yaml)")
+    args = parser.parse_args(argv)
+    if args.command == "doctor":
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        report = diagnose(args.config)
+        _print_report(report, args.config)
+        return 0 if report.ok else 1
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
