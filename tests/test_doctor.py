@@ -1,0 +1,88 @@
+"""`proxy-ext doctor`: validates a config without starting the server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from proxy_ext.cli import diagnose, main
+from tests.harness import REPO_ROOT
+
+CLI = str(Path(sys.executable).with_name("proxy-ext"))
+
+
+def write(tmp_path: Path, document: dict) -> Path:
+    path = tmp_path / "proxy_config.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def base(**proxy_ext) -> dict:
+    return {
+        "model_list": [{"model_name": "echo", "litellm_params": {"model": "echo/echo"}}],
+        "litellm_settings": {
+            "callbacks": ["proxy_ext.extension"],
+            "custom_provider_map": [{"provider": "echo", "custom_handler": "proxy_ext.providers.echo.handler"}],
+        },
+        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+        "proxy_ext": proxy_ext,
+    }
+
+
+def test_default_config_is_healthy_and_lists_capabilities(capsys, monkeypatch):
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-doctor-test-key-0123456789abcdef")
+    assert main(["doctor", "--config", str(REPO_ROOT / "proxy_config.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "ok: no problems found" in out
+    assert "extension              on" in out and "exec tools             off" in out
+
+
+def test_console_script_exit_status(tmp_path):
+    bad = write(tmp_path, base(agent={"default_model": "missing-model"}))
+    result = subprocess.run([CLI, "doctor", "--config", str(bad)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "agent.default_model = 'missing-model' is not a model_name in model_list" in result.stdout
+
+
+def test_unreachable_tool_host_and_unwritable_traces_are_problems(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    report = diagnose(write(tmp_path, base(tools={"http": {"base_url": "http://127.0.0.1:9"}}, traces={"enabled": True, "path": str(blocker / "t.jsonl")})))
+    text = "\n".join(report.problems)
+    assert "tools.http: tool host unreachable" in text
+    assert "traces: trace directory not writable" in text
+
+
+def test_missing_callbacks_line_is_a_warning_and_capabilities_off(tmp_path):
+    document = base()
+    document["litellm_settings"].pop("callbacks")
+    report = diagnose(write(tmp_path, document))
+    assert report.ok
+    assert any("does not contain 'proxy_ext.extension'" in w for w in report.warnings)
+    assert report.capabilities["extension"].startswith("off")
+
+
+def test_broken_custom_handler_and_model_list(tmp_path):
+    document = base()
+    document["litellm_settings"]["custom_provider_map"].append({"provider": "x", "custom_handler": "no_such_pkg.handler"})
+    document["model_list"].append({"model_name": "nomodel", "litellm_params": {}})
+    report = diagnose(write(tmp_path, document))
+    assert any("no_such_pkg.handler cannot be loaded" in p for p in report.problems)
+    assert any("(nomodel) has no litellm_params.model" in p for p in report.problems)
+
+
+def test_unreadable_and_non_yaml_files(tmp_path):
+    assert "cannot read config file" in diagnose(tmp_path / "absent.yaml").problems[0]
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model_list: [\n")
+    assert "is not valid YAML" in diagnose(broken).problems[0]
+
+
+def test_unrestricted_shell_is_flagged(tmp_path):
+    report = diagnose(write(tmp_path, base(tools={"exec": {"enabled": True, "shell_mode": "unrestricted"}})))
+    assert report.ok
+    assert any("unrestricted" in w for w in report.warnings)
+    assert report.capabilities["exec tools"] == "on (shell_mode=unrestricted)"
