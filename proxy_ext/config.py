@@ -48,7 +48,9 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True, use_attribute_docstrings=True)
+    # Field docstrings are read by proxy_ext.config_reference (not use_attribute_docstrings: that
+    # parses source at import and would add ~100 ms to proxy start-up).
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
 
 
 # ----------------------------------------------------------------------------------------- agent

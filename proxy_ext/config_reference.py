@@ -6,7 +6,11 @@ so the reference can never drift from the code.
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
+import textwrap
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -67,6 +71,19 @@ def _constraints(field: Any) -> str:
     return ", ".join(parts)
 
 
+@cache
+def _field_docs(model: type[BaseModel]) -> dict[str, str]:
+    """Attribute docstrings (a string literal right after a field) of ``model``'s class body."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(model)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, following in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str):
+                docs[node.target.id] = following.value.value
+    return docs
+
+
 def _section(model: type[BaseModel], prefix: str, out: list[str]) -> None:
     rows: list[str] = []
     nested: list[tuple[type[BaseModel], str]] = []
@@ -80,7 +97,7 @@ def _section(model: type[BaseModel], prefix: str, out: list[str]) -> None:
         inner = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
         if inner:  # dict[str, Model] / Model | None
             nested.append((inner[0], f"{key}.<name>" if "dict" in str(annotation) else key))
-        description = " ".join((field.description or "").split()).replace("``", "`").replace("|", "\\|")
+        description = " ".join(_field_docs(model).get(name, "").split()).replace("``", "`").replace("|", "\\|")
         bounds = _constraints(field)
         rows.append(f"| `{key}` | {_type_name(annotation)} | {_default(field)} | {description}{' (' + bounds + ')' if bounds else ''} |")
     if rows:

@@ -81,3 +81,14 @@ def test_os_environ_references_are_resolved_and_missing_ones_named():
     assert settings.tools.http.headers == {"X-Key": "abc"}
     with pytest.raises(ConfigError, match=r"proxy_ext.tools.http.headers.X-Key: environment variable TOOL_KEY"):
         parse_config({"tools": {"http": {"headers": {"X-Key": "os.environ/TOOL_KEY"}}}}, env={})
+
+
+def test_importing_the_package_is_light_and_offline():
+    """`import proxy_ext` (client helpers) must not pull in LiteLLM nor do I/O."""
+    import subprocess
+    import sys
+
+    code = "import sys, socket\nsocket.socket.connect = None\nimport proxy_ext, proxy_ext.config\nprint('litellm' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
