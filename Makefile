@@ -25,13 +25,16 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 env: $(VENV)/.synced
 
-.env:
-	@umask 077; printf 'LITELLM_MASTER_KEY=sk-%s\n' "$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(24))')" > .env
-	@echo "Generated a random master key in $(CURDIR)/.env (git-ignored). Use it as your Bearer token."
-
-run: env .env
-	@set -a; source .env; set +a; \
-	  echo "proxy_ext: serving on http://$(HOST):$(PORT) — master key in $(CURDIR)/.env"; \
+# The master key: LITELLM_MASTER_KEY from the environment wins; else the one in .env; else a new
+# random one is written to .env (mode 600, git-ignored). Never a weak or fixed key.
+run: env
+	@if [ -z "$$LITELLM_MASTER_KEY" ] && ! grep -qs '^LITELLM_MASTER_KEY=' .env; then \
+	  umask 077; printf 'LITELLM_MASTER_KEY=sk-%s\n' "$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(24))')" >> .env; \
+	  echo "Generated a random master key in $(CURDIR)/.env (git-ignored). Use it as your Bearer token."; fi
+	@preset="$$LITELLM_MASTER_KEY"; set -a; if [ -f .env ]; then source .env; fi; set +a; \
+	  if [ -n "$$preset" ]; then export LITELLM_MASTER_KEY="$$preset"; where="the LITELLM_MASTER_KEY environment variable"; \
+	  else where="$(CURDIR)/.env"; fi; \
+	  echo "proxy_ext: serving on http://$(HOST):$(PORT) — master key in $$where"; \
 	  exec $(VENV)/bin/litellm --config proxy_config.yaml --host $(HOST) --port $(PORT)
 
 doctor: env

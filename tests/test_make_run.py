@@ -1,4 +1,4 @@
-"""`make run` serves the default config and generates a strong master key when none is set."""
+"""`make run` serves the default config: with a generated strong key, or with the operator's own."""
 
 from __future__ import annotations
 
@@ -8,50 +8,87 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.harness import REPO_ROOT, free_port
 
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_make_run_serves_with_a_generated_key(tmp_path):
+IGNORE = shutil.ignore_patterns(".git", ".env", ".venv", ".tools", "node_modules", "__pycache__", ".pytest_cache", ".hypothesis", "traces")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
     # A copy of the project without .env and without environments: `make run` bootstraps itself,
     # and the developer's own .env is never touched.
-    work = tmp_path / "proj"
-    shutil.copytree(REPO_ROOT, work, ignore=shutil.ignore_patterns(".git", ".env", ".venv", ".tools", "node_modules", "__pycache__", ".pytest_cache", ".hypothesis", "traces"), symlinks=True)
+    work = tmp_path_factory.mktemp("make-run") / "proj"
+    shutil.copytree(REPO_ROOT, work, ignore=IGNORE, symlinks=True)
+    return work
+
+
+def serve(project: Path, env_key: str | None, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"LITELLM_MASTER_KEY", "MAKEFLAGS", "MAKELEVEL"}}
-    log = tmp_path / "run.log"
+    if env_key:
+        env["LITELLM_MASTER_KEY"] = env_key
     with open(log, "wb") as out:
-        process = subprocess.Popen(["make", "run", f"PORT={port}"], cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(["make", "run", f"PORT={port}"], cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/liveliness", timeout=1).status_code == 200:
+                return process, port
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    stop(process)
+    pytest.fail("make run did not serve in time:\n" + log.read_text()[-3000:])
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/liveliness", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        else:
-            pytest.fail("make run did not serve in time:\n" + log.read_text()[-3000:])
-        dotenv = (work / ".env").read_text()
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def chat(port: int, key: str) -> httpx.Response:
+    return httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                      json={"model": "echo", "messages": [{"role": "user", "content": "served"}]}, timeout=30)
+
+
+def test_make_run_generates_a_strong_key_once(project, tmp_path):
+    process, port = serve(project, None, tmp_path / "run.log")
+    try:
+        dotenv = (project / ".env").read_text()
         match = re.fullmatch(r"LITELLM_MASTER_KEY=(sk-[0-9a-f]{48})\n", dotenv)
         assert match, dotenv
-        assert oct((work / ".env").stat().st_mode & 0o777) == "0o600"
+        assert oct((project / ".env").stat().st_mode & 0o777) == "0o600"
         key = match.group(1)
-        assert "master key in" in log.read_text() and key not in log.read_text()
-        ok = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                        json={"model": "echo", "messages": [{"role": "user", "content": "served"}]}, timeout=30)
+        log = (tmp_path / "run.log").read_text()
+        assert "Generated a random master key" in log and key not in log
+        ok = chat(port, key)
         assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"] == "served"
-        denied = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", headers={"Authorization": "Bearer sk-wrong"},
-                            json={"model": "echo", "messages": [{"role": "user", "content": "x"}]}, timeout=30)
-        assert denied.status_code in (400, 401)
+        assert chat(port, "sk-wrong").status_code in (400, 401)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop(process)
+    process, port = serve(project, None, tmp_path / "run2.log")  # second start reuses the key
+    try:
+        assert (project / ".env").read_text() == dotenv
+        assert chat(port, key).status_code == 200
+    finally:
+        stop(process)
+
+
+def test_make_run_uses_the_operators_key(project, tmp_path):
+    own = "sk-" + "ab12" * 12
+    process, port = serve(project, own, tmp_path / "run.log")
+    try:
+        assert chat(port, own).status_code == 200
+        assert "master key in the LITELLM_MASTER_KEY environment variable" in (tmp_path / "run.log").read_text()
+    finally:
+        stop(process)
