@@ -163,6 +163,8 @@ def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport)
 
 
 def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) -> None:
+    from proxy_ext import metrics
+
     s = runtime.settings
     on = extension_on
 
@@ -173,7 +175,10 @@ def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) ->
         "extension": state(on, "callbacks line present" if on else "add proxy_ext.extension to litellm_settings.callbacks"),
         "agent (/agent/run)": state(on and s.agent.enabled, f"default_model={s.agent.default_model}, backend={s.agent.backend}"),
         "ready (/ready)": state(on),
-        "metrics (/metrics)": state(on and s.metrics.enabled, "auth required" if s.metrics.require_auth else "no auth"),
+        "metrics (/metrics)": state(
+            on and s.metrics.enabled and metrics.AVAILABLE,
+            ("auth required" if s.metrics.require_auth else "no auth") if metrics.AVAILABLE else "prometheus_client not installed",
+        ),
         "cost in responses": state(on and s.cost.enabled),
         "traces": state(on and s.traces.enabled, str(runtime.resolve_path(s.traces.path)) if s.traces.enabled else ""),
         "exec tools": state(s.tools.exec.enabled, f"shell_mode={s.tools.exec.shell_mode}" if s.tools.exec.enabled else ""),

@@ -11,15 +11,41 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from prometheus_client import REGISTRY, CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+try:
+    from prometheus_client import REGISTRY, CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["CONTENT_TYPE_LATEST", "counter", "gauge", "histogram", "render"]
+    AVAILABLE = True
+except ImportError:  # optional: without it metrics are off and every collector is a no-op
+    AVAILABLE = False
+    CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
+    Counter = Gauge = Histogram = None  # type: ignore[assignment,misc]
+
+__all__ = ["AVAILABLE", "CONTENT_TYPE_LATEST", "counter", "gauge", "histogram", "render"]
+
+
+class _NoOp:
+    """Stands in for a collector when prometheus_client is not installed."""
+
+    def labels(self, *args: Any, **kwargs: Any) -> "_NoOp":
+        return self
+
+    def inc(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    dec = set = observe = inc
+
+    def time(self) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext()
 
 _lock = threading.Lock()
 _collectors: dict[str, Any] = {}
 
 
-def _get(kind: type, name: str, doc: str, labels: tuple[str, ...], **kwargs: Any) -> Any:
+def _get(kind: Any, name: str, doc: str, labels: tuple[str, ...], **kwargs: Any) -> Any:
+    if not AVAILABLE:
+        return _NoOp()
     full = f"proxy_ext_{name}"
     with _lock:
         existing = _collectors.get(full)
@@ -29,21 +55,21 @@ def _get(kind: type, name: str, doc: str, labels: tuple[str, ...], **kwargs: Any
         return existing
 
 
-def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
     """A counter named ``proxy_ext_<name>`` (``_total`` is appended by Prometheus)."""
     return _get(Counter, name, doc, labels)
 
 
-def histogram(name: str, doc: str, labels: tuple[str, ...] = (), buckets: tuple[float, ...] | None = None) -> Histogram:
+def histogram(name: str, doc: str, labels: tuple[str, ...] = (), buckets: tuple[float, ...] | None = None) -> Any:
     """A histogram named ``proxy_ext_<name>``."""
     return _get(Histogram, name, doc, labels, **({"buckets": buckets} if buckets else {}))
 
 
-def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
     """A gauge named ``proxy_ext_<name>``."""
     return _get(Gauge, name, doc, labels)
 
 
 def render() -> bytes:
-    """The Prometheus text exposition of the default registry."""
-    return generate_latest(REGISTRY)
+    """The Prometheus text exposition of the default registry (empty when metrics are off)."""
+    return generate_latest(REGISTRY) if AVAILABLE else b""

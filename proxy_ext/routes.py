@@ -28,6 +28,8 @@ def build_router(settings: ProxyExtConfig) -> APIRouter:
 
     router = APIRouter()
     router.include_router(ready.router)
-    if settings.metrics.enabled:
+    from proxy_ext import metrics
+
+    if settings.metrics.enabled and metrics.AVAILABLE:
         router.include_router(_metrics_router(settings.metrics.require_auth))
     return router

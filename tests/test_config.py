@@ -92,3 +92,18 @@ def test_importing_the_package_is_light_and_offline():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_missing_prometheus_client_turns_metrics_off_instead_of_failing():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['prometheus_client'] = None\n"
+        "from proxy_ext import metrics\n"
+        "c = metrics.counter('x', 'doc', ('a',)); c.labels(a='1').inc(); metrics.histogram('h', 'doc').observe(1.0)\n"
+        "print(metrics.AVAILABLE, metrics.render())"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False b''"
