@@ -126,3 +126,19 @@ def get_extension() -> ProxyExtension:
         _extension = ProxyExtension()
         logger.info("proxy_ext enabled (config: %s)", runtime.config_path)
         return _extension
+
+
+def model_is_served(name: str) -> bool:
+    """Whether the proxy's Router knows ``name`` (a model_name, an alias or a wildcard match)."""
+    router = llm_router()
+    if router is None:
+        return False
+    if name in getattr(router, "model_names", ()):
+        return True
+    if name in (getattr(router, "model_group_alias", None) or {}):
+        return True
+    pattern_router = getattr(router, "pattern_router", None)
+    try:
+        return bool(pattern_router and pattern_router.route(name))
+    except Exception:  # a pattern router that cannot match this name: not served
+        return False

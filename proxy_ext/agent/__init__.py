@@ -1,0 +1,1 @@
+"""POST /agent/run: a small tool-using agent loop over the proxy's own models."""

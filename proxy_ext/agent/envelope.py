@@ -1,0 +1,55 @@
+"""The stable /agent/run response envelope ``{ok, final_answer, stopped_reason, messages, metrics}``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Envelope", "RunMetrics", "StoppedReason"]
+
+StoppedReason = Literal["final_answer", "max_iterations", "budget_exceeded", "timeout", "error", "fallback"]
+
+
+@dataclass
+class RunMetrics:
+    """What a run did and cost."""
+
+    iterations: int = 0
+    """Model turns taken (all models of the ladder)."""
+    tool_calls: int = 0
+    """Tool calls executed."""
+    escalated: bool = False
+    """Whether the run moved up the model ladder."""
+    used_model: str | None = None
+    """The model that produced the final answer (or the last one tried)."""
+    models_tried: list[str] = field(default_factory=list)
+    """Models of the ladder used, in order (the fallback model is appended when it ran)."""
+    prompt_tokens: int = 0
+    """Summed prompt tokens of every model call."""
+    completion_tokens: int = 0
+    """Summed completion tokens of every model call."""
+    cost_usd: float = 0.0
+    """Sum of LiteLLM's own computed response costs (``x-litellm-response-cost``)."""
+    duration_ms: int = 0
+    """Wall time of the run."""
+    trace_id: str = ""
+    """Identifier of the run (the trace record's ``trace_id``)."""
+    error: str | None = None
+    """Why the run failed; present only when ``ok`` is false (the envelope's keys stay fixed)."""
+
+
+@dataclass
+class Envelope:
+    """The body of a /agent/run answer (HTTP 200 whenever the request was well-formed)."""
+
+    ok: bool
+    final_answer: str | None
+    stopped_reason: StoppedReason
+    messages: list[dict[str, Any]]
+    metrics: RunMetrics
+
+    def to_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        if body["metrics"]["error"] is None:
+            body["metrics"].pop("error")
+        return body

@@ -1,0 +1,95 @@
+"""Model calls of the agent, made through the proxy's own ``/v1/chat/completions`` as the caller.
+
+Why over loopback HTTP rather than calling the Router in-process: the request then passes through
+exactly the same auth, model-access checks, budgets, rate limits, hooks and spend logging as the
+caller's own chat call — with the caller's headers — so an agent run can never reach a model the
+key may not use, and a LiteLLM upgrade cannot silently change that. One pooled keep-alive client
+keeps the cost of the hop well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from proxy_ext.agent.errors import ModelCallError
+
+__all__ = ["ModelClient", "ModelTurn", "forwardable_headers"]
+
+# Hop-by-hop and body-describing headers are not forwarded; everything else (Authorization,
+# x-litellm-api-key, custom-auth headers, tracing headers) is, so the identity is the caller's.
+_DROP = {"host", "content-length", "content-type", "transfer-encoding", "connection", "keep-alive",
+         "accept-encoding", "expect", "upgrade", "te", "trailer", "proxy-authorization", "accept"}
+
+
+def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The caller's headers to repeat on the agent's model calls."""
+    return {k: v for k, v in headers.items() if k.lower() not in _DROP}
+
+
+@dataclass(frozen=True)
+class ModelTurn:
+    """One assistant reply."""
+
+    message: dict[str, Any]
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        error = body.get("error", body) if isinstance(body, dict) else body
+        message = error.get("message") if isinstance(error, dict) else error
+        return str(message or response.text)[:2000]
+    except (json.JSONDecodeError, ValueError):
+        return response.text[:2000] or response.reason_phrase
+
+
+class ModelClient:
+    """Chat completions against this proxy, with the caller's headers."""
+
+    def __init__(self, base_url: str, headers: Mapping[str, str], http: httpx.AsyncClient) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = dict(headers)
+        self.http = http
+
+    async def complete(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                       timeout_s: float, metadata: Mapping[str, Any] | None = None) -> ModelTurn:
+        body: dict[str, Any] = {"model": model, "messages": messages}
+        if tools:
+            body["tools"] = tools
+        if metadata:
+            body["metadata"] = dict(metadata)
+        try:
+            response = await self.http.post(f"{self.base_url}/v1/chat/completions", json=body, headers=self.headers,
+                                            timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)))
+        except httpx.TimeoutException:
+            raise ModelCallError(model, 0, "model call timed out") from None
+        except httpx.HTTPError as exc:
+            raise ModelCallError(model, 0, f"model call failed: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise ModelCallError(model, response.status_code, _error_message(response))
+        data = response.json()
+        try:
+            message = data["choices"][0]["message"]
+        except (KeyError, IndexError, TypeError):
+            raise ModelCallError(model, 502, "model answer had no choices[0].message") from None
+        usage = data.get("usage") or {}
+        try:
+            cost = float(response.headers.get("x-litellm-response-cost") or 0.0)
+        except ValueError:
+            cost = 0.0
+        clean = {"role": "assistant", "content": message.get("content")}
+        if message.get("tool_calls"):
+            clean["tool_calls"] = [
+                {"id": c.get("id"), "type": "function", "function": {"name": c["function"]["name"], "arguments": c["function"].get("arguments") or "{}"}}
+                for c in message["tool_calls"]
+                if isinstance(c, dict) and isinstance(c.get("function"), dict)
+            ]
+        return ModelTurn(clean, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), cost)

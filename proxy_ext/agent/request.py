@@ -1,0 +1,144 @@
+"""The /agent/run request, and its resolution against the operator's defaults and caps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from proxy_ext.agent.errors import AgentRequestError
+from proxy_ext.config import AgentConfig
+
+__all__ = ["AgentRunRequest", "Budget", "RunSpec", "resolve"]
+
+ROLES = {"system", "user", "assistant", "tool", "developer"}
+
+
+class Budget(BaseModel):
+    """Per-request budget; each value must be positive and at most the operator's cap."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    max_tokens: int | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+
+class AgentRunRequest(BaseModel):
+    """Body of POST /agent/run. Give ``messages`` (OpenAI chat messages) or ``input`` (text)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[dict[str, Any]] | None = None
+    input: str | None = None
+    model: str | None = None
+    profile: str | None = None
+    tools: list[str] | None = None
+    backend: Literal["local", "http", "echo"] | None = None
+    max_iterations: int | None = Field(default=None, gt=0)
+    budget: Budget | None = None
+    stream: bool = False
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _valid_messages(cls, messages: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        if messages is None:
+            return None
+        if not messages:
+            raise ValueError("messages must hold at least one message")
+        for index, message in enumerate(messages):
+            role = message.get("role")
+            if role not in ROLES:
+                raise ValueError(f"messages[{index}].role is {role!r}; allowed: {', '.join(sorted(ROLES))}")
+            if role in {"user", "system", "developer"} and not isinstance(message.get("content"), (str, list)):
+                raise ValueError(f"messages[{index}] ({role}) needs a string or content-part list as content")
+            if role == "tool" and not message.get("tool_call_id"):
+                raise ValueError(f"messages[{index}] (tool) needs a tool_call_id")
+        return messages
+
+    @model_validator(mode="after")
+    def _messages_or_input(self) -> "AgentRunRequest":
+        if self.messages is None and not self.input:
+            raise ValueError("give either messages (a non-empty list) or input (a non-empty string)")
+        if self.messages is not None and self.input:
+            raise ValueError("give messages or input, not both")
+        return self
+
+    def conversation(self) -> list[dict[str, Any]]:
+        """The input as chat messages."""
+        return [dict(m) for m in self.messages] if self.messages is not None else [{"role": "user", "content": self.input}]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A validated run: everything the runner needs, resolved against the config."""
+
+    messages: list[dict[str, Any]]
+    ladder: list[str]
+    backend: str
+    tool_names: list[str] | None
+    max_iterations: int
+    max_cost_usd: float | None
+    max_tokens: int | None
+    timeout_s: float
+    stream: bool
+    metadata: dict[str, Any]
+    profile: str | None
+
+
+def _capped(name: str, value: float | int | None, cap: float | int) -> None:
+    if value is not None and value > cap:
+        raise AgentRequestError(f"{name} = {value} exceeds the operator's maximum of {cap} (proxy_ext.agent.limits)")
+
+
+def resolve(request: AgentRunRequest, agent: AgentConfig) -> RunSpec:
+    """Apply profile and config defaults; reject values over the operator's caps (400)."""
+    limits = agent.limits
+    profile = None
+    if request.profile is not None:
+        profile = agent.profiles.get(request.profile)
+        if profile is None:
+            known = ", ".join(sorted(agent.profiles)) or "none configured"
+            raise AgentRequestError(f"unknown profile {request.profile!r}; known profiles: {known}")
+    messages = request.conversation()
+    if len(messages) > limits.max_messages:
+        raise AgentRequestError(f"{len(messages)} messages exceed the maximum of {limits.max_messages} (proxy_ext.agent.limits.max_messages)")
+    _capped("max_iterations", request.max_iterations, limits.max_iterations)
+    budget = request.budget or Budget()
+    _capped("budget.max_cost_usd", budget.max_cost_usd, limits.max_cost_usd)
+    _capped("budget.max_tokens", budget.max_tokens, limits.max_tokens)
+    _capped("budget.timeout_s", budget.timeout_s, limits.timeout_s)
+    base_budget = (profile.budget if profile and profile.budget else None) or agent.budget
+
+    ladder_config = (profile.escalation if profile and profile.escalation else None) or agent.escalation
+    first = request.model or (profile.model if profile else None)
+    if first is not None and first.startswith("mini-agent/"):
+        raise AgentRequestError(f"model {first!r} is an agent profile; name a model of the model_list")
+    if first is None:
+        ladder = list(ladder_config) or ([agent.default_model] if agent.default_model else [])
+    elif first in ladder_config:
+        ladder = list(ladder_config[ladder_config.index(first):])  # escalate upwards from the asked model
+    else:
+        ladder = [first]
+    backend = request.backend or (profile.backend if profile and profile.backend else None) or agent.backend
+    if not ladder and backend != "echo":
+        raise AgentRequestError("no model: give model in the request or set proxy_ext.agent.default_model")
+    system_prompt = profile.system_prompt if profile else None
+    if system_prompt and not any(m.get("role") == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    tools = request.tools if request.tools is not None else (profile.tools if profile else None)
+    return RunSpec(
+        messages=messages,
+        ladder=ladder,
+        backend=backend,
+        tool_names=tools,
+        max_iterations=request.max_iterations or (profile.max_iterations if profile and profile.max_iterations else None) or agent.max_iterations,
+        max_cost_usd=budget.max_cost_usd or base_budget.max_cost_usd,
+        max_tokens=budget.max_tokens or base_budget.max_tokens,
+        timeout_s=budget.timeout_s or base_budget.timeout_s,
+        stream=request.stream,
+        metadata=dict(request.metadata or {}),
+        profile=request.profile,
+    )

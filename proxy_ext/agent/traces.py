@@ -1,0 +1,74 @@
+"""One JSONL record per agent run, with secrets redacted.
+
+Safe with several workers (``--num_workers``) and concurrent runs: each record is one ``write()`` of
+one line to a file opened with ``O_APPEND`` under an exclusive ``flock``, so lines never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Redactor", "TraceWriter"]
+
+REDACTED = "[REDACTED]"
+_SECRET_KEYS = re.compile(r"(authorization|api[-_]?key|secret|password|token|cookie)", re.I)
+_BUILTIN_PATTERNS = [
+    r"sk-[A-Za-z0-9_\-]{8,}",                 # OpenAI / LiteLLM style keys
+    r"(?i)bearer\s+[A-Za-z0-9._\-+/=]{8,}",   # bearer tokens inside text
+    r"AKIA[0-9A-Z]{16}",                      # AWS access key ids
+]
+
+
+class Redactor:
+    """Replaces secret-looking keys' values and secret patterns in strings."""
+
+    def __init__(self, extra_patterns: list[str] | None = None, literals: list[str] | None = None) -> None:
+        self.patterns = [re.compile(p) for p in [*_BUILTIN_PATTERNS, *(extra_patterns or [])]]
+        self.literals = [s for s in (literals or []) if s and len(s) >= 6]
+
+    def text(self, value: str) -> str:
+        for literal in self.literals:
+            value = value.replace(literal, REDACTED)
+        for pattern in self.patterns:
+            value = pattern.sub(REDACTED, value)
+        return value
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: (REDACTED if isinstance(k, str) and _SECRET_KEYS.search(k) and v not in (None, "", 0) and not isinstance(v, (dict, list, bool, int, float)) else self(v))
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        if isinstance(value, str):
+            return self.text(value)
+        return value
+
+
+class TraceWriter:
+    """Appends redacted run records to ``path``."""
+
+    def __init__(self, path: Path, redactor: Redactor) -> None:
+        self.path = path
+        self.redactor = redactor
+
+    def _write(self, line: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            view = memoryview(line)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    async def write(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(self.redactor(record), default=str, separators=(",", ":")) + "\n").encode()
+        await asyncio.to_thread(self._write, line)
