@@ -174,12 +174,16 @@ class ExecLimits(_Section):
     """Open file descriptors (RLIMIT_NOFILE)."""
 
 
+# No awk/sed/xargs by default: they run arbitrary commands (system(), the sed ``e`` command).
+# ``env`` and ``find`` are allowed only in forms that cannot start another program (see exec/shell.py).
 DEFAULT_SHELL_ALLOWLIST = (
     "cat", "echo", "ls", "pwd", "head", "tail", "wc", "grep", "sort", "uniq", "cut", "tr",
-    "date", "true", "false", "printf", "sed", "awk", "find", "basename", "dirname", "env", "sleep",
-    "seq", "expr", "test", "[",
+    "date", "true", "false", "printf", "find", "basename", "dirname", "env", "sleep",
+    "seq", "expr", "test",
 )
-DEFAULT_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
+DEFAULT_ENV_ALLOWLIST = ("LANG", "LC_ALL", "TZ")
+_SANDBOX_SET_ENV = {"PATH", "HOME", "TMPDIR", "PWD"}
+_SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.I)
 
 
 class ExecToolConfig(_Section):
@@ -199,11 +203,35 @@ class ExecToolConfig(_Section):
     shell_allowlist: list[str] = Field(default_factory=lambda: list(DEFAULT_SHELL_ALLOWLIST))
     """Executables exec_shell may run in allowlist mode."""
     env_allowlist: list[str] = Field(default_factory=lambda: list(DEFAULT_ENV_ALLOWLIST))
-    """Environment variables passed through to tool processes (values of secrets never are)."""
+    """Environment variables of the proxy passed through to tool processes. Names that look like
+    secrets (KEY, SECRET, TOKEN, PASSWORD, CREDENTIAL, AUTH) are refused; PATH, HOME, TMPDIR and PWD
+    are set by the sandbox."""
+    path: str = "/usr/local/bin:/usr/bin:/bin"
+    """PATH of tool processes (also where exec_shell looks up allowlisted executables)."""
     python_executable: str | None = None
-    """Interpreter for exec_python (default: the proxy's own ``sys.executable``)."""
+    """Interpreter for exec_python, run as ``python -I -S`` (standard library only). Default: the
+    proxy's interpreter if the sandbox user may run it, else ``python3`` on ``path``."""
+    run_as_user: str | None = "nobody"
+    """When the proxy runs as root, tool processes run as this user (None: stay root, not
+    recommended). Ignored when the proxy is not root: tools then run as the proxy's user."""
+    tmp_dir: str | None = None
+    """Where the per-call working directories are created (default: the system temp directory)."""
+    max_code_bytes: int = Field(default=100_000, ge=1, le=120_000)
+    """Largest ``code`` (exec_python) or ``command`` (exec_shell) argument, in bytes."""
+    max_concurrent_calls: int = Field(default=16, ge=1, le=1024)
+    """Exec tool calls running at the same time in this proxy; more wait for a free slot."""
     limits: ExecLimits = Field(default_factory=ExecLimits)
     """Resource limits."""
+
+    @field_validator("env_allowlist")
+    @classmethod
+    def _no_secret_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name.upper() in _SANDBOX_SET_ENV:
+                raise ValueError(f"{name} is set by the sandbox (see tools.exec.path); remove it from env_allowlist")
+            if _SECRET_NAME.search(name):
+                raise ValueError(f"{name} looks like a secret; tool processes never receive secrets")
+        return names
 
     @model_validator(mode="after")
     def _timeout_within_max(self) -> "ExecToolConfig":
@@ -233,8 +261,20 @@ class HttpToolConfig(_Section):
     """Retries after a 429 or a connect error."""
     max_retry_wait_s: float = Field(default=30.0, ge=0)
     """Cap on the total time spent waiting between retries of one call."""
+    retry_backoff_s: float = Field(default=0.25, ge=0)
+    """First backoff between retries (doubled each try, with jitter) when no ``Retry-After`` is given."""
+    max_response_bytes: int = Field(default=1_048_576, ge=1024)
+    """Largest tool-host response body; a bigger one is an error the model sees."""
     tools_cache_ttl_s: float = Field(default=60.0, ge=0)
     """How long the ``GET /tools`` listing is cached."""
+
+    @model_validator(mode="after")
+    def _one_authorization_source(self) -> "HttpToolConfig":
+        if self.forward_authorization and any(k.lower() == "authorization" for k in self.headers):
+            raise ValueError("tools.http.headers sets Authorization and forward_authorization is on: choose one")
+        if any(k.lower() == "authorization" for k in self.forward_headers):
+            raise ValueError("tools.http.forward_headers cannot name Authorization; use forward_authorization")
+        return self
 
     @field_validator("base_url")
     @classmethod
