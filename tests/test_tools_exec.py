@@ -1,0 +1,356 @@
+"""The exec sandbox, driven through ExecToolBackend.invoke: real processes, counted in /proc."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from proxy_ext.config import ExecToolConfig, parse_config, ConfigError
+from proxy_ext.tools.base import ToolContext
+from proxy_ext.tools.exec import ExecToolBackend, sandbox_problem
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the exec sandbox needs Linux")
+
+CTX = ToolContext()
+
+
+def make(**overrides: Any) -> ExecToolBackend:
+    return ExecToolBackend(ExecToolConfig(enabled=True, **overrides))
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[ExecToolBackend]:
+    b = make()
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def unrestricted() -> Iterator[ExecToolBackend]:
+    b = make(shell_mode="unrestricted", timeout_s=1.5)
+    yield b
+    b.close()
+
+
+def marker() -> str:
+    """A sleep duration nobody else uses, to find our processes in /proc."""
+    return f"{random.randint(1000, 9999)}.{random.randint(100000, 999999)}"
+
+
+def count_processes(text: str) -> int:
+    """Live (non-zombie) processes whose command line is exactly ``text`` (program by basename)."""
+    found = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().decode(errors="replace").split("\0")[:-1]
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if argv and " ".join([os.path.basename(argv[0]), *argv[1:]]) == text and state != b"Z":
+            found += 1
+    return found
+
+
+async def wait_for_count(text: str, at_least: int, within_s: float = 5.0) -> int:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        n = count_processes(text)
+        if n >= at_least:
+            return n
+        await asyncio.sleep(0.02)
+    return count_processes(text)
+
+
+async def shell(b: ExecToolBackend, command: str, **extra: Any) -> dict[str, Any]:
+    result = await b.invoke("exec_shell", {"command": command, **extra}, CTX)
+    assert result.ok, result.error
+    return result.content
+
+
+async def python(b: ExecToolBackend, code: str, **extra: Any) -> dict[str, Any]:
+    result = await b.invoke("exec_python", {"code": code, **extra}, CTX)
+    assert result.ok, result.error
+    return result.content
+
+
+def test_this_host_can_run_the_sandbox():
+    assert sandbox_problem(ExecToolConfig(enabled=True)) is None
+
+
+async def test_result_shape_and_exit_code(backend):
+    out = await shell(backend, "echo hello 'two words'")
+    assert set(out) == {"rc", "stdout", "stderr", "timed_out", "truncated", "duration_ms"}
+    assert out["rc"] == 0 and out["stdout"] == "hello two words\n" and out["stderr"] == ""
+    assert out["timed_out"] is False and out["truncated"] is False and out["duration_ms"] > 0
+    failing = await python(backend, "import sys; print('oops', file=sys.stderr); sys.exit(3)")
+    assert failing["rc"] == 3 and failing["stderr"] == "oops\n"
+
+
+# --------------------------------------------------------------------------- process trees
+
+
+async def test_timeout_kills_background_nohup_setsid_children(unrestricted):
+    tag = marker()
+    command = (f"sleep {tag} & nohup sleep {tag} >/dev/null 2>&1 & setsid sleep {tag} & "
+               f"(sleep {tag} &) ; sleep {tag}")
+    task = asyncio.ensure_future(unrestricted.invoke("exec_shell", {"command": command, "timeout_s": 1.0}, CTX))
+    assert await wait_for_count(f"sleep {tag}", 5) == 5, "the tool did not start its background processes"
+    result = await task
+    assert result.ok and result.content["timed_out"] is True
+    assert count_processes(f"sleep {tag}") == 0
+
+
+async def test_background_children_die_when_the_tool_exits_normally(unrestricted):
+    tag = marker()
+    started = time.monotonic()
+    out = await shell(unrestricted, f"sleep {tag} & setsid sleep {tag} & echo started")
+    assert out["rc"] == 0 and out["stdout"] == "started\n" and out["timed_out"] is False
+    assert time.monotonic() - started < 1.0, "the call waited for its background children"
+    assert count_processes(f"sleep {tag}") == 0
+
+
+async def test_double_forked_daemon_from_python_is_killed(backend):
+    tag = marker()
+    code = f"""
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv('/bin/sleep', ['sleep', '{tag}'])
+    os._exit(0)
+time.sleep(0.2)
+print('parent done')
+"""
+    task = asyncio.ensure_future(backend.invoke("exec_python", {"code": code}, CTX))
+    assert await wait_for_count(f"sleep {tag}", 1) == 1
+    result = await task
+    assert result.content["stdout"] == "parent done\n"
+    assert count_processes(f"sleep {tag}") == 0
+
+
+async def test_cancelled_call_kills_its_tree(unrestricted):
+    tag = marker()
+    task = asyncio.ensure_future(unrestricted.invoke("exec_shell", {"command": f"setsid sleep {tag} & sleep {tag}"}, CTX))
+    assert await wait_for_count(f"sleep {tag}", 2) == 2
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    deadline = time.monotonic() + 3
+    while count_processes(f"sleep {tag}") and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert count_processes(f"sleep {tag}") == 0
+
+
+async def test_parallel_calls_run_concurrently_and_keep_their_order(backend):
+    delays = [0.6, 0.1, 0.4, 0.0, 0.3]
+    started = time.monotonic()
+    results = await asyncio.gather(*(python(backend, f"import time; time.sleep({d}); print({i})") for i, d in enumerate(delays)))
+    assert [r["stdout"] for r in results] == [f"{i}\n" for i in range(len(delays))]
+    assert time.monotonic() - started < sum(delays), "the calls ran one after another"
+
+
+async def test_fork_server_is_restarted_when_it_dies():
+    b = make()
+    try:
+        assert (await shell(b, "echo one"))["stdout"] == "one\n"
+        os.kill(b.sandbox.server_pid, signal.SIGKILL)
+        await asyncio.sleep(0.1)
+        assert (await shell(b, "echo two"))["stdout"] == "two\n"
+    finally:
+        b.close()
+
+
+# ------------------------------------------------------------------------------ isolation
+
+
+async def test_environment_holds_none_of_the_proxys_secrets(monkeypatch, unrestricted):
+    secrets = {"LITELLM_MASTER_KEY": "sk-master-4f1c2d", "OPENAI_API_KEY": "sk-provider-9a8b7c", "SOME_RANDOM_VAR": "value-77e1"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    b = make(shell_mode="unrestricted")
+    try:
+        shown = (await shell(b, "env"))["stdout"]
+        from_python = (await python(b, "import os; print(dict(os.environ))"))["stdout"]
+        # The tool may try to read the proxy's (this test process's) environment through /proc.
+        peek = await shell(b, f"cat /proc/{os.getpid()}/environ /proc/{b.sandbox.server_pid}/environ")
+    finally:
+        b.close()
+    for value in secrets.values():
+        assert value not in shown and value not in from_python and value not in peek["stdout"]
+    names = {line.split("=", 1)[0] for line in shown.splitlines()}
+    assert names <= {"PATH", "HOME", "TMPDIR", "PWD", "LANG", "LC_ALL", "TZ", "SHLVL", "_"}
+    assert "LANG=C.UTF-8" in shown
+
+
+async def test_fresh_working_directory_is_private_and_removed(backend):
+    first = await python(backend, "import os; open('f.txt', 'w').write('x'); print(os.getcwd()); print(os.listdir('.'))")
+    second = await python(backend, "import os; print(os.getcwd()); print(os.listdir('.'))")
+    cwd1, listing1 = first["stdout"].splitlines()
+    cwd2, listing2 = second["stdout"].splitlines()
+    assert cwd1 != cwd2 and listing1 == "['f.txt']" and listing2 == "[]"
+    assert not os.path.exists(cwd1) and not os.path.exists(cwd2)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="privileges are dropped only when the proxy runs as root")
+async def test_runs_as_the_unprivileged_user_when_root(backend):
+    out = await python(backend, "import os; print(os.getuid(), os.getgid(), os.getgroups())")
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    assert out["stdout"] == f"{nobody.pw_uid} {nobody.pw_gid} []\n"
+    denied = await python(backend, "open('/root/.x', 'w')")
+    assert denied["rc"] == 1 and "PermissionError" in denied["stderr"]
+
+
+# ------------------------------------------------------------------------------------ limits
+
+
+async def test_output_is_capped_and_the_rest_discarded():
+    b = make(max_output_bytes=1024)
+    try:
+        out = await python(b, "import sys\nfor _ in range(2000): sys.stdout.write('x' * 5000)\nsys.stderr.write('e' * 10)")
+    finally:
+        b.close()
+    assert out["rc"] == 0 and out["truncated"] is True
+    assert out["stdout"] == "x" * 1024 and out["stderr"] == "e" * 10
+
+
+async def test_memory_limit():
+    b = make(limits={"memory_mb": 128})
+    try:
+        out = await python(b, "x = bytearray(512 * 1024 * 1024); print('allocated')")
+        small = await python(b, "x = bytearray(16 * 1024 * 1024); print('allocated')")
+    finally:
+        b.close()
+    assert out["rc"] != 0 and "MemoryError" in out["stderr"] and "allocated" not in out["stdout"]
+    assert small["rc"] == 0 and small["stdout"] == "allocated\n"
+
+
+async def test_cpu_limit_kills_a_busy_loop_before_the_timeout():
+    b = make(limits={"cpu_s": 1}, timeout_s=20, max_timeout_s=20)
+    try:
+        out = await python(b, "while True: pass")
+    finally:
+        b.close()
+    assert out["timed_out"] is False and out["rc"] in (-signal.SIGXCPU, -signal.SIGKILL)
+    assert out["duration_ms"] < 5000
+
+
+async def test_file_size_limit():
+    b = make(limits={"file_size_mb": 1})
+    try:
+        out = await python(b, "open('big', 'wb').write(b'x' * 2 * 1024 * 1024)")
+    finally:
+        b.close()
+    # Python ignores SIGXFSZ and gets EFBIG ("File too large") instead.
+    assert out["rc"] == 1 and "File too large" in out["stderr"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="RLIMIT_NPROC counts every process of the user; only checked for the sandbox user")
+async def test_process_count_limit():
+    tag = marker()
+    b = make(limits={"max_processes": 4})
+    code = f"""
+import subprocess
+started = 0
+try:
+    for _ in range(20):
+        subprocess.Popen(['/bin/sleep', '{tag}'])
+        started += 1
+except OSError as exc:
+    print('refused after', started, type(exc).__name__)
+"""
+    try:
+        out = await python(b, code)
+    finally:
+        b.close()
+    assert out["stdout"].startswith("refused after"), out
+    assert int(out["stdout"].split()[2]) < 4
+    assert count_processes(f"sleep {tag}") == 0
+
+
+async def test_per_call_timeout_is_capped_by_config_and_run_budget(backend):
+    capped = make(timeout_s=0.5, max_timeout_s=0.5, shell_mode="unrestricted")
+    try:
+        started = time.monotonic()
+        out = await shell(capped, "sleep 5", timeout_s=30)
+        assert out["timed_out"] and time.monotonic() - started < 2.5
+        started = time.monotonic()
+        result = await backend.invoke("exec_shell", {"command": "sleep 5"}, ToolContext(timeout_s=0.3))
+        assert result.content["timed_out"] and time.monotonic() - started < 2.0
+    finally:
+        capped.close()
+
+
+# ---------------------------------------------------------------------------------- allowlist
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("rm -rf /tmp/x", "not in tools.exec.shell_allowlist"),
+        ("python3 -c 'print(1)'", "not in tools.exec.shell_allowlist"),
+        ("/bin/rm x", "by name, not by path"),
+        ("ls; rm -rf /", "metacharacters"),
+        ("echo hi | rm", "metacharacters"),
+        ("echo $(id)", "metacharacters"),
+        ("echo `id`", "metacharacters"),
+        ("cat < /etc/passwd", "metacharacters"),
+        ("ls *.py", "metacharacters"),
+        ("echo hi && id", "metacharacters"),
+        ("env python3 -c 1", "env may only print"),
+        ("find . -exec rm {} ;", "metacharacters"),
+        ("find . -exec rm", "-exec is not allowed"),
+        ("echo 'unbalanced", "cannot parse"),
+        ("", "empty command"),
+    ],
+)
+async def test_allowlist_refusals(backend, command, message):
+    result = await backend.invoke("exec_shell", {"command": command}, CTX)
+    assert result.ok is False and message in result.error
+
+
+async def test_allowlist_allows_plain_commands_with_quoted_text(backend):
+    out = await shell(backend, "echo 'a; b | c $HOME' \"*\"")
+    assert out["stdout"] == "a; b | c $HOME *\n"
+    assert (await shell(backend, "env"))["rc"] == 0
+
+
+async def test_unrestricted_mode_runs_a_shell(unrestricted):
+    out = await shell(unrestricted, "echo a b | wc -w; echo $((2+3))")
+    assert out["stdout"].split() == ["2", "5"]
+
+
+async def test_invalid_arguments_are_refused_before_running(backend):
+    missing = await backend.invoke("exec_python", {}, CTX)
+    assert missing.ok is False and "'code' is a required property" in missing.error
+    extra = await backend.invoke("exec_shell", {"command": "ls", "cwd": "/"}, CTX)
+    assert extra.ok is False and "cwd" in extra.error
+    unknown = await backend.invoke("exec_ruby", {"code": "1"}, CTX)
+    assert unknown.ok is False and "unknown tool" in unknown.error
+    too_long = await backend.invoke("exec_python", {"code": "#" * 200_000}, CTX)
+    assert too_long.ok is False and "max_code_bytes" in too_long.error
+
+
+async def test_lists_both_tools(backend):
+    names = [spec.name for spec in await backend.list_tools(CTX)]
+    assert names == ["exec_python", "exec_shell"]
+
+
+@pytest.mark.parametrize("name", ["OPENAI_API_KEY", "LITELLM_MASTER_KEY", "DB_PASSWORD", "PATH"])
+def test_config_refuses_secret_or_sandbox_names_in_env_allowlist(name):
+    with pytest.raises(ConfigError, match=name):
+        parse_config({"tools": {"exec": {"env_allowlist": [name]}}})
