@@ -242,6 +242,10 @@ class ExecToolConfig(_Section):
         return self
 
 
+_CREDENTIAL_HEADERS = {"authorization", "x-litellm-api-key", "api-key", "x-api-key", "cookie", "proxy-authorization"}
+_HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-type", "accept-encoding", "te", "upgrade"}
+
+
 class HttpToolConfig(_Section):
     """``proxy_ext.tools.http``: remote tools from an HTTP tool host (``GET /tools``, ``POST /invoke``)."""
 
@@ -272,8 +276,11 @@ class HttpToolConfig(_Section):
     def _one_authorization_source(self) -> "HttpToolConfig":
         if self.forward_authorization and any(k.lower() == "authorization" for k in self.headers):
             raise ValueError("tools.http.headers sets Authorization and forward_authorization is on: choose one")
-        if any(k.lower() == "authorization" for k in self.forward_headers):
-            raise ValueError("tools.http.forward_headers cannot name Authorization; use forward_authorization")
+        for name in self.forward_headers:
+            if name.lower() in _CREDENTIAL_HEADERS:
+                raise ValueError(f"tools.http.forward_headers cannot name {name} (a credential); use forward_authorization for Authorization")
+            if name.lower() in _HOP_HEADERS:
+                raise ValueError(f"tools.http.forward_headers cannot name {name} (set by the HTTP client)")
         return self
 
     @field_validator("base_url")
