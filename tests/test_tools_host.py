@@ -1,0 +1,110 @@
+"""The http tool backend against the reference tool host started as a real process."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from proxy_ext.config import HttpToolConfig
+from proxy_ext.tools.base import ToolContext
+from proxy_ext.tools.http import HttpToolBackend
+from tests.harness.tool_host import ToolHostProcess
+
+TOKEN = "tool-host-token-" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[ToolHostProcess]:
+    with ToolHostProcess(token=TOKEN) as process:
+        yield process
+
+
+def backend(host: ToolHostProcess, **overrides: Any) -> HttpToolBackend:
+    settings: dict[str, Any] = {"base_url": host.base_url, "headers": {"X-Tool-Token": TOKEN}, "retry_backoff_s": 0.01, **overrides}
+    return HttpToolBackend(HttpToolConfig(**settings))
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_lists_the_reference_tools(host):
+    specs = await backend(host).list_tools(ToolContext())
+    assert {"echo", "add", "sleep", "flaky", "whoami"} <= {s.name for s in specs}
+    add = next(s for s in specs if s.name == "add")
+    assert add.parameters["required"] == ["a", "b"]
+
+
+async def test_invokes_a_tool_and_reports_tool_errors(host):
+    b = backend(host)
+    result = await b.invoke("add", {"a": 40, "b": 2}, ToolContext())
+    assert result.ok and result.content == 42
+    failed = await b.invoke("fail", {"message": "disk on fire"}, ToolContext())
+    assert failed.ok is False and failed.error == "disk on fire"
+    invalid = await b.invoke("add", {"a": "x", "b": 2}, ToolContext())
+    assert invalid.ok is False and "is not of type 'integer'" in invalid.error
+
+
+async def test_missing_token_is_an_error_the_model_sees(host):
+    b = backend(host, headers={})
+    assert await b.list_tools(ToolContext()) == []
+    result = await b.invoke("add", {"a": 1, "b": 2}, ToolContext())
+    assert result.ok is False and "HTTP 401" in result.error
+
+
+async def test_429_from_the_host_is_retried_then_succeeds(host):
+    key = uuid.uuid4().hex
+    result = await backend(host, max_retries=3).invoke("flaky", {"key": key, "failures": 2}, ToolContext())
+    assert result.ok and result.content == {"attempts": 3}
+
+
+async def test_429_retries_exhausted(host):
+    key = uuid.uuid4().hex
+    started = time.monotonic()
+    result = await backend(host, max_retries=2).invoke("flaky", {"key": key, "failures": 10, "retry_after": "1"}, ToolContext())
+    assert result.ok is False and "429) after 3 tries; it asked to wait 1 s" in result.error
+    assert 2.0 <= time.monotonic() - started < 5.0  # two Retry-After waits of 1 s (+ jitter)
+
+
+async def test_headers_reach_the_host_as_configured(host):
+    ctx = ToolContext(request_headers={"authorization": "Bearer sk-caller-1", "x-request-id": "rid-7", "x-secret-internal": "no"})
+    plain = await backend(host, forward_headers=["X-Request-Id"]).invoke("whoami", {}, ctx)
+    assert plain.ok and plain.content["authorization_sha256"] is None
+    assert plain.content["x_request_id"] == "rid-7" and "x-secret-internal" not in plain.content["headers"]
+    forwarded = await backend(host, forward_authorization=True).invoke("whoami", {}, ctx)
+    assert forwarded.content["authorization_sha256"] == hashlib.sha256(b"Bearer sk-caller-1").hexdigest()[:16]
+    assert forwarded.content["x_request_id"] is None
+
+
+async def test_slow_host_times_out(host):
+    started = time.monotonic()
+    result = await backend(host, timeout_s=0.5).invoke("sleep", {"seconds": 5}, ToolContext())
+    assert result.ok is False and "did not answer within 0.5 s" in result.error
+    assert time.monotonic() - started < 2.0
+    budget = await backend(host).invoke("sleep", {"seconds": 5}, ToolContext(timeout_s=0.4))
+    assert budget.ok is False and "did not answer" in budget.error
+
+
+async def test_host_down():
+    b = HttpToolBackend(HttpToolConfig(base_url=f"http://127.0.0.1:{closed_port()}", max_retries=2, retry_backoff_s=0.01))
+    assert await b.list_tools(ToolContext()) == []
+    result = await b.invoke("add", {"a": 1, "b": 2}, ToolContext())
+    assert result.ok is False and result.error == "tool host unreachable after 3 tries"
+
+
+async def test_host_that_goes_away_keeps_the_last_listing():
+    with ToolHostProcess() as process:
+        b = HttpToolBackend(HttpToolConfig(base_url=process.base_url, tools_cache_ttl_s=0, max_retries=1, retry_backoff_s=0.01))
+        names = [s.name for s in await b.list_tools(ToolContext())]
+        assert (await b.invoke("echo", {"text": "hi"}, ToolContext())).content == "hi"
+    assert [s.name for s in await b.list_tools(ToolContext())] == names
+    result = await b.invoke("echo", {"text": "hi"}, ToolContext())
+    assert result.ok is False and "unreachable" in result.error
