@@ -164,12 +164,13 @@ class ExecLimits(_Section):
 
     cpu_s: int = Field(default=10, ge=1)
     """CPU seconds (RLIMIT_CPU)."""
-    memory_mb: int = Field(default=512, ge=16)
-    """Address space in MiB (RLIMIT_AS)."""
+    memory_mb: int = Field(default=512, ge=64)
+    """Address space in MiB (RLIMIT_AS); at least 64 (a Python interpreter needs ~30)."""
     file_size_mb: int = Field(default=16, ge=1)
     """Largest file the process may write, in MiB (RLIMIT_FSIZE)."""
     max_processes: int = Field(default=64, ge=1)
-    """Process count for the sandbox user (RLIMIT_NPROC)."""
+    """Process count for the sandbox user (RLIMIT_NPROC); it counts all processes of that user and
+    is applied only when tools run as ``run_as_user`` (the proxy runs as root)."""
     open_files: int = Field(default=256, ge=16)
     """Open file descriptors (RLIMIT_NOFILE)."""
 
@@ -220,6 +221,8 @@ class ExecToolConfig(_Section):
     """Largest ``code`` (exec_python) or ``command`` (exec_shell) argument, in bytes."""
     max_concurrent_calls: int = Field(default=16, ge=1, le=1024)
     """Exec tool calls running at the same time in this proxy; more wait for a free slot."""
+    idle_supervisors: int = Field(default=2, ge=1, le=64)
+    """Pre-forked call supervisors kept waiting by the fork server (call latency under bursts)."""
     limits: ExecLimits = Field(default_factory=ExecLimits)
     """Resource limits."""
 

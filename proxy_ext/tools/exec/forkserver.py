@@ -1,17 +1,20 @@
 """The exec tools' fork server: a small, long-lived process that runs each tool call in a sandbox.
 
-Started once by :class:`proxy_ext.tools.exec.ExecToolBackend` as ``python -I -S forkserver.py FD``
+Started once by :class:`proxy_ext.tools.exec.ExecToolBackend` as ``python -I -S forkserver.py FD POOL``
 (standard library only, so it starts fast and never imports the proxy's code or sees its
 environment). Why a fork server: forking the proxy itself (hundreds of MiB, many threads) per call
 is slow and unsafe, and starting a fresh Python supervisor per call costs tens of milliseconds.
 
 Protocol: the backend sends one end of a fresh ``socketpair`` over the control socket (fd ``FD``, a
 SOCK_SEQPACKET socket, one SCM_RIGHTS message per call). No socket path exists, so a sandboxed tool
-cannot connect to the server and ask for anything. The server forks a *call supervisor* that owns that connection:
+cannot connect to the server and ask for anything. The server keeps POOL pre-forked *call
+supervisors* waiting on the control socket, each already a child subreaper, and forks a replacement
+as soon as one is taken (so no fork sits on a call's critical path). The supervisor that receives
+the connection:
 
 1. reads one JSON line ``{"executable", "argv", "env", "timeout_s", "max_output_bytes", "limits",
    "uid", "gid", "tmp_base"}`` (HOME, TMPDIR and PWD of the tool are set to its working directory);
-2. becomes a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``), so every descendant of the tool
+2. is a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``), so every descendant of the tool
    that is orphaned — ``sleep 100 &``, ``nohup``, ``setsid``, double forks — is re-parented to it;
 3. creates a fresh temporary working directory (owned by the sandbox user, mode 0700) and forks the
    tool: new session, stdin from /dev/null, stdout/stderr pipes, setrlimit, privileges dropped,
@@ -38,6 +41,7 @@ import select
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -121,39 +125,40 @@ def kill_all_descendants(tool_pid: int | None) -> int:
 # ------------------------------------------------------------------------------------ the tool
 
 
-def _exec_tool(req: dict, cwd: str, out_w: int, err_w: int, status_w: int) -> None:
-    """In the forked tool process: never returns."""
-    try:
-        os.setsid()
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_DFL)  # ignored signals would survive execve
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.chdir(cwd)
-        limits = req.get("limits") or {}
-        for name, value in limits.items():
-            kind = getattr(resource, name)
-            soft, hard = (value, value + 1) if name == "RLIMIT_CPU" else (value, value)
-            resource.setrlimit(kind, (soft, hard))  # the kernel sends SIGKILL at the hard CPU limit
-        uid, gid = req.get("uid"), req.get("gid")
-        if uid is not None:
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-        os.closerange(3, status_w)
-        os.closerange(status_w + 1, 65536)
-        os.umask(0o077)
-        env = dict(req["env"], HOME=cwd, TMPDIR=cwd, PWD=cwd)
-        os.execve(req["executable"], req["argv"], env)
-    except BaseException as exc:  # report why the tool could not start, then die
-        try:
-            os.write(status_w, f"{type(exc).__name__}: {exc}".encode()[:1000])
-        finally:
-            os._exit(127)
+def _spawn_tool(req: dict, cwd: str, out_w: int, err_w: int) -> int:
+    """Start the tool; its pid. Raises OSError when it cannot be started.
+
+    ``subprocess`` does the child side in C (no Python code runs between fork and exec, so no
+    copy-on-write storm): new session, stdin from /dev/null, stdout/stderr to our pipes, the working
+    directory, umask, default signal dispositions, the sandbox user with no supplementary groups,
+    and every other descriptor closed. The resource limits were set on this disposable supervisor
+    just before (see :func:`_limit_self`) and are inherited.
+    """
+    env = dict(req["env"], HOME=cwd, TMPDIR=cwd, PWD=cwd)
+    identity = {}
+    if req.get("uid") is not None:
+        identity = {"user": req["uid"], "group": req["gid"], "extra_groups": []}
+    process = subprocess.Popen(
+        req["argv"], executable=req["executable"], stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+        cwd=cwd, env=env, start_new_session=True, close_fds=True, restore_signals=True, umask=0o077, **identity,
+    )
+    process.returncode = 0  # we reap it ourselves; keep Popen.__del__ quiet
+    return process.pid
+
+
+def _limit_self(limits: dict) -> None:
+    """Apply the tool's limits to this supervisor so the tool inherits them at fork.
+
+    (Setting them on the tool afterwards with prlimit() needs CAP_SYS_RESOURCE once the tool runs
+    as another user; a preexec hook would run Python between fork and exec.) The supervisor stays
+    within them: it allocates little, writes no files, and its CPU time counts separately from the
+    tool's. It catches SIGXCPU (a handler, unlike SIG_IGN, is reset by execve, so the tool still
+    gets the default action) and discards overflow output with splice(), which costs almost no CPU.
+    """
+    signal.signal(signal.SIGXCPU, lambda *_: None)
+    for name, value in limits.items():
+        soft, hard = (value, value + 1) if name == "RLIMIT_CPU" else (value, value)
+        resource.setrlimit(getattr(resource, name), (soft, hard))  # at the hard CPU limit: SIGKILL
 
 
 def _read_status(status_r: int) -> str:
@@ -166,7 +171,8 @@ def _read_status(status_r: int) -> str:
 
 
 def _make_workdir(req: dict) -> str:
-    path = tempfile.mkdtemp(prefix="proxy-ext-exec-", dir=req.get("tmp_base") or None)
+    path = os.path.join(req.get("tmp_base") or tempfile.gettempdir(), "proxy-ext-exec-" + os.urandom(9).hex())
+    os.mkdir(path, 0o700)
     if req.get("uid") is not None:
         os.chown(path, req["uid"], req["gid"])
     return path
@@ -180,7 +186,10 @@ def _remove_workdir(path: str) -> None:
         except OSError:
             pass
 
-    shutil.rmtree(path, onerror=retry)
+    try:
+        os.rmdir(path)  # the common case: the tool left nothing behind
+    except OSError:
+        shutil.rmtree(path, onerror=retry)
 
 
 def run_call(req: dict, conn: socket.socket) -> dict:
@@ -190,22 +199,19 @@ def run_call(req: dict, conn: socket.socket) -> dict:
     cwd = _make_workdir(req)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    status_r, status_w = os.pipe2(os.O_CLOEXEC)
     started = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        os.close(out_r), os.close(err_r), os.close(status_r)
-        _exec_tool(req, cwd, out_w, err_w, status_w)
-    os.close(out_w), os.close(err_w), os.close(status_w)
     deadline = started + timeout_s
     try:
-        start_error = _read_status(status_r)
-        os.close(status_r)
-        if start_error:
-            kill_all_descendants(pid)
+        try:
+            _limit_self(req.get("limits") or {})
+            pid = _spawn_tool(req, cwd, out_w, err_w)
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
             os.close(out_r), os.close(err_r)
-            return {"error": f"could not start {req['argv'][0]!r}: {start_error}"}
+            return {"error": f"could not start {req['argv'][0]!r}: {type(exc).__name__}: {exc}"}
+        finally:
+            os.close(out_w), os.close(err_w)
 
+        devnull = os.open(os.devnull, os.O_WRONLY)
         kept = {out_r: bytearray(), err_r: bytearray()}
         total = {out_r: 0, err_r: 0}
         open_fds = {out_r, err_r}
@@ -217,18 +223,21 @@ def run_call(req: dict, conn: socket.socket) -> dict:
         poller.register(conn.fileno(), select.POLLIN)  # readable/HUP: the caller gave up
 
         def drain(fd: int) -> None:
+            room = max_bytes - len(kept[fd])
             try:
-                chunk = os.read(fd, READ_CHUNK)
+                if room > 0:
+                    chunk = os.read(fd, READ_CHUNK)
+                    count = len(chunk)
+                    kept[fd] += chunk[:room]
+                else:  # beyond the cap: discarded in the kernel, never copied or buffered here
+                    count = os.splice(fd, devnull, 1 << 20)
             except BlockingIOError:
                 return
-            if not chunk:
+            if not count:
                 poller.unregister(fd)
                 open_fds.discard(fd)
                 return
-            total[fd] += len(chunk)
-            room = max_bytes - len(kept[fd])
-            if room > 0:
-                kept[fd] += chunk[:room]  # beyond the cap the bytes are dropped, never buffered
+            total[fd] += count
 
         for fd in (out_r, err_r):
             os.set_blocking(fd, False)
@@ -289,12 +298,9 @@ def _read_request(conn: socket.socket) -> dict:
 
 
 def call_supervisor(conn: socket.socket) -> None:
-    """In the forked per-call supervisor: never returns."""
+    """Run the call on ``conn`` in this (already subreaping) supervisor: never returns."""
     code = 0
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        _prctl(PR_SET_CHILD_SUBREAPER, 1)
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         req = _read_request(conn)
         try:
             result = run_call(req, conn)
@@ -310,31 +316,95 @@ def call_supervisor(conn: socket.socket) -> None:
         os._exit(code)
 
 
-def serve(control: socket.socket) -> None:
-    """Accept connections passed over ``control`` and fork a call supervisor for each."""
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished supervisors
+def idle_supervisor(control: socket.socket, taken_w: int) -> None:
+    """A pre-forked supervisor: wait for one call on ``control``, tell the server, run it. Never returns.
+
+    Pre-forking keeps the fork (and a scheduling hop) off the call's critical path: the proxy's
+    message wakes a supervisor that is already a subreaper.
+    """
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        while True:
+            try:
+                msg, fds, _flags, _addr = socket.recv_fds(control, 16, 4)
+                break
+            except InterruptedError:
+                continue
+        os.write(taken_w, b"t")  # the server forks a replacement
+        os.close(taken_w)
+        control.close()
+        if not fds:
+            os._exit(0)  # the proxy closed the control socket
+        for extra in fds[1:]:
+            os.close(extra)
+        call_supervisor(socket.socket(fileno=fds[0]))
+    finally:
+        os._exit(1)
+
+
+def serve(control: socket.socket, pool_size: int) -> None:
+    """Keep ``pool_size`` idle supervisors waiting on ``control``; exit when the proxy closes it.
+
+    The server is a child subreaper too, as a backstop: if a supervisor dies abnormally, the tool
+    processes it leaves behind are re-parented here and killed (anything that is not one of our
+    supervisors is a stray).
+    """
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    taken_r, taken_w = os.pipe()
+    supervisors: set[int] = set()
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:
+            os.close(taken_r)
+            idle_supervisor(control, taken_w)
+        supervisors.add(pid)
+
+    def reap_and_kill_strays() -> None:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            supervisors.discard(pid)
+        for pid in _children(os.getpid()):
+            if pid not in supervisors:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    for _ in range(pool_size):
+        spawn()
+    poller = select.poll()
+    poller.register(control.fileno(), 0)  # POLLHUP only: the supervisors read the messages
+    poller.register(taken_r, select.POLLIN)
     while True:
         try:
-            msg, fds, _flags, _addr = socket.recv_fds(control, 16, 4)
+            events = poller.poll(1000)
         except InterruptedError:
             continue
-        if not msg and not fds:
-            return  # the proxy closed the control socket
-        for fd in fds:
-            conn = socket.socket(fileno=fd)
-            pid = os.fork()
-            if pid == 0:
-                control.close()
-                call_supervisor(conn)
-            conn.close()
+        for fd, event in events:
+            if fd == control.fileno() and event & (select.POLLHUP | select.POLLERR):
+                return
+            if fd == taken_r:
+                for _ in os.read(taken_r, 256):
+                    spawn()
+        reap_and_kill_strays()
 
 
 def main(argv: list[str]) -> int:
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    tempfile.gettempdir()  # resolved once here, not in every supervisor
     control = socket.socket(fileno=int(argv[1]))
+    pool_size = int(argv[2]) if len(argv) > 2 else 2
     if os.getppid() == 1:  # the parent died before PDEATHSIG was armed
         return 0
-    serve(control)
+    serve(control, pool_size)
     return 0
 
 

@@ -106,7 +106,7 @@ class Sandbox:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(FORKSERVER), str(child.fileno())],
+                [sys.executable, "-I", "-S", str(FORKSERVER), str(child.fileno()), str(self.config.idle_supervisors)],
                 pass_fds=[child.fileno()],
                 env={"PATH": self.config.path},  # the server never holds the proxy's secrets
                 stdin=subprocess.DEVNULL,
@@ -155,16 +155,21 @@ class Sandbox:
 
     # ---------------------------------------------------------------------------------- calls
 
-    def limits(self) -> dict[str, int]:
+    def limits(self, user: SandboxUser) -> dict[str, int]:
+        """setrlimit values for the tool. RLIMIT_NPROC counts every process of a user, so it is set
+        only when tools run as the dedicated sandbox user (for the proxy's own user it would count
+        the proxy's threads too)."""
         limits = self.config.limits
-        return {
+        values = {
             "RLIMIT_CPU": limits.cpu_s,
             "RLIMIT_AS": limits.memory_mb * 1024 * 1024,
             "RLIMIT_FSIZE": limits.file_size_mb * 1024 * 1024,
-            "RLIMIT_NPROC": limits.max_processes,
             "RLIMIT_NOFILE": limits.open_files,
             "RLIMIT_CORE": 0,
         }
+        if user.uid is not None:
+            values["RLIMIT_NPROC"] = limits.max_processes
+        return values
 
     def environment(self) -> dict[str, str]:
         """The tool's environment: the allowlisted variables and PATH, nothing else."""
@@ -180,7 +185,7 @@ class Sandbox:
             "env": self.environment(),
             "timeout_s": timeout_s,
             "max_output_bytes": self.config.max_output_bytes,
-            "limits": self.limits(),
+            "limits": self.limits(user),
             "uid": user.uid,
             "gid": user.gid,
             "tmp_base": self.config.tmp_dir,
