@@ -153,6 +153,80 @@ async def test_cancelled_call_kills_its_tree(unrestricted):
     assert count_processes(f"sleep {tag}") == 0
 
 
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        return int(fh.read().rsplit(b")", 1)[1].split()[1])
+
+
+def _pids_of(text: str) -> list[int]:
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().decode(errors="replace").split("\0")[:-1]
+        except OSError:
+            continue
+        if argv and " ".join([os.path.basename(argv[0]), *argv[1:]]) == text:
+            found.append(int(entry))
+    return found
+
+
+async def test_fork_server_kills_the_tree_of_a_supervisor_that_died(unrestricted):
+    tag = marker()
+    task = asyncio.ensure_future(unrestricted.invoke("exec_shell", {"command": f"setsid sleep {tag} & sleep {tag}", "timeout_s": 30}, CTX))
+    assert await wait_for_count(f"sleep {tag}", 2) == 2
+    shell_pid = _ppid(_pids_of(f"sleep {tag}")[0])
+    supervisor = _ppid(shell_pid)
+    assert _ppid(supervisor) == unrestricted.sandbox.server_pid
+    os.kill(supervisor, signal.SIGKILL)
+    result = await task
+    assert result.ok is False and "without a result" in result.error
+    deadline = time.monotonic() + 4
+    while count_processes(f"sleep {tag}") and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert count_processes(f"sleep {tag}") == 0
+
+
+async def test_closing_the_backend_kills_calls_in_flight():
+    tag = marker()
+    b = make(shell_mode="unrestricted")
+    task = asyncio.ensure_future(b.invoke("exec_shell", {"command": f"setsid sleep {tag} & sleep {tag}", "timeout_s": 30}, CTX))
+    assert await wait_for_count(f"sleep {tag}", 2) == 2
+    await asyncio.to_thread(b.close)
+    result = await task
+    assert result.ok is False
+    assert count_processes(f"sleep {tag}") == 0
+
+
+def test_tools_die_with_a_crashed_proxy(tmp_path):
+    """SIGKILL the process that owns the backend: its fork server is told (PDEATHSIG) and kills the tools."""
+    import subprocess
+
+    tag = marker()
+    script = tmp_path / "owner.py"
+    script.write_text(f"""
+import asyncio
+from proxy_ext.config import ExecToolConfig
+from proxy_ext.tools.base import ToolContext
+from proxy_ext.tools.exec import ExecToolBackend
+b = ExecToolBackend(ExecToolConfig(enabled=True, shell_mode="unrestricted", timeout_s=30))
+asyncio.run(b.invoke("exec_shell", {{"command": "setsid sleep {tag} & sleep {tag}"}}, ToolContext()))
+""")
+    owner = subprocess.Popen([sys.executable, str(script)], cwd=os.getcwd())
+    try:
+        deadline = time.monotonic() + 20
+        while count_processes(f"sleep {tag}") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert count_processes(f"sleep {tag}") == 2
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 5
+    while count_processes(f"sleep {tag}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert count_processes(f"sleep {tag}") == 0
+
+
 async def test_parallel_calls_run_concurrently_and_keep_their_order(backend):
     delays = [0.6, 0.1, 0.4, 0.0, 0.3]
     started = time.monotonic()

@@ -26,8 +26,9 @@ the connection:
    "truncated", "duration_ms"}`` (or ``{"error": ...}``).
 
 If the backend closes the connection early (the run was cancelled) the supervisor kills the tree
-at once. The server exits when its control socket closes (the proxy went away) and asks the kernel
-to kill it if its parent dies.
+at once. The server is a child subreaper as well: strays of a supervisor that died are killed. When
+its control socket closes or its parent dies (PDEATHSIG → SIGTERM) it kills every process below it
+and exits.
 """
 
 from __future__ import annotations
@@ -323,7 +324,9 @@ def idle_supervisor(control: socket.socket, taken_w: int) -> None:
     message wakes a supervisor that is already a subreaper.
     """
     try:
+        signal.set_wakeup_fd(-1)  # the server's wake-up pipe is not ours to write to
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         while True:
@@ -380,25 +383,35 @@ def serve(control: socket.socket, pool_size: int) -> None:
 
     for _ in range(pool_size):
         spawn()
+    # SIGTERM (sent by the kernel when the proxy dies, see main) only wakes the loop below: a
+    # handler that raised could interrupt the clean-up.
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGTERM, lambda *_: None)
     poller = select.poll()
     poller.register(control.fileno(), 0)  # POLLHUP only: the supervisors read the messages
     poller.register(taken_r, select.POLLIN)
-    while True:
+    poller.register(wake_r, select.POLLIN)
+    running = True
+    while running:
         try:
             events = poller.poll(1000)
         except InterruptedError:
             continue
         for fd, event in events:
-            if fd == control.fileno() and event & (select.POLLHUP | select.POLLERR):
-                return
-            if fd == taken_r:
+            if fd == wake_r or (fd == control.fileno() and event & (select.POLLHUP | select.POLLERR)):
+                running = False
+            elif fd == taken_r:
                 for _ in os.read(taken_r, 256):
                     spawn()
         reap_and_kill_strays()
+    # The proxy is gone (or stopping us): no tool may outlive it. Killing the supervisors
+    # re-parents their tools here, and the loop kills those too.
+    kill_all_descendants(None)
 
 
 def main(argv: list[str]) -> int:
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the proxy died: clean up (see serve)
     tempfile.gettempdir()  # resolved once here, not in every supervisor
     control = socket.socket(fileno=int(argv[1]))
     pool_size = int(argv[2]) if len(argv) > 2 else 2
