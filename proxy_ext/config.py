@@ -84,6 +84,10 @@ class AgentLimits(_Section):
     """Largest number of input messages."""
     max_concurrent_tool_calls: int = Field(default=8, ge=1, le=256)
     """How many tool calls from one model turn may run at the same time."""
+    max_tool_result_bytes: int = Field(default=65_536, ge=256)
+    """Tool results longer than this are cut (with a note) before the model sees them."""
+    max_concurrent_runs: int = Field(default=256, ge=1)
+    """Runs in progress per proxy worker; further requests get a 429 until one finishes."""
 
 
 class AgentProfile(_Section):
@@ -129,6 +133,12 @@ class AgentConfig(_Section):
     """Escalate after this many consecutive failing tool results."""
     fallback: bool = True
     """When every model of the ladder fails, try one plain one-shot completion."""
+    fallback_model: str | None = None
+    """Model of the one-shot fallback (default: the last model of the run's ladder)."""
+    proxy_base_url: str | None = None
+    """Where the agent reaches this proxy for its model calls (default: the address the request
+    arrived on; set it when the proxy listens on an address it cannot call itself, e.g. behind a
+    Unix socket)."""
     local_tools: list[str] = Field(default_factory=list)
     """Dotted paths (``package.module.function``) of Python callables added to the local backend."""
     profiles: dict[str, AgentProfile] = Field(default_factory=dict)

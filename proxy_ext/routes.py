@@ -28,6 +28,10 @@ def build_router(settings: ProxyExtConfig) -> APIRouter:
 
     router = APIRouter()
     router.include_router(ready.router)
+    if settings.agent.enabled:
+        from proxy_ext.agent.routes import build_router as agent_router
+
+        router.include_router(agent_router())
     from proxy_ext import metrics
 
     if settings.metrics.enabled and metrics.AVAILABLE:

@@ -1,0 +1,174 @@
+"""Preparing and finishing a run outside HTTP concerns: validation against the proxy, tools, traces.
+
+Shared by the /agent/run route and the ``mini-agent/<profile>`` model provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from proxy_ext.agent.backends import backend_for
+from proxy_ext.agent.errors import AgentRequestError
+from proxy_ext.agent.model_client import ModelClient, forwardable_headers
+from proxy_ext.agent.request import RunSpec
+from proxy_ext.agent.runner import Emit, RunOutcome, RunSettings, run_agent
+from proxy_ext.agent.traces import Redactor, TraceWriter
+from proxy_ext.state import Runtime
+from proxy_ext.tools.base import ToolContext, ToolSpec
+
+__all__ = ["PreparedRun", "execute", "prepare", "run_slots"]
+
+_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.I)
+
+_clients: dict[int, httpx.AsyncClient] = {}
+_clients_lock = threading.Lock()
+
+
+def _http_client() -> httpx.AsyncClient:
+    """One pooled client per event loop (per proxy worker) for the loopback model calls."""
+    loop = asyncio.get_running_loop()
+    with _clients_lock:
+        client = _clients.get(id(loop))
+        if client is None or client.is_closed:
+            client = _clients[id(loop)] = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=512, max_keepalive_connections=128), trust_env=False)
+        return client
+
+
+class RunSlots:
+    """Counts runs in progress in this worker (``agent.limits.max_concurrent_runs``)."""
+
+    def __init__(self) -> None:
+        self.active = 0
+
+    def acquire(self, limit: int) -> None:
+        if self.active >= limit:
+            raise AgentRequestError(f"too many agent runs in progress ({limit}, proxy_ext.agent.limits.max_concurrent_runs); retry shortly", status=429)
+        self.active += 1
+
+    def release(self) -> None:
+        self.active -= 1
+
+
+run_slots = RunSlots()
+
+
+@dataclass
+class PreparedRun:
+    """A validated run, ready to execute."""
+
+    spec: RunSpec
+    settings: RunSettings
+    client: ModelClient
+    backend: Any
+    tools: list[ToolSpec]
+    tool_ctx: ToolContext
+    trace_id: str
+    traces: TraceWriter | None
+    headers: dict[str, str]
+
+
+def _model_problem(name: str) -> str | None:
+    from proxy_ext import glue
+
+    if name.startswith("mini-agent/"):
+        return f"model {name!r} is an agent profile; an agent run must name a model of the model_list"
+    if not glue.model_is_served(name):
+        return f"unknown model {name!r}: it is not in this proxy's model_list"
+    return None
+
+
+def _trace_writer(runtime: Runtime, headers: Mapping[str, str]) -> TraceWriter | None:
+    traces = runtime.settings.traces
+    if not traces.enabled:
+        return None
+    literals = [v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 8]
+    master_key = ((runtime.document.get("general_settings") or {}).get("master_key") or "")
+    if isinstance(master_key, str) and not master_key.startswith("os.environ/"):
+        literals.append(master_key)
+    for name in ("authorization", "x-litellm-api-key", "api-key", "x-api-key"):
+        value = headers.get(name, "")
+        literals.append(value.split(" ", 1)[-1] if value.lower().startswith("bearer ") else value)
+    return TraceWriter(runtime.resolve_path(traces.path), Redactor(traces.redact_patterns, literals))
+
+
+async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], base_url: str) -> PreparedRun:
+    """Check models, backend and tools against this proxy; raise AgentRequestError (4xx) on problems."""
+    agent = runtime.settings.agent
+    if spec.backend != "echo":
+        for model in dict.fromkeys([*spec.ladder, *([agent.fallback_model] if agent.fallback and agent.fallback_model else [])]):
+            problem = _model_problem(model)
+            if problem:
+                raise AgentRequestError(problem)
+    lower = {k.lower(): v for k, v in headers.items()}
+    trace_id = uuid.uuid4().hex
+    backend = backend_for(runtime.settings, spec.backend)
+    tool_ctx = ToolContext(request_headers=lower, run_id=trace_id, timeout_s=spec.timeout_s)
+    tools: list[ToolSpec] = []
+    if spec.backend != "echo":
+        try:
+            tools = await asyncio.wait_for(backend.list_tools(tool_ctx), timeout=min(spec.timeout_s, 30.0))
+        except AgentRequestError:
+            raise
+        except Exception as exc:  # e.g. the tool host is down: a dependency problem, said plainly
+            raise AgentRequestError(f"tool backend {spec.backend!r} is unavailable: {type(exc).__name__}: {exc}", status=503) from None
+        if spec.tool_names is not None:
+            available = {t.name for t in tools}
+            unknown = [n for n in spec.tool_names if n not in available]
+            if unknown:
+                raise AgentRequestError(f"unknown tool(s) {unknown} for backend {spec.backend!r}; available: {sorted(available)}")
+            wanted = set(spec.tool_names)
+            tools = [t for t in tools if t.name in wanted]
+    settings = RunSettings(
+        max_history_tokens=agent.max_history_tokens,
+        tool_error_escalation=agent.tool_error_escalation,
+        fallback=agent.fallback,
+        fallback_model=agent.fallback_model,
+        max_concurrent_tool_calls=agent.limits.max_concurrent_tool_calls,
+        max_tool_result_bytes=agent.limits.max_tool_result_bytes,
+    )
+    client = ModelClient(base_url, forwardable_headers(headers), _http_client())
+    return PreparedRun(spec, settings, client, backend, tools, tool_ctx, trace_id, _trace_writer(runtime, lower), lower)
+
+
+async def execute(run: PreparedRun, emit: Emit | None = None) -> RunOutcome:
+    """Run it; write the trace record (also when the run is cancelled by a disconnect)."""
+    started = time.time()
+    outcome: RunOutcome | None = None
+    try:
+        outcome = await run_agent(run.spec, run.settings, run.client, run.backend, run.tools, run.tool_ctx, run.trace_id, emit)
+        return outcome
+    finally:
+        if run.traces is not None:
+            record = _trace_record(run, started, outcome)
+            # Shielded: a cancelled (disconnected) run still leaves its record.
+            await asyncio.shield(asyncio.ensure_future(run.traces.write(record)))
+
+
+def _trace_record(run: PreparedRun, started: float, outcome: RunOutcome | None) -> dict[str, Any]:
+    spec = run.spec
+    return {
+        "trace_id": run.trace_id,
+        "started_at": started,
+        "finished_at": time.time(),
+        "cancelled": outcome is None,
+        "request": {
+            "models": spec.ladder, "backend": spec.backend, "tools": [t.name for t in run.tools],
+            "max_iterations": spec.max_iterations, "budget": {"max_cost_usd": spec.max_cost_usd,
+            "max_tokens": spec.max_tokens, "timeout_s": spec.timeout_s}, "stream": spec.stream,
+            "profile": spec.profile, "metadata": spec.metadata, "messages": spec.messages,
+            "headers": run.headers,
+        },
+        "steps": outcome.steps if outcome else [],
+        "envelope": outcome.envelope.to_dict() if outcome else None,
+    }

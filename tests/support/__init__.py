@@ -1,0 +1,1 @@
+"""Modules that test proxies load by dotted path (custom auth, recording callbacks)."""

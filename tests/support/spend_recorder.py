@@ -1,0 +1,25 @@
+"""A LiteLLM callback for tests: one JSON line per successful call with the key alias and cost, in
+``$SPEND_RECORD_PATH`` — shows which identity each agent model call was charged to."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from litellm.integrations.custom_logger import CustomLogger
+
+
+class SpendRecorder(CustomLogger):
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):  # noqa: ANN001
+        metadata = (kwargs.get("litellm_params") or {}).get("metadata") or {}
+        record = {
+            "model": kwargs.get("model_group") or metadata.get("model_group") or kwargs.get("model"),
+            "key_alias": metadata.get("user_api_key_alias"),
+            "key_hash": metadata.get("user_api_key_hash") or metadata.get("user_api_key"),
+            "cost": kwargs.get("response_cost"),
+        }
+        with open(os.environ["SPEND_RECORD_PATH"], "a") as file:
+            file.write(json.dumps(record) + "\n")
+
+
+recorder = SpendRecorder()
