@@ -13,7 +13,7 @@ import pytest
 
 from proxy_ext.config import HttpToolConfig
 from proxy_ext.tools.base import ToolContext
-from proxy_ext.tools.http import HttpToolBackend
+from proxy_ext.tools.http import HttpToolBackend, ToolHostError
 from tests.harness.tool_host import ToolHostProcess
 
 TOKEN = "tool-host-token-" + uuid.uuid4().hex[:8]
@@ -55,7 +55,8 @@ async def test_invokes_a_tool_and_reports_tool_errors(host):
 
 async def test_missing_token_is_an_error_the_model_sees(host):
     b = backend(host, headers={})
-    assert await b.list_tools(ToolContext()) == []
+    with pytest.raises(ToolHostError, match="HTTP 401"):
+        await b.list_tools(ToolContext())
     result = await b.invoke("add", {"a": 1, "b": 2}, ToolContext())
     assert result.ok is False and "HTTP 401" in result.error
 
@@ -95,7 +96,8 @@ async def test_slow_host_times_out(host):
 
 async def test_host_down():
     b = HttpToolBackend(HttpToolConfig(base_url=f"http://127.0.0.1:{closed_port()}", max_retries=2, retry_backoff_s=0.01))
-    assert await b.list_tools(ToolContext()) == []
+    with pytest.raises(ToolHostError, match="unreachable after 3 tries"):
+        await b.list_tools(ToolContext())
     result = await b.invoke("add", {"a": 1, "b": 2}, ToolContext())
     assert result.ok is False and result.error == "tool host unreachable after 3 tries"
 

@@ -14,7 +14,7 @@ import respx
 from proxy_ext.config import ConfigError, HttpToolConfig, parse_config
 from proxy_ext.metrics import render
 from proxy_ext.tools.base import ToolContext
-from proxy_ext.tools.http import HttpToolBackend
+from proxy_ext.tools.http import HttpToolBackend, ToolHostError
 from proxy_ext.tools.http.retry import RetryPolicy, parse_retry_after
 
 HOST = "http://toolhost.test"
@@ -178,7 +178,8 @@ async def test_host_down_after_the_last_try():
         mock.get("/tools").mock(side_effect=httpx.ConnectError("refused"))
         mock.post("/invoke").mock(side_effect=httpx.ConnectError("refused"))
         b = backend(Sleeps(), max_retries=3)
-        assert await b.list_tools(CTX) == []
+        with pytest.raises(ToolHostError, match="unreachable after 4 tries"):
+            await b.list_tools(CTX)
         result = await b.invoke("ping", {}, CTX)
     assert result.ok is False and result.error == "tool host unreachable after 4 tries"
 

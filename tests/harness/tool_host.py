@@ -21,8 +21,8 @@ __all__ = ["ToolHostProcess"]
 class ToolHostProcess:
     """The reference tool host on a free loopback port, in its own process group."""
 
-    def __init__(self, token: str | None = None, startup_timeout_s: float = 30.0) -> None:
-        self.port = free_port()
+    def __init__(self, token: str | None = None, startup_timeout_s: float = 30.0, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.token = token
         self.startup_timeout_s = startup_timeout_s
         self.log_path = Path(tempfile.mkstemp(prefix="tool-host-", suffix=".log")[1])

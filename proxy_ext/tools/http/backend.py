@@ -189,13 +189,19 @@ class HttpToolBackend:
         return specs
 
     async def list_tools(self, ctx: ToolContext) -> list[ToolSpec]:
-        """The host's tools (cached for ``tools_cache_ttl_s``). If the host cannot be asked, the last
-        listing (or none): the run goes on, and a call to the host reports the problem to the model."""
+        """The host's tools (cached for ``tools_cache_ttl_s``).
+
+        If the host cannot be asked, the last listing is used (the run goes on; a call that fails
+        reports the problem to the model). With no listing at all :class:`ToolHostError` is raised:
+        POST /agent/run then answers 503 naming the problem instead of running without tools.
+        """
         try:
             return list((await self._fetch_specs(ctx)).values())
         except ToolHostError as exc:
-            log.warning("tool host listing failed: %s", exc)
-            return list((self._specs or {}).values())
+            if self._specs is None:
+                raise
+            log.warning("tool host listing failed, using the last one: %s", exc)
+            return list(self._specs.values())
 
     async def invoke(self, name: str, arguments: dict[str, Any], ctx: ToolContext) -> ToolResult:
         started = time.perf_counter()
