@@ -110,3 +110,117 @@ async def test_host_that_goes_away_keeps_the_last_listing():
     assert [s.name for s in await b.list_tools(ToolContext())] == names
     result = await b.invoke("echo", {"text": "hi"}, ToolContext())
     assert result.ok is False and "unreachable" in result.error
+
+
+# ------------------------------------------------------------------ through the real proxy (POST /agent/run)
+
+
+@pytest.fixture(scope="module")
+def host_proxy(host, upstream):
+    from tests.conftest import base_config
+    from tests.harness import ProxyProcess
+
+    config = base_config(upstream, {
+        "agent": {"default_model": "fake/th-default"},
+        "tools": {"http": {
+            "base_url": host.base_url,
+            "headers": {"X-Tool-Token": "os.environ/TOOL_HOST_TOKEN"},
+            "forward_authorization": True,
+            "forward_headers": ["X-Request-Id"],
+            "timeout_s": 1.5,
+            "max_retries": 2,
+            "retry_backoff_s": 0.05,
+            "tools_cache_ttl_s": 60,
+        }},
+    })
+    with ProxyProcess(config, env={"TOOL_HOST_TOKEN": TOKEN}) as process:
+        yield process
+
+
+def agent_run(proxy, model: str, headers: dict[str, str] | None = None, **body: Any) -> dict[str, Any]:
+    import httpx
+
+    response = httpx.post(f"{proxy.base_url}/agent/run", json={"input": "use the tools", "backend": "http", "model": f"fake/{model}", **body},
+                          headers={**proxy.headers, **(headers or {})}, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def tool_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [m for m in body["messages"] if m["role"] == "tool"]
+
+
+def test_agent_lists_and_invokes_host_tools(host_proxy, upstream):
+    from tests.harness import Reply, call
+
+    upstream.script("th-add", Reply(tool_calls=[call("add", {"a": 2, "b": 40}, "c1")]), Reply(text="It is 42."))
+    body = agent_run(host_proxy, "th-add")
+    assert body["ok"] and body["final_answer"] == "It is 42." and body["metrics"]["tool_calls"] == 1
+    assert tool_messages(body) == [{"role": "tool", "tool_call_id": "c1", "content": "42"}]
+    first = upstream.requests_for("th-add")[0]["body"]
+    assert {"add", "echo", "sleep", "flaky", "whoami"} <= {t["function"]["name"] for t in first["tools"]}
+
+
+def test_agent_forwards_authorization_and_listed_headers_to_the_host(host_proxy, upstream):
+    import json
+
+    from tests.harness import Reply, call
+
+    upstream.script("th-who", Reply(tool_calls=[call("whoami", {}, "w1")]), Reply(text="done"))
+    body = agent_run(host_proxy, "th-who", headers={"X-Request-Id": "run-123", "X-Private": "not-forwarded"})
+    seen = json.loads(tool_messages(body)[0]["content"])
+    assert seen["authorization_sha256"] == hashlib.sha256(f"Bearer {host_proxy.master_key}".encode()).hexdigest()[:16]
+    assert seen["x_request_id"] == "run-123" and "x-private" not in seen["headers"]
+
+
+def test_agent_sees_validation_errors_and_429_retries_succeed(host_proxy, upstream):
+    from tests.harness import Reply, call
+
+    upstream.script("th-mixed", Reply(tool_calls=[call("add", {"a": "two", "b": 1}, "bad"),
+                                                  call("flaky", {"key": uuid.uuid4().hex, "failures": 2}, "flaky")]), Reply(text="ok"))
+    body = agent_run(host_proxy, "th-mixed")
+    bad, flaky = tool_messages(body)
+    assert bad["tool_call_id"] == "bad" and '"ok": false' in bad["content"] and "is not of type 'integer'" in bad["content"]
+    assert flaky["tool_call_id"] == "flaky" and flaky["content"] == '{"attempts": 3}'
+    assert body["ok"]
+
+
+def test_slow_host_is_an_error_the_model_sees_and_the_run_goes_on(host_proxy, upstream):
+    from tests.harness import Reply, call
+
+    upstream.script("th-slow", Reply(tool_calls=[call("sleep", {"seconds": 10}, "s1")]), Reply(text="the tool was too slow"))
+    started = time.monotonic()
+    body = agent_run(host_proxy, "th-slow")
+    assert time.monotonic() - started < 8
+    assert body["ok"] and body["final_answer"] == "the tool was too slow"
+    assert "did not answer within 1.5 s" in tool_messages(body)[0]["content"]
+    # The model's second turn saw the error.
+    assert "did not answer" in upstream.requests_for("th-slow")[-1]["body"]["messages"][-1]["content"]
+
+
+def test_host_down_is_an_error_the_model_sees_and_the_run_goes_on(host_proxy, host, upstream):
+    from tests.harness import Reply, call
+
+    upstream.script("th-down-warm", Reply(text="listing cached"))
+    agent_run(host_proxy, "th-down-warm")  # the proxy has the tool listing (TTL 60 s)
+    host.stop()
+    try:
+        upstream.script("th-down", Reply(tool_calls=[call("echo", {"text": "hi"}, "e1")]), Reply(text="the host is down"))
+        body = agent_run(host_proxy, "th-down")
+        assert body["ok"] and body["final_answer"] == "the host is down"
+        assert "tool host unreachable after 3 tries" in tool_messages(body)[0]["content"]
+    finally:
+        host.start()
+
+
+def test_tool_metrics_are_in_the_extensions_metrics(host_proxy, upstream):
+    import httpx
+
+    from tests.harness import Reply, call
+
+    upstream.script("th-metrics", Reply(tool_calls=[call("echo", {"text": "x"}, "m1")]), Reply(text="ok"))
+    agent_run(host_proxy, "th-metrics")
+    text = httpx.get(f"{host_proxy.base_url}/metrics", headers=host_proxy.headers, timeout=10).text
+    assert 'proxy_ext_tool_calls_total{backend="http",outcome="ok",tool="echo"}' in text
+    assert 'proxy_ext_tool_call_duration_seconds_bucket{backend="http",le="0.005",tool="echo"}' in text
+    assert "proxy_ext_tool_retries_total" in text and "proxy_ext_tool_timeouts_total" in text
