@@ -428,3 +428,112 @@ async def test_lists_both_tools(backend):
 def test_config_refuses_secret_or_sandbox_names_in_env_allowlist(name):
     with pytest.raises(ConfigError, match=name):
         parse_config({"tools": {"exec": {"env_allowlist": [name]}}})
+
+
+# ------------------------------------------------------------------ through the real proxy (POST /agent/run)
+
+PROVIDER_SECRET = "sk-provider-secret-" + os.urandom(6).hex()
+
+
+@pytest.fixture(scope="module")
+def exec_proxy(upstream):
+    from tests.conftest import base_config
+    from tests.harness import ProxyProcess
+
+    config = base_config(upstream, {
+        "agent": {"default_model": "fake/tx-default"},
+        "tools": {"exec": {"enabled": True, "timeout_s": 2, "max_timeout_s": 5}},
+    })
+    with ProxyProcess(config, env={"OPENAI_API_KEY": PROVIDER_SECRET, "ANOTHER_SECRET": PROVIDER_SECRET + "-2"}) as process:
+        yield process
+
+
+def agent_run(proxy, model: str, **body: Any) -> dict[str, Any]:
+    import httpx
+
+    response = httpx.post(f"{proxy.base_url}/agent/run", json={"input": "run it", "model": f"fake/{model}", **body},
+                          headers=proxy.headers, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(m["content"]) for m in body["messages"] if m["role"] == "tool"]
+
+
+def test_agent_runs_exec_tools(exec_proxy, upstream):
+    from tests.harness import Reply, call
+
+    upstream.script("tx-basic", Reply(tool_calls=[call("exec_shell", {"command": "echo hello"}, "s"),
+                                                  call("exec_python", {"code": "print(6 * 7)"}, "p")]), Reply(text="42"))
+    body = agent_run(exec_proxy, "tx-basic")
+    assert body["ok"] and body["final_answer"] == "42"
+    shell_result, python_result = tool_results(body)
+    assert shell_result["stdout"] == "hello\n" and shell_result["rc"] == 0
+    assert python_result["stdout"] == "42\n" and python_result["timed_out"] is False
+    tools = {t["function"]["name"] for t in upstream.requests_for("tx-basic")[0]["body"]["tools"]}
+    assert {"exec_python", "exec_shell", "calculator"} <= tools
+
+
+def test_agent_exec_environment_has_none_of_the_proxys_secrets(exec_proxy, upstream):
+    from tests.harness import Reply, call
+
+    upstream.script("tx-env", Reply(tool_calls=[call("exec_shell", {"command": "env"}, "e"),
+                                                call("exec_python", {"code": "import os; print(dict(os.environ))"}, "p")]), Reply(text="ok"))
+    body = agent_run(exec_proxy, "tx-env")
+    text = str(tool_results(body))
+    assert "PATH=" in text
+    for secret in (exec_proxy.master_key, PROVIDER_SECRET, "sk-fake-upstream-key"):
+        assert secret not in text
+
+
+def test_agent_exec_timeout_kills_background_grandchildren(exec_proxy, upstream):
+    from tests.harness import Reply, call
+
+    tag = marker()
+    code = f"import subprocess, time\nsubprocess.Popen(['sleep', '{tag}'], start_new_session=True)\nsubprocess.Popen(['sleep', '{tag}'])\ntime.sleep(60)"
+    upstream.script("tx-timeout", Reply(tool_calls=[call("exec_python", {"code": code, "timeout_s": 1}, "t")]), Reply(text="timed out"))
+    body = agent_run(exec_proxy, "tx-timeout")
+    (result,) = tool_results(body)
+    assert result["timed_out"] is True and body["ok"]
+    assert count_processes(f"sleep {tag}") == 0
+
+
+def test_agent_parallel_exec_calls_keep_their_order(exec_proxy, upstream):
+    from tests.harness import Reply, call
+
+    calls = [call("exec_python", {"code": f"import time; time.sleep({d}); print('{name}')"}, name) for name, d in (("first", 0.8), ("second", 0.1), ("third", 0.4))]
+    upstream.script("tx-parallel", Reply(tool_calls=calls), Reply(text="ok"))
+    started = time.monotonic()
+    body = agent_run(exec_proxy, "tx-parallel")
+    assert time.monotonic() - started < 1.3 + 1.0  # concurrent: well under the summed 1.3 s plus start-ups
+    ids = [m["tool_call_id"] for m in body["messages"] if m["role"] == "tool"]
+    assert ids == ["first", "second", "third"]
+    assert [r["stdout"] for r in tool_results(body)] == ["first\n", "second\n", "third\n"]
+
+
+def test_agent_sees_allowlist_refusals(exec_proxy, upstream):
+    from tests.harness import Reply, call
+
+    upstream.script("tx-refuse", Reply(tool_calls=[call("exec_shell", {"command": "rm -rf /tmp"}, "r")]), Reply(text="refused"))
+    body = agent_run(exec_proxy, "tx-refuse")
+    (result,) = tool_results(body)
+    assert result["ok"] is False and "not in tools.exec.shell_allowlist" in result["error"]
+    assert body["ok"] and body["final_answer"] == "refused"
+
+
+def test_exec_readiness_and_metrics(exec_proxy, upstream):
+    import httpx
+
+    from tests.harness import Reply, call
+
+    upstream.script("tx-metrics", Reply(tool_calls=[call("exec_shell", {"command": "true"}, "a"), call("exec_shell", {"command": "rm x"}, "b")]),
+                    Reply(text="ok"))
+    agent_run(exec_proxy, "tx-metrics")
+    ready = httpx.get(f"{exec_proxy.base_url}/ready", timeout=10).json()
+    assert ready["checks"]["exec_tools"] == {"ok": True}
+    text = httpx.get(f"{exec_proxy.base_url}/metrics", headers=exec_proxy.headers, timeout=10).text
+    assert 'proxy_ext_tool_calls_total{backend="exec",outcome="ok",tool="exec_shell"}' in text
+    assert 'proxy_ext_tool_calls_total{backend="exec",outcome="refused",tool="exec_shell"}' in text
