@@ -56,10 +56,10 @@ def sandbox_problem(config: ExecToolConfig) -> str | None:
         return "exec tools need Linux (child subreaper, pidfd)"
     if not hasattr(os, "pidfd_open"):
         return "exec tools need os.pidfd_open (Linux 5.3+)"
-    try:
+    try:  # fixed reasons: /ready shows them to anonymous callers (no user names or paths)
         user = resolve_user(config)
-    except SandboxError as exc:
-        return str(exc)
+    except SandboxError:
+        return "tools.exec.run_as_user does not exist on this system"
     if find_python(config, user) is None:
         return "no python interpreter for exec_python that the sandbox user may run"
     base = config.tmp_dir or None
