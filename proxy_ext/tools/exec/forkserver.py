@@ -34,22 +34,21 @@ and exits.
 from __future__ import annotations
 
 import ctypes
+import gc
 import errno
 import json
 import os
 import resource
 import select
-import shutil
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
+DEADLINE_GRACE_S = 5.0
 READ_CHUNK = 65536
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -126,40 +125,63 @@ def kill_all_descendants(tool_pid: int | None) -> int:
 # ------------------------------------------------------------------------------------ the tool
 
 
-def _spawn_tool(req: dict, cwd: str, out_w: int, err_w: int) -> int:
-    """Start the tool; its pid. Raises OSError when it cannot be started.
+_SIGNALS_TO_RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGXCPU, signal.SIGCHLD, signal.SIGINT,
+                     signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
-    ``subprocess`` does the child side in C (no Python code runs between fork and exec, so no
-    copy-on-write storm): new session, stdin from /dev/null, stdout/stderr to our pipes, the working
-    directory, umask, default signal dispositions, the sandbox user with no supplementary groups,
-    and every other descriptor closed. The resource limits were set on this disposable supervisor
-    just before (see :func:`_limit_self`) and are inherited.
+
+def _spawn_tool(req: dict, cwd: str, out_w: int, err_w: int) -> int:
+    """Start the tool with posix_spawn (vfork: no page-table copy); its pid. Raises OSError.
+
+    This supervisor has already become the sandbox user, entered ``cwd``, set the umask and the
+    resource limits (see :func:`_enter_sandbox`), so the child inherits all of that. posix_spawn
+    adds a new session, stdin from /dev/null, stdout/stderr to our pipes, default signal
+    dispositions and an empty signal mask; every other descriptor is close-on-exec.
     """
     env = dict(req["env"], HOME=cwd, TMPDIR=cwd, PWD=cwd)
-    identity = {}
-    if req.get("uid") is not None:
-        identity = {"user": req["uid"], "group": req["gid"], "extra_groups": []}
-    process = subprocess.Popen(
-        req["argv"], executable=req["executable"], stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
-        cwd=cwd, env=env, start_new_session=True, close_fds=True, restore_signals=True, umask=0o077, **identity,
-    )
-    process.returncode = 0  # we reap it ourselves; keep Popen.__del__ quiet
-    return process.pid
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_DUP2, out_w, 1),
+        (os.POSIX_SPAWN_DUP2, err_w, 2),
+    ]
+    return os.posix_spawn(req["executable"], req["argv"], env, file_actions=actions, setsid=True,
+                          setsigdef=_SIGNALS_TO_RESET, setsigmask=())
 
 
-def _limit_self(limits: dict) -> None:
-    """Apply the tool's limits to this supervisor so the tool inherits them at fork.
+def _enter_sandbox(req: dict, cwd: str) -> None:
+    """Turn this disposable supervisor into the tool's environment, so the tool inherits it.
 
-    (Setting them on the tool afterwards with prlimit() needs CAP_SYS_RESOURCE once the tool runs
-    as another user; a preexec hook would run Python between fork and exec.) The supervisor stays
-    within them: it allocates little, writes no files, and its CPU time counts separately from the
-    tool's. It catches SIGXCPU (a handler, unlike SIG_IGN, is reset by execve, so the tool still
-    gets the default action) and discards overflow output with splice(), which costs almost no CPU.
+    - identity: real and effective ids become the sandbox user, no supplementary groups; the *saved*
+      ids stay root, so the supervisor can become root again to clean up (see _leave_sandbox),
+      while the tool, whose saved ids become its effective ones at execve, cannot. The tool can
+      signal its supervisor (same real uid); if it kills or stops it, the fork server kills the
+      orphaned tree (backstop and per-call deadline). It cannot ptrace it (the saved uid differs).
+    - working directory and umask;
+    - resource limits. (Setting them on the tool afterwards with prlimit() would leave a window,
+      and a preexec hook would run Python between fork and exec.) The supervisor stays within
+      them: it allocates little, writes no files, and its CPU time counts separately from the
+      tool's. It catches SIGXCPU (a handler is reset by execve, so the tool still gets the default
+      action) and discards overflow output with splice(), which costs almost no CPU.
     """
+    uid, gid = req.get("uid"), req.get("gid")
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(gid, gid, 0)
+        os.setresuid(uid, uid, 0)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # cleared by the change of credentials
+    os.chdir(cwd)
+    os.umask(0o077)
     signal.signal(signal.SIGXCPU, lambda *_: None)
-    for name, value in limits.items():
+    for name, value in (req.get("limits") or {}).items():
         soft, hard = (value, value + 1) if name == "RLIMIT_CPU" else (value, value)
         resource.setrlimit(getattr(resource, name), (soft, hard))  # at the hard CPU limit: SIGKILL
+
+
+def _leave_sandbox(req: dict) -> None:
+    """Become root again (real, effective, saved) for the clean-up, when we dropped privileges."""
+    if req.get("uid") is not None:
+        os.setresuid(0, 0, 0)
+        os.setresgid(0, 0, 0)
+    os.chdir("/")
 
 
 def _read_status(status_r: int) -> str:
@@ -172,7 +194,7 @@ def _read_status(status_r: int) -> str:
 
 
 def _make_workdir(req: dict) -> str:
-    path = os.path.join(req.get("tmp_base") or tempfile.gettempdir(), "proxy-ext-exec-" + os.urandom(9).hex())
+    path = os.path.join(req["tmp_base"], "proxy-ext-exec-" + os.urandom(9).hex())
     os.mkdir(path, 0o700)
     if req.get("uid") is not None:
         os.chown(path, req["uid"], req["gid"])
@@ -190,6 +212,8 @@ def _remove_workdir(path: str) -> None:
     try:
         os.rmdir(path)  # the common case: the tool left nothing behind
     except OSError:
+        import shutil  # imported here: keeps the fork server small (and random's at-fork hook out)
+
         shutil.rmtree(path, onerror=retry)
 
 
@@ -204,9 +228,9 @@ def run_call(req: dict, conn: socket.socket) -> dict:
     deadline = started + timeout_s
     try:
         try:
-            _limit_self(req.get("limits") or {})
+            _enter_sandbox(req, cwd)
             pid = _spawn_tool(req, cwd, out_w, err_w)
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        except (OSError, ValueError) as exc:
             os.close(out_r), os.close(err_r)
             return {"error": f"could not start {req['argv'][0]!r}: {type(exc).__name__}: {exc}"}
         finally:
@@ -283,6 +307,7 @@ def run_call(req: dict, conn: socket.socket) -> dict:
         }
     finally:
         kill_all_descendants(None)
+        _leave_sandbox(req)
         _remove_workdir(cwd)
 
 
@@ -298,11 +323,16 @@ def _read_request(conn: socket.socket) -> dict:
     return json.loads(data)
 
 
-def call_supervisor(conn: socket.socket) -> None:
+def call_supervisor(conn: socket.socket, taken_w: int) -> None:
     """Run the call on ``conn`` in this (already subreaping) supervisor: never returns."""
     code = 0
     try:
         req = _read_request(conn)
+        # The server kills this supervisor (and so the tree) if it is still alive well after the
+        # call's deadline, e.g. because the tool stopped it with SIGSTOP.
+        deadline = time.monotonic() + float(req["timeout_s"]) + DEADLINE_GRACE_S
+        os.write(taken_w, f"d {os.getpid()} {deadline:.3f}\n".encode())
+        os.close(taken_w)
         try:
             result = run_call(req, conn)
         except Exception as exc:
@@ -335,14 +365,14 @@ def idle_supervisor(control: socket.socket, taken_w: int) -> None:
                 break
             except InterruptedError:
                 continue
-        os.write(taken_w, b"t")  # the server forks a replacement
-        os.close(taken_w)
+        os.write(taken_w, b"t\n")  # the server forks a replacement
         control.close()
         if not fds:
             os._exit(0)  # the proxy closed the control socket
         for extra in fds[1:]:
             os.close(extra)
-        call_supervisor(socket.socket(fileno=fds[0]))
+        os.set_inheritable(fds[0], False)
+        call_supervisor(socket.socket(fileno=fds[0]), taken_w)
     finally:
         os._exit(1)
 
@@ -381,6 +411,8 @@ def serve(control: socket.socket, pool_size: int) -> None:
                 except ProcessLookupError:
                     pass
 
+    gc.disable()  # short-lived children: no collector passes touching (and copying) shared pages
+    gc.freeze()
     for _ in range(pool_size):
         spawn()
     # SIGTERM (sent by the kernel when the proxy dies, see main) only wakes the loop below: a
@@ -392,6 +424,8 @@ def serve(control: socket.socket, pool_size: int) -> None:
     poller.register(control.fileno(), 0)  # POLLHUP only: the supervisors read the messages
     poller.register(taken_r, select.POLLIN)
     poller.register(wake_r, select.POLLIN)
+    deadlines: dict[int, float] = {}
+    pending = b""
     running = True
     while running:
         try:
@@ -402,8 +436,24 @@ def serve(control: socket.socket, pool_size: int) -> None:
             if fd == wake_r or (fd == control.fileno() and event & (select.POLLHUP | select.POLLERR)):
                 running = False
             elif fd == taken_r:
-                for _ in os.read(taken_r, 256):
-                    spawn()
+                pending += os.read(taken_r, 4096)
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line == b"t":  # a supervisor took a call: keep the pool full
+                        spawn()
+                    elif line.startswith(b"d "):  # its deadline
+                        _, pid, when = line.split()
+                        deadlines[int(pid)] = float(when)
+        now = time.monotonic()
+        for pid, when in list(deadlines.items()):
+            if pid not in supervisors:
+                del deadlines[pid]
+            elif now > when:
+                try:
+                    os.kill(pid, signal.SIGKILL)  # its tree is re-parented here and killed below
+                except ProcessLookupError:
+                    pass
+                del deadlines[pid]
         reap_and_kill_strays()
     # The proxy is gone (or stopping us): no tool may outlive it. Killing the supervisors
     # re-parents their tools here, and the loop kills those too.
@@ -412,7 +462,6 @@ def serve(control: socket.socket, pool_size: int) -> None:
 
 def main(argv: list[str]) -> int:
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the proxy died: clean up (see serve)
-    tempfile.gettempdir()  # resolved once here, not in every supervisor
     control = socket.socket(fileno=int(argv[1]))
     pool_size = int(argv[2]) if len(argv) > 2 else 2
     if os.getppid() == 1:  # the parent died before PDEATHSIG was armed

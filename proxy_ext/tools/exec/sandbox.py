@@ -11,6 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,7 +189,7 @@ class Sandbox:
             "limits": self.limits(user),
             "uid": user.uid,
             "gid": user.gid,
-            "tmp_base": self.config.tmp_dir,
+            "tmp_base": self.config.tmp_dir or tempfile.gettempdir(),
         }
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
