@@ -537,3 +537,13 @@ def test_exec_readiness_and_metrics(exec_proxy, upstream):
     text = httpx.get(f"{exec_proxy.base_url}/metrics", headers=exec_proxy.headers, timeout=10).text
     assert 'proxy_ext_tool_calls_total{backend="exec",outcome="ok",tool="exec_shell"}' in text
     assert 'proxy_ext_tool_calls_total{backend="exec",outcome="refused",tool="exec_shell"}' in text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox user differs from the proxy's only when root")
+def test_sandbox_problem_names_an_unusable_setup(tmp_path):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    assert "cannot enter" in sandbox_problem(ExecToolConfig(enabled=True, tmp_dir=str(private)))
+    assert "does not exist" in sandbox_problem(ExecToolConfig(enabled=True, tmp_dir=str(tmp_path / "missing")))
+    assert sandbox_problem(ExecToolConfig(enabled=True, run_as_user="no-such-user-x")) == "tools.exec.run_as_user does not exist on this system"
+    assert "no python interpreter" in sandbox_problem(ExecToolConfig(enabled=True, python_executable=str(private / "python3")))

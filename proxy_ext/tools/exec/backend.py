@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shlex
 import sys
+import tempfile
 import time
 import weakref
 from typing import Any
 
 from proxy_ext.config import ExecToolConfig
 from proxy_ext.tools.base import ToolContext, ToolResult, ToolSpec
-from proxy_ext.tools.exec.sandbox import Sandbox, SandboxError, SandboxUser, find_python, resolve_user, usable_by
+from proxy_ext.tools.exec.sandbox import Sandbox, SandboxError, SandboxUser, dir_usable_by, find_python, resolve_user, usable_by
 from proxy_ext.tools.exec.shell import CommandRefused, parse_allowlisted
 from proxy_ext.tools.metrics import observe_call
 from proxy_ext.tools.schema import validate_arguments
@@ -62,9 +62,11 @@ def sandbox_problem(config: ExecToolConfig) -> str | None:
         return "tools.exec.run_as_user does not exist on this system"
     if find_python(config, user) is None:
         return "no python interpreter for exec_python that the sandbox user may run"
-    base = config.tmp_dir or None
-    if base is not None and not os.path.isdir(base):
-        return "tools.exec.tmp_dir does not exist"
+    base = config.tmp_dir or tempfile.gettempdir()
+    if not os.path.isdir(base):
+        return "the exec working-directory base (tools.exec.tmp_dir) does not exist"
+    if not dir_usable_by(base, user):
+        return "the sandbox user cannot enter the exec working-directory base (tools.exec.tmp_dir)"
     return None
 
 
@@ -158,7 +160,3 @@ class ExecToolBackend:
         label = "timeout" if outcome.timed_out else ("ok" if outcome.rc == 0 else "nonzero_exit")
         return done(label, ToolResult(ok=True, content=outcome.as_dict(), duration_ms=(time.perf_counter() - started) * 1000))
 
-
-def describe_command(argv: list[str]) -> str:
-    """A printable command line (for logs and errors)."""
-    return shlex.join(argv)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import errno
 import json
 import os
 import resource
@@ -182,15 +181,6 @@ def _leave_sandbox(req: dict) -> None:
         os.setresuid(0, 0, 0)
         os.setresgid(0, 0, 0)
     os.chdir("/")
-
-
-def _read_status(status_r: int) -> str:
-    data = b""
-    while True:
-        chunk = os.read(status_r, 4096)
-        if not chunk:
-            return data.decode(errors="replace")
-        data += chunk
 
 
 def _make_workdir(req: dict) -> str:

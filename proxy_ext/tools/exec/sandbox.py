@@ -19,7 +19,7 @@ from typing import Any
 
 from proxy_ext.config import ExecToolConfig
 
-__all__ = ["ExecOutcome", "Sandbox", "SandboxError", "SandboxUser", "resolve_user", "usable_by"]
+__all__ = ["ExecOutcome", "Sandbox", "SandboxError", "SandboxUser", "dir_usable_by", "find_python", "resolve_user", "usable_by"]
 
 FORKSERVER = Path(__file__).with_name("forkserver.py")
 KILL_GRACE_S = 5.0
@@ -64,6 +64,22 @@ def resolve_user(config: ExecToolConfig) -> SandboxUser:
     except KeyError:
         raise SandboxError(f"tools.exec.run_as_user {config.run_as_user!r} does not exist on this system") from None
     return SandboxUser(entry.pw_uid, entry.pw_gid, entry.pw_name)
+
+
+def dir_usable_by(path: str, user: SandboxUser) -> bool:
+    """Can ``user`` reach directory ``path`` (search permission on it and every parent)?"""
+    if user.uid is None:
+        return os.access(path, os.X_OK)
+    try:
+        real = Path(os.path.realpath(path))
+        for directory in [*reversed(list(real.parents)), real]:
+            st = os.stat(directory)
+            bits = st.st_mode >> 6 if st.st_uid == user.uid else st.st_mode >> 3 if st.st_gid == user.gid else st.st_mode
+            if not bits & 1:
+                return False
+    except OSError:
+        return False
+    return True
 
 
 def usable_by(path: str, user: SandboxUser, mode: int = os.X_OK) -> bool:
