@@ -227,6 +227,29 @@ asyncio.run(b.invoke("exec_shell", {{"command": "setsid sleep {tag} & sleep {tag
     assert count_processes(f"sleep {tag}") == 0
 
 
+async def test_supervisors_are_reused_and_calls_stay_isolated(backend):
+    seen = [await python(backend, "import os; print(os.getppid(), os.getcwd(), sorted(os.environ))") for _ in range(6)]
+    supervisors = {out["stdout"].split()[0] for out in seen}
+    cwds = {out["stdout"].split()[1] for out in seen}
+    assert len(supervisors) <= 2, "a supervisor was forked per call"
+    assert len(cwds) == 6 and not any(os.path.exists(c) for c in cwds)
+    assert len({out["stdout"].split(" ", 2)[2] for out in seen}) == 1  # the same environment every time
+
+
+async def test_stopped_supervisor_is_killed_at_the_deadline(unrestricted):
+    """A tool that stops its own supervisor (it may signal it) cannot keep its tree alive."""
+    tag = marker()
+    command = f"sleep {tag} & kill -STOP $PPID; sleep {tag}"
+    started = time.monotonic()
+    result = await unrestricted.invoke("exec_shell", {"command": command, "timeout_s": 1}, CTX)
+    assert result.ok is False  # no answer from the stopped supervisor
+    deadline = time.monotonic() + 4
+    while count_processes(f"sleep {tag}") and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert count_processes(f"sleep {tag}") == 0
+    assert time.monotonic() - started < 12
+
+
 async def test_parallel_calls_run_concurrently_and_keep_their_order(backend):
     delays = [0.6, 0.1, 0.4, 0.0, 0.3]
     started = time.monotonic()

@@ -1,33 +1,33 @@
 """The exec tools' fork server: a small, long-lived process that runs each tool call in a sandbox.
 
 Started once by :class:`proxy_ext.tools.exec.ExecToolBackend` as ``python -I -S forkserver.py FD POOL``
-(standard library only, so it starts fast and never imports the proxy's code or sees its
-environment). Why a fork server: forking the proxy itself (hundreds of MiB, many threads) per call
-is slow and unsafe, and starting a fresh Python supervisor per call costs tens of milliseconds.
+in a session of its own (standard library only, so it starts fast and never imports the proxy's
+code or sees its environment). Why: forking the proxy itself (hundreds of MiB, many threads) per
+call is slow and unsafe, and starting a fresh Python supervisor per call costs tens of milliseconds.
 
 Protocol: the backend sends one end of a fresh ``socketpair`` over the control socket (fd ``FD``, a
 SOCK_SEQPACKET socket, one SCM_RIGHTS message per call). No socket path exists, so a sandboxed tool
-cannot connect to the server and ask for anything. The server keeps POOL pre-forked *call
-supervisors* waiting on the control socket, each already a child subreaper, and forks a replacement
-as soon as one is taken (so no fork sits on a call's critical path). The supervisor that receives
-the connection:
+cannot connect to the server and ask for anything. The server keeps at least POOL *call
+supervisors* alive (and at least one idle) waiting on the control socket. A supervisor is a child
+subreaper and serves one call at a time, then waits for the next. For a call it:
 
 1. reads one JSON line ``{"executable", "argv", "env", "timeout_s", "max_output_bytes", "limits",
    "uid", "gid", "tmp_base"}`` (HOME, TMPDIR and PWD of the tool are set to its working directory);
-2. is a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``), so every descendant of the tool
-   that is orphaned — ``sleep 100 &``, ``nohup``, ``setsid``, double forks — is re-parented to it;
-3. creates a fresh temporary working directory (owned by the sandbox user, mode 0700) and forks the
-   tool: new session, stdin from /dev/null, stdout/stderr pipes, setrlimit, privileges dropped,
-   the given minimal environment, ``execve``;
-4. reads stdout/stderr incrementally, keeping at most ``max_output_bytes`` of each and discarding
+2. creates a fresh working directory (owned by the sandbox user, mode 0700), takes on the sandbox
+   user's ids, the directory, umask and resource limits itself, and starts the tool with
+   ``posix_spawn`` (new process group, stdin from /dev/null, stdout/stderr pipes, the given minimal
+   environment);
+3. reads stdout/stderr incrementally, keeping at most ``max_output_bytes`` of each and discarding
    the rest, until the tool exits or the timeout expires;
-5. kills (SIGKILL) and reaps every remaining descendant until it has no child left, removes the
-   working directory and answers one JSON line ``{"rc", "stdout", "stderr", "timed_out",
-   "truncated", "duration_ms"}`` (or ``{"error": ...}``).
+4. kills (SIGKILL) and reaps every remaining descendant until it has no child left — as a subreaper
+   it inherits every orphan: ``sleep 100 &``, ``nohup``, ``setsid``, double forks —, becomes root
+   again, removes the working directory and answers one JSON line ``{"rc", "stdout", "stderr",
+   "timed_out", "truncated", "duration_ms"}`` (or ``{"error": ...}``).
 
 If the backend closes the connection early (the run was cancelled) the supervisor kills the tree
-at once. The server is a child subreaper as well: strays of a supervisor that died are killed. When
-its control socket closes or its parent dies (PDEATHSIG → SIGTERM) it kills every process below it
+at once. The server is a child subreaper as well: strays of a supervisor that died are killed, and
+a supervisor still busy well past its call's deadline (e.g. stopped by its tool) is killed. When
+the control socket closes or the proxy dies (PDEATHSIG → SIGTERM) it kills every process below it
 and exits.
 """
 
@@ -48,6 +48,8 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 DEADLINE_GRACE_S = 5.0
+IDLE_RETIRE_S = 60
+MAX_CALLS = 10_000
 READ_CHUNK = 65536
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -94,7 +96,7 @@ def kill_all_descendants(tool_pid: int | None) -> int:
     killed = 0
     if tool_pid is not None:
         try:
-            os.killpg(tool_pid, signal.SIGKILL)  # the tool's own session/group, fast path
+            os.killpg(tool_pid, signal.SIGKILL)  # the tool's own process group, fast path
         except OSError:
             pass
     deadline = time.monotonic() + 10.0
@@ -133,8 +135,12 @@ def _spawn_tool(req: dict, cwd: str, out_w: int, err_w: int) -> int:
 
     This supervisor has already become the sandbox user, entered ``cwd``, set the umask and the
     resource limits (see :func:`_enter_sandbox`), so the child inherits all of that. posix_spawn
-    adds a new session, stdin from /dev/null, stdout/stderr to our pipes, default signal
+    adds a new process group, stdin from /dev/null, stdout/stderr to our pipes, default signal
     dispositions and an empty signal mask; every other descriptor is close-on-exec.
+
+    A process group, not a new session: the fork server already runs in a session of its own
+    without a controlling terminal, and a session per call would also put every call in a new
+    scheduler autogroup, which makes tools several times slower on a busy machine.
     """
     env = dict(req["env"], HOME=cwd, TMPDIR=cwd, PWD=cwd)
     actions = [
@@ -142,7 +148,7 @@ def _spawn_tool(req: dict, cwd: str, out_w: int, err_w: int) -> int:
         (os.POSIX_SPAWN_DUP2, out_w, 1),
         (os.POSIX_SPAWN_DUP2, err_w, 2),
     ]
-    return os.posix_spawn(req["executable"], req["argv"], env, file_actions=actions, setsid=True,
+    return os.posix_spawn(req["executable"], req["argv"], env, file_actions=actions, setpgroup=0,
                           setsigdef=_SIGNALS_TO_RESET, setsigmask=())
 
 
@@ -176,11 +182,13 @@ def _enter_sandbox(req: dict, cwd: str) -> None:
 
 
 def _leave_sandbox(req: dict) -> None:
-    """Become root again (real, effective, saved) for the clean-up, when we dropped privileges."""
+    """Become root again (real, effective, saved) for the clean-up and the next call."""
     if req.get("uid") is not None:
         os.setresuid(0, 0, 0)
         os.setresgid(0, 0, 0)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # cleared by the change of credentials
     os.chdir("/")
+    os.umask(0o022)
 
 
 def _make_workdir(req: dict) -> str:
@@ -279,7 +287,7 @@ def run_call(req: dict, conn: socket.socket) -> dict:
         for fd in list(open_fds):  # writers are dead: read what is left up to EOF
             while fd in open_fds:
                 drain(fd)
-        os.close(out_r), os.close(err_r)
+        os.close(out_r), os.close(err_r), os.close(devnull)
         if status is None:
             rc = -signal.SIGKILL
         elif os.WIFSIGNALED(status):
@@ -313,16 +321,19 @@ def _read_request(conn: socket.socket) -> dict:
     return json.loads(data)
 
 
-def call_supervisor(conn: socket.socket, taken_w: int) -> None:
-    """Run the call on ``conn`` in this (already subreaping) supervisor: never returns."""
-    code = 0
+def _notify(notify_w: int, message: str) -> None:
+    os.write(notify_w, message.encode() + b"\n")  # < PIPE_BUF: atomic, lines never interleave
+
+
+def handle_call(conn: socket.socket, notify_w: int) -> dict:
+    """Run the call on ``conn`` and answer it; the request (for the caller's bookkeeping)."""
+    req: dict = {}
     try:
         req = _read_request(conn)
-        # The server kills this supervisor (and so the tree) if it is still alive well after the
+        # The server kills this supervisor (and so the tree) if it is still busy well after the
         # call's deadline, e.g. because the tool stopped it with SIGSTOP.
         deadline = time.monotonic() + float(req["timeout_s"]) + DEADLINE_GRACE_S
-        os.write(taken_w, f"d {os.getpid()} {deadline:.3f}\n".encode())
-        os.close(taken_w)
+        _notify(notify_w, f"d {os.getpid()} {deadline:.3f}")
         try:
             result = run_call(req, conn)
         except Exception as exc:
@@ -331,59 +342,88 @@ def call_supervisor(conn: socket.socket, taken_w: int) -> None:
             conn.sendall(json.dumps(result).encode() + b"\n")
         except OSError:
             pass  # the caller went away
-    except BaseException:
-        code = 1
+    except (OSError, ValueError, EOFError, KeyError):
+        pass  # a broken request: the caller sees the connection close without a result
     finally:
-        os._exit(code)
+        conn.close()
+    return req
 
 
-def idle_supervisor(control: socket.socket, taken_w: int) -> None:
-    """A pre-forked supervisor: wait for one call on ``control``, tell the server, run it. Never returns.
+def supervisor(control: socket.socket, notify_w: int) -> None:
+    """A call supervisor: a child subreaper that serves calls from ``control`` one at a time.
 
-    Pre-forking keeps the fork (and a scheduling hop) off the call's critical path: the proxy's
-    message wakes a supervisor that is already a subreaper.
+    Supervisors are reused: between calls nothing of a call is left (its tree is killed and
+    reaped, its directory removed, ids back to root). The resource limits it took on for its
+    first call stay — they come from the config and are the same for every call. It retires after
+    ``IDLE_RETIRE_S`` without work, after ``MAX_CALLS`` calls, or when its own CPU time nears the
+    CPU limit it carries. Never returns.
     """
+    code = 0
     try:
         signal.set_wakeup_fd(-1)  # the server's wake-up pipe is not ours to write to
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        gc.enable()
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        while True:
-            try:
-                msg, fds, _flags, _addr = socket.recv_fds(control, 16, 4)
+        me = os.getpid()
+        poller = select.poll()
+        poller.register(control.fileno(), select.POLLIN)
+        for calls in range(1, MAX_CALLS + 1):
+            while True:
+                if not poller.poll(IDLE_RETIRE_S * 1000):
+                    return  # idle for long: the server keeps the pool at its size
+                try:  # several idle supervisors wake for one message; one gets it
+                    msg, fds, _flags, _addr = socket.recv_fds(control, 16, 4, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    continue
                 break
-            except InterruptedError:
+            if not msg and not fds:
+                return  # the proxy closed the control socket
+            _notify(notify_w, f"t {me}")
+            for extra in fds[1:]:
+                os.close(extra)
+            if not fds:
                 continue
-        os.write(taken_w, b"t\n")  # the server forks a replacement
-        control.close()
-        if not fds:
-            os._exit(0)  # the proxy closed the control socket
-        for extra in fds[1:]:
-            os.close(extra)
-        os.set_inheritable(fds[0], False)
-        call_supervisor(socket.socket(fileno=fds[0]), taken_w)
+            os.set_inheritable(fds[0], False)
+            req = handle_call(socket.socket(fileno=fds[0]), notify_w)
+            cpu_limit = (req.get("limits") or {}).get("RLIMIT_CPU")
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            if cpu_limit and usage.ru_utime + usage.ru_stime > cpu_limit / 2:
+                return  # retire well before our own CPU limit
+            _notify(notify_w, f"f {me}")
+    except BaseException:
+        code = 1
     finally:
-        os._exit(1)
+        try:
+            _notify(notify_w, f"x {os.getpid()}")
+        except OSError:
+            pass
+        os._exit(code)
 
 
 def serve(control: socket.socket, pool_size: int) -> None:
-    """Keep ``pool_size`` idle supervisors waiting on ``control``; exit when the proxy closes it.
+    """Keep ``pool_size`` supervisors alive (at least one idle) on ``control``; exit when the proxy
+    closes it or dies.
 
     The server is a child subreaper too, as a backstop: if a supervisor dies abnormally, the tool
     processes it leaves behind are re-parented here and killed (anything that is not one of our
-    supervisors is a stray).
+    supervisors is a stray). A supervisor still busy well past its call's deadline is killed.
     """
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    taken_r, taken_w = os.pipe()
-    supervisors: set[int] = set()
+    notify_r, notify_w = os.pipe()
+    state: dict[int, str] = {}  # pid -> "idle" | "busy" | "gone"
+    deadlines: dict[int, float] = {}
 
     def spawn() -> None:
         pid = os.fork()
         if pid == 0:
-            os.close(taken_r)
-            idle_supervisor(control, taken_w)
-        supervisors.add(pid)
+            os.close(notify_r)
+            supervisor(control, notify_w)
+        state[pid] = "idle"
+
+    def idle() -> int:
+        return sum(1 for s in state.values() if s == "idle")
 
     def reap_and_kill_strays() -> None:
         while True:
@@ -393,15 +433,16 @@ def serve(control: socket.socket, pool_size: int) -> None:
                 break
             if pid == 0:
                 break
-            supervisors.discard(pid)
+            state.pop(pid, None)
+            deadlines.pop(pid, None)
         for pid in _children(os.getpid()):
-            if pid not in supervisors:
+            if pid not in state:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
 
-    gc.disable()  # short-lived children: no collector passes touching (and copying) shared pages
+    gc.disable()  # fork children from a quiet heap: fewer shared pages touched (and copied)
     gc.freeze()
     for _ in range(pool_size):
         spawn()
@@ -412,9 +453,8 @@ def serve(control: socket.socket, pool_size: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: None)
     poller = select.poll()
     poller.register(control.fileno(), 0)  # POLLHUP only: the supervisors read the messages
-    poller.register(taken_r, select.POLLIN)
+    poller.register(notify_r, select.POLLIN)
     poller.register(wake_r, select.POLLIN)
-    deadlines: dict[int, float] = {}
     pending = b""
     running = True
     while running:
@@ -425,26 +465,36 @@ def serve(control: socket.socket, pool_size: int) -> None:
         for fd, event in events:
             if fd == wake_r or (fd == control.fileno() and event & (select.POLLHUP | select.POLLERR)):
                 running = False
-            elif fd == taken_r:
-                pending += os.read(taken_r, 4096)
+            elif fd == notify_r:
+                pending += os.read(notify_r, 65536)
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
-                    if line == b"t":  # a supervisor took a call: keep the pool full
-                        spawn()
-                    elif line.startswith(b"d "):  # its deadline
-                        _, pid, when = line.split()
-                        deadlines[int(pid)] = float(when)
+                    kind, pid_text, *rest = line.decode().split()
+                    pid = int(pid_text)
+                    if pid not in state:
+                        continue
+                    if kind == "t":
+                        state[pid] = "busy"
+                        if idle() == 0:
+                            spawn()  # the next call must not wait for a fork
+                    elif kind == "d":
+                        deadlines[pid] = float(rest[0])
+                    elif kind == "f":
+                        state[pid] = "idle"
+                        deadlines.pop(pid, None)
+                    elif kind == "x":
+                        state[pid] = "gone"
         now = time.monotonic()
         for pid, when in list(deadlines.items()):
-            if pid not in supervisors:
-                del deadlines[pid]
-            elif now > when:
+            if now > when:
                 try:
                     os.kill(pid, signal.SIGKILL)  # its tree is re-parented here and killed below
                 except ProcessLookupError:
                     pass
                 del deadlines[pid]
         reap_and_kill_strays()
+        while running and (idle() == 0 or sum(1 for s in state.values() if s != "gone") < pool_size):
+            spawn()
     # The proxy is gone (or stopping us): no tool may outlive it. Killing the supervisors
     # re-parents their tools here, and the loop kills those too.
     kill_all_descendants(None)

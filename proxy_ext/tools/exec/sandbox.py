@@ -129,6 +129,7 @@ class Sandbox:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 close_fds=True,
+                start_new_session=True,  # no controlling terminal for any tool; one autogroup for all
             )
         finally:
             child.close()
