@@ -232,7 +232,8 @@ class ExecToolConfig(_Section):
     max_concurrent_calls: int = Field(default=16, ge=1, le=1024)
     """Exec tool calls running at the same time in this proxy; more wait for a free slot."""
     idle_supervisors: int = Field(default=2, ge=1, le=64)
-    """Pre-forked call supervisors kept waiting by the fork server (call latency under bursts)."""
+    """Call supervisors the fork server keeps alive and reuses (at least one is always idle, so no
+    call waits for a fork; more absorb bursts of parallel calls)."""
     limits: ExecLimits = Field(default_factory=ExecLimits)
     """Resource limits."""
 
