@@ -570,3 +570,44 @@ def test_sandbox_problem_names_an_unusable_setup(tmp_path):
     assert "does not exist" in sandbox_problem(ExecToolConfig(enabled=True, tmp_dir=str(tmp_path / "missing")))
     assert sandbox_problem(ExecToolConfig(enabled=True, run_as_user="no-such-user-x")) == "tools.exec.run_as_user does not exist on this system"
     assert "no python interpreter" in sandbox_problem(ExecToolConfig(enabled=True, python_executable=str(private / "python3")))
+
+
+async def test_output_handed_to_an_outside_process_does_not_hang_the_call(unrestricted):
+    """The tool passes its stdout to a process outside its tree: the call still ends promptly."""
+    import socket as socket_module
+
+    holder_path = f"/tmp/proxy-ext-test-holder-{os.getpid()}-{random.randint(0, 10**9)}"
+    server = socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_STREAM)
+    server.bind(holder_path)
+    os.chmod(holder_path, 0o777)
+    server.listen(1)
+    server.setblocking(False)
+    code = f"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect({holder_path!r})
+socket.send_fds(s, [b'x'], [1])
+print('handed over', flush=True)
+"""
+    loop = asyncio.get_running_loop()
+    held: list[int] = []
+
+    async def accept() -> None:
+        conn, _ = await loop.sock_accept(server)
+        conn.setblocking(True)
+        _msg, fds, _flags, _addr = await asyncio.to_thread(socket_module.recv_fds, conn, 16, 4)
+        held.extend(fds)
+        conn.close()
+
+    acceptor = asyncio.ensure_future(accept())
+    started = time.monotonic()
+    try:
+        result = await unrestricted.invoke("exec_python", {"code": code, "timeout_s": 5}, CTX)
+        await asyncio.wait_for(acceptor, 5)
+    finally:
+        server.close()
+        os.unlink(holder_path)
+        for fd in held:
+            os.close(fd)
+    assert result.ok and result.content["stdout"] == "handed over\n" and held
+    assert time.monotonic() - started < 4

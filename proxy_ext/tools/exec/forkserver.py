@@ -48,6 +48,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 DEADLINE_GRACE_S = 5.0
+DRAIN_S = 1.0
 IDLE_RETIRE_S = 60
 MAX_CALLS = 10_000
 READ_CHUNK = 65536
@@ -281,12 +282,18 @@ def run_call(req: dict, conn: socket.socket) -> dict:
             if cancelled:
                 break
         duration_ms = (time.monotonic() - started) * 1000
+        poller.unregister(pidfd)
+        poller.unregister(conn.fileno())
         os.close(pidfd)
         # The tool is done (or out of time): nothing it started may outlive the call.
         kill_all_descendants(pid)
-        for fd in list(open_fds):  # writers are dead: read what is left up to EOF
-            while fd in open_fds:
-                drain(fd)
+        # The writers are dead: read what is left, up to EOF. Bounded, because a tool may have
+        # handed its stdout to a process outside this tree (e.g. over a unix socket).
+        drain_until = time.monotonic() + DRAIN_S
+        while open_fds and time.monotonic() < drain_until:
+            for fd, _event in poller.poll(max(1, int((drain_until - time.monotonic()) * 1000))):
+                if fd in open_fds:
+                    drain(fd)
         os.close(out_r), os.close(err_r), os.close(devnull)
         if status is None:
             rc = -signal.SIGKILL
