@@ -332,28 +332,42 @@ def _notify(notify_w: int, message: str) -> None:
     os.write(notify_w, message.encode() + b"\n")  # < PIPE_BUF: atomic, lines never interleave
 
 
-def handle_call(conn: socket.socket, notify_w: int) -> dict:
-    """Run the call on ``conn`` and answer it; the request (for the caller's bookkeeping)."""
-    req: dict = {}
+def _should_retire(req: dict, calls: int) -> bool:
+    """Retire after MAX_CALLS calls or well before our own CPU time reaches the limit we carry."""
+    cpu_limit = (req.get("limits") or {}).get("RLIMIT_CPU")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return calls >= MAX_CALLS or bool(cpu_limit and usage.ru_utime + usage.ru_stime > cpu_limit / 2)
+
+
+def handle_call(conn: socket.socket, notify_w: int, calls: int) -> bool:
+    """Run the call on ``conn`` and answer it; True when this supervisor should retire now.
+
+    The server hears "finished" (or "retiring") *before* the caller gets the result, so a caller
+    that sends its next call at once finds this supervisor counted as idle again.
+    """
+    me = os.getpid()
+    retire = False
     try:
         req = _read_request(conn)
         # The server kills this supervisor (and so the tree) if it is still busy well after the
         # call's deadline, e.g. because the tool stopped it with SIGSTOP.
         deadline = time.monotonic() + float(req["timeout_s"]) + DEADLINE_GRACE_S
-        _notify(notify_w, f"d {os.getpid()} {deadline:.3f}")
+        _notify(notify_w, f"d {me} {deadline:.3f}")
         try:
             result = run_call(req, conn)
         except Exception as exc:
             result = {"error": f"sandbox failure: {type(exc).__name__}: {exc}"}
+        retire = _should_retire(req, calls)
+        _notify(notify_w, f"{'x' if retire else 'f'} {me}")
         try:
             conn.sendall(json.dumps(result).encode() + b"\n")
         except OSError:
             pass  # the caller went away
     except (OSError, ValueError, EOFError, KeyError):
-        pass  # a broken request: the caller sees the connection close without a result
+        retire = True  # a broken request (the caller sees the connection close): start afresh
     finally:
         conn.close()
-    return req
+    return retire
 
 
 def supervisor(control: socket.socket, notify_w: int) -> None:
@@ -376,29 +390,25 @@ def supervisor(control: socket.socket, notify_w: int) -> None:
         me = os.getpid()
         poller = select.poll()
         poller.register(control.fileno(), select.POLLIN)
-        for calls in range(1, MAX_CALLS + 1):
-            while True:
-                if not poller.poll(IDLE_RETIRE_S * 1000):
-                    return  # idle for long: the server keeps the pool at its size
-                try:  # several idle supervisors wake for one message; one gets it
-                    msg, fds, _flags, _addr = socket.recv_fds(control, 16, 4, socket.MSG_DONTWAIT)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                break
+        calls = 0
+        while True:
+            if not poller.poll(IDLE_RETIRE_S * 1000):
+                return  # idle for long: the server keeps the pool at its size
+            try:  # several idle supervisors wake for one message; one gets it
+                msg, fds, _flags, _addr = socket.recv_fds(control, 16, 4, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                continue
             if not msg and not fds:
                 return  # the proxy closed the control socket
-            _notify(notify_w, f"t {me}")
             for extra in fds[1:]:
                 os.close(extra)
             if not fds:
                 continue
+            _notify(notify_w, f"t {me}")
             os.set_inheritable(fds[0], False)
-            req = handle_call(socket.socket(fileno=fds[0]), notify_w)
-            cpu_limit = (req.get("limits") or {}).get("RLIMIT_CPU")
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            if cpu_limit and usage.ru_utime + usage.ru_stime > cpu_limit / 2:
-                return  # retire well before our own CPU limit
-            _notify(notify_w, f"f {me}")
+            calls += 1
+            if handle_call(socket.socket(fileno=fds[0]), notify_w, calls):
+                return
     except BaseException:
         code = 1
     finally:
