@@ -162,6 +162,7 @@ def _trace_record(run: PreparedRun, started: float, outcome: RunOutcome | None) 
         "started_at": started,
         "finished_at": time.time(),
         "cancelled": outcome is None,
+        "worker_pid": os.getpid(),
         "request": {
             "models": spec.ladder, "backend": spec.backend, "tools": [t.name for t in run.tools],
             "max_iterations": spec.max_iterations, "budget": {"max_cost_usd": spec.max_cost_usd,
