@@ -16,11 +16,12 @@ RUNS = 60
 
 def test_traces_under_two_workers(upstream, tmp_path):
     trace_file = tmp_path / "runs.jsonl"
-    config = base_config(upstream, {"agent": {"default_model": "fake/workers"}})
+    # Loopback HTTP transport here, so both transports are exercised through the real proxy.
+    config = base_config(upstream, {"agent": {"default_model": "fake/workers", "model_transport": "http"}})
     # Traces switched on the seed's way, through the environment.
     env = {"MINI_AGENT_STORE_TRACES": "1", "MINI_AGENT_STORE_PATH": str(trace_file)}
     upstream.script("workers", Reply(text="x" * 20_000, latency_s=0.05))  # large records: a torn write would show
-    with ProxyProcess(config, env=env, args=["--num_workers", "2"], startup_timeout_s=150) as proxy:
+    with ProxyProcess(config, env=env, args=["--num_workers", "2", "--timeout_worker_healthcheck", "120"], startup_timeout_s=150) as proxy:
         def one(i: int, backend: str = "local") -> dict:
             body = {"input": f"run {i}", "backend": backend}
             response = httpx.post(f"{proxy.base_url}/agent/run", json=body, headers=proxy.headers, timeout=60)
