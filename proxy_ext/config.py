@@ -160,13 +160,16 @@ class AgentConfig(_Section):
                 f"agent.budget.timeout_s ({self.budget.timeout_s}) exceeds agent.limits.timeout_s "
                 f"({self.limits.timeout_s})"
             )
+        named = [("agent.default_model", self.default_model), ("agent.fallback_model", self.fallback_model),
+                 *(("agent.escalation", m) for m in self.escalation)]
         for name, profile in self.profiles.items():
-            for model in [profile.model, *(profile.escalation or [])]:
-                if model and model.startswith("mini-agent/"):
-                    raise ValueError(
-                        f"agent.profiles.{name} names the model {model!r}: an agent profile cannot use "
-                        "a mini-agent/* model (that would recurse); name a model of the model_list"
-                    )
+            named += [(f"agent.profiles.{name}", m) for m in [profile.model, *(profile.escalation or [])]]
+        for where, model in named:
+            if model and model.startswith("mini-agent/"):
+                raise ValueError(
+                    f"{where} names the model {model!r}: the agent cannot use a mini-agent/* model "
+                    "(that would recurse); name a model of the model_list"
+                )
         return self
 
 

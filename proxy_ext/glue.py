@@ -108,6 +108,26 @@ def register_routes(app: Any) -> bool:
     return True
 
 
+_CONTEXT_MARKER = "proxy_ext_request_context_installed"
+
+
+def install_request_context(app: Any) -> bool:
+    """Wrap the app's built middleware stack with :class:`RequestContextMiddleware` (once).
+
+    Starlette refuses ``add_middleware`` once the app has started, and LiteLLM loads callbacks
+    during start-up; the built stack (``app.middleware_stack``) is wrapped instead.
+    """
+    if getattr(app.state, _CONTEXT_MARKER, False):
+        return False
+    from proxy_ext.request_context import RequestContextMiddleware
+
+    if getattr(app, "middleware_stack", None) is None:
+        app.middleware_stack = app.build_middleware_stack()
+    app.middleware_stack = RequestContextMiddleware(app.middleware_stack)
+    setattr(app.state, _CONTEXT_MARKER, True)
+    return True
+
+
 def get_extension() -> ProxyExtension:
     """Load the settings, register the routes and return the process-wide callback (idempotent)."""
     global _extension
@@ -123,6 +143,7 @@ def get_extension() -> ProxyExtension:
             _fail_startup(problem)
         set_runtime(runtime)
         register_routes(proxy_app())
+        install_request_context(proxy_app())
         _extension = ProxyExtension()
         logger.info("proxy_ext enabled (config: %s)", runtime.config_path)
         return _extension
