@@ -124,6 +124,10 @@ def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport)
         for model in [profile.model, *(profile.escalation or [])]:
             if model and names and not _model_known(model, names):
                 report.problems.append(f"agent.profiles.{name} names {model!r}, which is not in model_list")
+    for entry in runtime.document.get("model_list") or []:
+        model = ((entry or {}).get("litellm_params") or {}).get("model") if isinstance(entry, dict) else None
+        if isinstance(model, str) and model.startswith("mini-agent/") and model.split("/", 1)[1] not in agent.profiles:
+            report.problems.append(f"model_list: {model!r} needs a profile {model.split('/', 1)[1]!r} in proxy_ext.agent.profiles")
     for path in agent.local_tools:
         module_name, _, attribute = path.rpartition(".")
         try:
@@ -162,6 +166,15 @@ def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport)
         pass
 
 
+def _mini_agent_models(runtime: Runtime) -> list[str]:
+    models = []
+    for entry in runtime.document.get("model_list") or []:
+        model = ((entry or {}).get("litellm_params") or {}).get("model") if isinstance(entry, dict) else None
+        if isinstance(model, str) and model.startswith("mini-agent/"):
+            models.append(model)
+    return models
+
+
 def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) -> None:
     from proxy_ext import metrics
 
@@ -183,6 +196,7 @@ def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) ->
         "traces": state(on and s.traces.enabled, str(runtime.resolve_path(s.traces.path)) if s.traces.enabled else ""),
         "exec tools": state(s.tools.exec.enabled, f"shell_mode={s.tools.exec.shell_mode}" if s.tools.exec.enabled else ""),
         "http tool host": state(bool(s.tools.http.base_url), s.tools.http.base_url or ""),
+        "agent as a model (mini-agent/*)": state(on and bool(served := _mini_agent_models(runtime)), ", ".join(served)),
         "codex-agent provider": state(s.providers.codex_agent.enabled, f"mode={s.providers.codex_agent.mode}"),
     }
 
