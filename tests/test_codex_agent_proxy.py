@@ -75,12 +75,16 @@ def codex_proxy(upstream, codex_dir):
         cli_model("agent-cli-env", "env", cli={"config_overrides": ['model_provider="px"'], "sandbox": "workspace-write"}),
         {"model_name": "agent-mode-cli", "litellm_params": {"model": "codex-agent/ok", "codex_agent": {"mode": "cli"}}},
     ]
-    section = {"providers": {"codex_agent": {"enabled": True, "cli": {
+    # No callbacks line and no `enabled` in the file: the provider loads the config file itself, and
+    # the seed's environment variables switch it on and give the base URL of `agent-env`.
+    section = {"providers": {"codex_agent": {"cli": {
         "binary": str(install_fake_codex(codex_dir)), "timeout_s": 30, "extra_env": {"FAKE_CODEX_DIR": str(codex_dir)}}}}}
-    config = with_codex(base_config(upstream, section, models=models))
+    models.append({"model_name": "agent-env", "litellm_params": {"model": "codex-agent/agent-env"}})
+    config = with_codex(base_config(upstream, section, models=models), callbacks=False)
     config["litellm_settings"]["fallbacks"] = [{"agent-http-fallback": ["echo"]}]
     config["router_settings"] = {"num_retries": 0, "disable_cooldowns": True}  # each error test calls twice
-    with ProxyProcess(config, env={"PROXY_SECRET_FOR_TEST": "must-not-leak"}) as process:
+    env = {"LITELLM_ENABLE_CODEX_AGENT": "1", "CODEX_AGENT_API_BASE": upstream.base_url, "PROXY_SECRET_FOR_TEST": "must-not-leak"}
+    with ProxyProcess(config, env=env) as process:
         yield process
 
 
@@ -227,20 +231,11 @@ def test_cli_output_over_the_limit_stops_the_run(codex_proxy, codex_dir):
 
 # ------------------------------------------------------------------------------------ the gate
 
-@pytest.fixture(scope="module")
-def env_enabled_proxy(upstream):
-    """No callbacks line: the provider reads the config file itself; env switches it on and sets base/key."""
-    config = with_codex(base_config(upstream, models=[{"model_name": "agent", "litellm_params": {"model": "codex-agent/agent-env"}}]), callbacks=False)
-    env = {"LITELLM_ENABLE_CODEX_AGENT": "1", "CODEX_AGENT_API_BASE": upstream.base_url, "CODEX_AGENT_API_KEY": "sk-from-env"}
-    with ProxyProcess(config, env=env) as process:
-        yield process
-
-
-def test_env_enables_provider_without_the_callbacks_line(env_enabled_proxy, upstream):
+def test_env_enables_provider_without_the_callbacks_line(codex_proxy, upstream):
     upstream.script("agent-env", Reply(text="env ok"))
-    reply = env_enabled_proxy.openai().chat.completions.create(model="agent", messages=USER)
+    reply = codex_proxy.openai().chat.completions.create(model="agent-env", messages=USER)
     assert reply.choices[0].message.content == "env ok"
-    assert upstream.requests_for("agent-env")[-1]["headers"]["authorization"] == "Bearer sk-from-env"
+    assert "authorization" not in upstream.requests_for("agent-env")[-1]["headers"]
 
 
 @pytest.fixture(scope="module")
