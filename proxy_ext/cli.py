@@ -152,6 +152,8 @@ def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport)
         problem = ready.codex_cli_problem(runtime)
         if problem:
             report.problems.append(f"providers.codex_agent.cli: {problem} ({codex.cli.binary})")
+        if codex.cli.sandbox == "danger-full-access":
+            report.warnings.append("providers.codex_agent.cli.sandbox is 'danger-full-access': codex runs commands without a sandbox")
     try:
         from proxy_ext.providers import codex_agent  # type: ignore[attr-defined]
 
