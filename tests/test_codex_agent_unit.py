@@ -151,7 +151,7 @@ async def test_http_stream_error_status_is_raised_before_any_chunk():
 def test_http_transport_errors():
     use({"enabled": True, "api_base": BASE, "timeout_s": 0.5})
     respx.post(f"{BASE}/chat/completions").mock(side_effect=httpx.ConnectError("refused"))
-    with pytest.raises(litellm.APIConnectionError, match="cannot reach"):
+    with pytest.raises(litellm.APIConnectionError, match="cannot reach the codex-agent service"):
         litellm.completion(model="codex-agent/a", messages=MESSAGES)
     respx.post(f"{BASE}/chat/completions").mock(side_effect=httpx.ReadTimeout("slow"))
     with pytest.raises(litellm.Timeout):
@@ -253,3 +253,33 @@ def test_prompt_rendering():
     ])
     assert prompt.startswith("## System\nbe brief\n\n## User\nlook\n[image_url omitted]\n\n## Assistant\nok\n\n## User\nnow fix it")
     assert prompt.endswith("Reply to the last User message above.")
+
+
+def test_closing_a_sync_cli_stream_early_kills_the_process_group(tmp_path):
+    import os
+    import time
+
+    from tests.codex_fake import install_fake_codex
+
+    binary = install_fake_codex(tmp_path)
+    use({"enabled": True, "cli": {"binary": str(binary), "extra_env": {"FAKE_CODEX_DIR": str(tmp_path)}}})
+    stream = handler.streaming("slow-stream", MESSAGES, litellm_params={"custom_llm_provider": "codex_cli_agent"}, optional_params={})
+    assert next(stream)["text"] == "first words"
+    pid_file = tmp_path / "slow-stream.pids"
+    deadline = time.monotonic() + 10
+    while len(pid_file.read_text().split()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = [int(p) for p in pid_file.read_text().split()]
+    stream.close()
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(p) for p in pids)

@@ -81,9 +81,10 @@ def _raise_for_status(response: httpx.Response, text: str, model: str) -> None:
 
 
 def _transport_error(exc: httpx.HTTPError, model: str, url: str) -> Exception:
+    # The message reaches API clients: name the failure, not the internal URL.
     if isinstance(exc, httpx.TimeoutException):
-        return errors.timeout(f"no answer from {url} in time ({type(exc).__name__})", model)
-    return errors.connection_error(f"cannot reach {url}: {type(exc).__name__}: {exc}", model, url)
+        return errors.timeout(f"the codex-agent service did not answer in time ({type(exc).__name__})", model)
+    return errors.connection_error(f"cannot reach the codex-agent service ({type(exc).__name__}: {exc})", model, url)
 
 
 # ------------------------------------------------------------------------------ pooled clients
