@@ -283,3 +283,26 @@ def test_closing_a_sync_cli_stream_early_kills_the_process_group(tmp_path):
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(p) for p in pids)
+
+
+@respx.mock
+def test_http_connections_are_reused_within_a_loop_and_fresh_across_loops():
+    import asyncio
+
+    from proxy_ext.providers.codex_agent import http as http_mode
+
+    use({"enabled": True, "api_base": BASE})
+    respx.post(f"{BASE}/chat/completions").mock(return_value=httpx.Response(200, json=completion_body("x")))
+    seen = []
+
+    async def twice():
+        for _ in range(2):
+            await litellm.acompletion(model="codex-agent/a", messages=MESSAGES)
+        seen.append(set(id(c) for c in http_mode._async_clients[asyncio.get_running_loop()].values()))
+
+    asyncio.run(twice())
+    asyncio.run(twice())
+    assert [len(s) for s in seen] == [1, 1]  # one pooled client per loop; the second loop did not reuse a dead one
+    litellm.completion(model="codex-agent/a", messages=MESSAGES)
+    litellm.completion(model="codex-agent/a", messages=MESSAGES)
+    assert len(http_mode._sync_clients) == 1

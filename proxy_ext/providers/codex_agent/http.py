@@ -12,6 +12,7 @@ import asyncio
 import json
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -91,7 +92,9 @@ def _transport_error(exc: httpx.HTTPError, model: str, url: str) -> Exception:
 
 _clients_lock = threading.Lock()
 _sync_clients: dict[tuple[Any, ...], httpx.Client] = {}
-_async_clients: dict[tuple[Any, ...], httpx.AsyncClient] = {}
+# Keyed by the loop object itself (weakly): a client must never outlive its loop, and the id of a
+# closed loop can be reused by the next one (asyncio.run in a loop).
+_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], httpx.AsyncClient]]" = weakref.WeakKeyDictionary()
 
 
 def _pool_key(settings: CallSettings) -> tuple[Any, ...]:
@@ -113,11 +116,12 @@ def _sync_client(settings: CallSettings) -> httpx.Client:
 
 def _async_client(settings: CallSettings) -> httpx.AsyncClient:
     # An AsyncClient's connections belong to the loop that opened them: one client per loop.
-    key = (id(asyncio.get_running_loop()), *_pool_key(settings))
+    key = _pool_key(settings)
     with _clients_lock:
-        client = _async_clients.get(key)
+        per_loop = _async_clients.setdefault(asyncio.get_running_loop(), {})
+        client = per_loop.get(key)
         if client is None or client.is_closed:
-            client = _async_clients[key] = httpx.AsyncClient(limits=_limits(settings))
+            client = per_loop[key] = httpx.AsyncClient(limits=_limits(settings))
         return client
 
 
