@@ -306,3 +306,19 @@ def test_http_connections_are_reused_within_a_loop_and_fresh_across_loops():
     litellm.completion(model="codex-agent/a", messages=MESSAGES)
     litellm.completion(model="codex-agent/a", messages=MESSAGES)
     assert len(http_mode._sync_clients) == 1
+
+
+@pytest.mark.parametrize("scenario, exception, text", [
+    ("crash", litellm.BadGatewayError, "exited with status 2 without an answer: Error: config profile `missing` not found"),
+    ("ratelimited", litellm.RateLimitError, "429 Too Many Requests"),
+    ("failed", litellm.BadGatewayError, "Incorrect API key provided"),
+])
+async def test_cli_failures_carry_codex_message(scenario, exception, text):
+    use({"enabled": True, "cli": {"binary": str(FAKE_CODEX)}})
+    with pytest.raises(exception, match=text):
+        await litellm.acompletion(model=f"codex_cli_agent/{scenario}", messages=MESSAGES)
+
+
+def test_cli_recoverable_error_event_then_answer_succeeds():
+    use({"enabled": True, "cli": {"binary": str(FAKE_CODEX)}})
+    assert litellm.completion(model="codex_cli_agent/recovered", messages=MESSAGES).choices[0].message.content == "recovered answer"

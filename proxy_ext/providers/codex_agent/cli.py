@@ -174,13 +174,19 @@ async def run_events(settings: CallSettings, prompt: str, run: CodexRun, call_ti
         raise errors.timeout(f"codex did not finish within {limit_s:g}s; its process group was killed", settings.model) from None
     finally:
         if not finished:
-            # Cancelled (client disconnect), closed early or failed: no grace period, kill now.
+            # Cancelled (client disconnect), closed early or failed: no grace period, kill now,
+            # synchronously, so it happens even if this clean-up is cancelled again below.
             _kill_group(process.pid, signal.SIGKILL)
-        await asyncio.shield(_stop(process, 0 if not finished else cli.kill_grace_s))
+        else:  # let the stderr reader catch the last lines (used in the error message)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(helpers[1]), 1.0)
         for helper in helpers:
             helper.cancel()
-        if own_workspace:
-            shutil.rmtree(workspace, ignore_errors=True)
+        try:
+            await asyncio.shield(_stop(process, 0))  # reap the leader; SIGKILL any leftover of the group
+        finally:
+            if own_workspace:
+                shutil.rmtree(workspace, ignore_errors=True)
     fatal = run.fatal
     if fatal:
         raise errors.from_status(_failure_status(fatal), f"codex run failed: {fatal}", settings.model)
