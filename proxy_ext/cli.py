@@ -152,16 +152,18 @@ def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport)
         if problem:
             report.problems.append(f"tools.http: {problem} ({http.base_url})")
     codex = settings.providers.codex_agent
-    if codex.enabled and codex.mode == "cli":
+    if ready.codex_cli_in_use(runtime):
         problem = ready.codex_cli_problem(runtime)
         if problem:
             report.problems.append(f"providers.codex_agent.cli: {problem} ({codex.cli.binary})")
+        if codex.cli.sandbox == "danger-full-access":
+            report.warnings.append("providers.codex_agent.cli.sandbox is 'danger-full-access': codex runs commands without a sandbox")
     try:
         from proxy_ext.providers import codex_agent  # type: ignore[attr-defined]
 
         extra = getattr(codex_agent, "doctor_problems", None)
         if extra is not None and codex.enabled:
-            report.problems.extend(f"providers.codex_agent: {p}" for p in extra(settings) if p not in " ".join(report.problems))
+            report.problems.extend(f"providers.codex_agent: {p}" for p in extra(settings, runtime) if p not in " ".join(report.problems))
     except ImportError:
         pass
 

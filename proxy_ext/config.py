@@ -338,6 +338,10 @@ class CodexAgentCliConfig(_Section):
     """Environment variables passed to codex; everything else is withheld."""
     extra_env: dict[str, str] = Field(default_factory=dict)
     """Extra environment for codex (values may be ``os.environ/NAME``)."""
+    max_output_bytes: int = Field(default=16 * 1024 * 1024, ge=4096)
+    """Largest JSONL output (stdout) one codex run may produce; beyond it the run is killed and fails."""
+    kill_grace_s: float = Field(default=2.0, ge=0)
+    """On timeout or disconnect, SIGTERM the process group, then SIGKILL after this many seconds."""
 
 
 class CodexAgentConfig(_Section):
@@ -355,8 +359,17 @@ class CodexAgentConfig(_Section):
     """HTTP mode read timeout."""
     connect_timeout_s: float = Field(default=5.0, gt=0)
     """HTTP mode connect timeout."""
+    max_connections: int = Field(default=50, ge=1)
+    """HTTP mode connection pool size (connections are reused across calls)."""
     cli: CodexAgentCliConfig = Field(default_factory=CodexAgentCliConfig)
     """CLI mode settings."""
+
+    @field_validator("api_base")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
 
 class ProvidersConfig(_Section):

@@ -163,3 +163,48 @@ def model_is_served(name: str) -> bool:
         return bool(pattern_router and pattern_router.route(name))
     except Exception:  # a pattern router that cannot match this name: not served
         return False
+
+
+def running_proxy_config_path() -> str | None:
+    """The proxy's config path when this process is a LiteLLM proxy; else ``CONFIG_FILE_PATH`` or None.
+
+    Unlike :func:`proxy_config_path` it never imports the proxy server module, so SDK users of a
+    provider do not pay for (or trigger) the proxy's import-time set-up.
+    """
+    if "litellm.proxy.proxy_server" in sys.modules:
+        return proxy_config_path()
+    return os.environ.get("CONFIG_FILE_PATH")
+
+
+def in_proxy() -> bool:
+    """Whether this process runs the LiteLLM proxy (its server module is loaded and has a Router)."""
+    return "litellm.proxy.proxy_server" in sys.modules and llm_router() is not None
+
+
+def deployment_litellm_params(model_id: str | None) -> dict[str, Any] | None:
+    """The operator-configured ``litellm_params`` of the proxy deployment ``model_id`` (None: unknown).
+
+    Request bodies can add arbitrary keys to a call's parameters; providers that take settings from
+    ``litellm_params`` read them from the deployment itself so a caller cannot change them.
+    """
+    router = llm_router()
+    if router is None or not model_id:
+        return None
+    try:
+        deployment = router.get_deployment(model_id=model_id)
+    except Exception:  # a malformed entry: treat as unknown
+        return None
+    if deployment is None:
+        return None
+    params = deployment.litellm_params
+    return params.model_dump(exclude_none=True) if hasattr(params, "model_dump") else dict(params)
+
+
+def call_model_id(litellm_params: dict[str, Any] | None) -> str | None:
+    """The Router deployment id of a call, from the ``litellm_params`` a provider handler receives."""
+    params = litellm_params or {}
+    for info in (params.get("model_info"), (params.get("metadata") or {}).get("model_info"),
+                 (params.get("litellm_metadata") or {}).get("model_info")):
+        if isinstance(info, dict) and info.get("id"):
+            return str(info["id"])
+    return None
