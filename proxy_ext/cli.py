@@ -186,6 +186,7 @@ def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) ->
     def state(flag: bool, detail: str = "") -> str:
         return ("on" if flag else "off") + (f" ({detail})" if detail else "")
 
+    served = _mini_agent_models(runtime)
     report.capabilities = {
         "extension": state(on, "callbacks line present" if on else "add proxy_ext.extension to litellm_settings.callbacks"),
         "agent (/agent/run)": state(on and s.agent.enabled, f"default_model={s.agent.default_model}, backend={s.agent.backend}"),
@@ -198,7 +199,7 @@ def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) ->
         "traces": state(on and s.traces.enabled, str(runtime.resolve_path(s.traces.path)) if s.traces.enabled else ""),
         "exec tools": state(s.tools.exec.enabled, f"shell_mode={s.tools.exec.shell_mode}" if s.tools.exec.enabled else ""),
         "http tool host": state(bool(s.tools.http.base_url), s.tools.http.base_url or ""),
-        "agent as a model (mini-agent/*)": state(on and bool(served := _mini_agent_models(runtime)), ", ".join(served)),
+        "agent as a model (mini-agent/*)": state(on and bool(served), ", ".join(served)),
         "codex-agent provider": state(s.providers.codex_agent.enabled, f"mode={s.providers.codex_agent.mode}"),
     }
 
