@@ -47,6 +47,21 @@ class Cost:
         return {"input_cost": self.input or 0.0, "output_cost": self.output or 0.0}
 
 
+def _field(obj: Any, name: str) -> Any:
+    """``obj[name]`` / ``obj.name`` or None, cheaply: this runs for every streamed chunk, and
+    ``getattr`` on a pydantic model for a missing name costs microseconds (it raises inside)."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    value = getattr(obj, "__dict__", _EMPTY).get(name)
+    if value is None:
+        extra = getattr(obj, "__pydantic_extra__", None)  # LiteLLM keeps a chunk's usage here
+        value = extra.get(name) if extra else None
+    return value
+
+
+_EMPTY: dict[str, Any] = {}
+
+
 def _cost(priced: tuple[float | None, float | None, float | None]) -> Cost | None:
     total, input_cost, output_cost = priced
     return None if total is None else Cost(total, input_cost, output_cost)
@@ -113,11 +128,10 @@ class CostHooks:
             return None
 
     def _priced_chunk(self, chunk: Any, request_data: dict[str, Any]) -> Any:
-        usage = getattr(chunk, "usage", None) if not isinstance(chunk, dict) else chunk.get("usage")
-        if usage is not None:
+        if _field(chunk, "usage") is not None:
             cost = _cost(self._chunk_cost(chunk, request_data))
             return chunk if cost is None else _with_cost(chunk, cost)
-        if getattr(chunk, "type", None) == "response.completed" and getattr(chunk.response, "usage", None) is not None:
+        if _field(chunk, "type") == "response.completed" and _field(chunk.response, "usage") is not None:
             cost = _cost(self._chunk_cost(chunk, request_data))
             if cost is None:
                 return chunk
@@ -126,12 +140,14 @@ class CostHooks:
             return event
         return chunk
 
-    async def stream(self, response: AsyncIterator[Any], request_data: dict[str, Any]) -> AsyncIterator[Any]:
-        """Pass the stream through, adding cost to the chunk that carries usage."""
+    def stream(self, response: AsyncIterator[Any], request_data: dict[str, Any]) -> AsyncIterator[Any]:
+        """The stream to send: ``response`` itself when cost is off, else a pass-through that adds
+        cost to the chunk that carries usage (no extra generator layer when off)."""
         if not self.enabled:
-            async for chunk in response:
-                yield chunk
-            return
+            return response
+        return self._priced_stream(response, request_data)
+
+    async def _priced_stream(self, response: AsyncIterator[Any], request_data: dict[str, Any]) -> AsyncIterator[Any]:
         pricing = True
         async for chunk in response:  # upstream errors propagate untouched
             if pricing and not isinstance(chunk, (bytes, str)):
