@@ -28,6 +28,7 @@ from proxy_ext.config import ConfigError
 from proxy_ext.state import get_runtime, load_runtime, set_runtime
 
 __all__ = [
+    "CostProxyExtension",
     "ProxyExtension",
     "get_extension",
     "llm_router",
@@ -87,14 +88,24 @@ class ProxyExtension(CustomLogger):
     LiteLLM's pre-call fast path, and cost needs nothing before the call.
     """
 
-    def __init__(self, cost_enabled: bool = False) -> None:
+    def __repr__(self) -> str:
+        return "<proxy_ext.extension>"
+
+
+class CostProxyExtension(ProxyExtension):
+    """:class:`ProxyExtension` with the cost hooks (``proxy_ext.cost.enabled``).
+
+    A subclass, not a runtime switch, because LiteLLM decides per callback *class* whether a
+    streaming iterator hook exists (it looks for the method in the leaf class), and any such hook
+    moves every stream off its fast path. With cost off, the class LiteLLM sees has no hooks at all:
+    stock bodies and stock speed.
+    """
+
+    def __init__(self) -> None:
         super().__init__()
         from proxy_ext.hooks.cost import build_cost_hooks
 
-        self.cost = build_cost_hooks(cost_enabled)
-
-    def __repr__(self) -> str:
-        return "<proxy_ext.extension>"
+        self.cost = build_cost_hooks(enabled=True)
 
     async def async_post_call_success_hook(self, data: dict, user_api_key_dict: Any, response: Any) -> Any:
         """Non-streaming responses: ``usage.cost`` (see :mod:`proxy_ext.hooks.cost`)."""
@@ -145,7 +156,7 @@ def get_extension() -> ProxyExtension:
             _fail_startup(problem)
         set_runtime(runtime)
         register_routes(proxy_app())
-        _extension = ProxyExtension(cost_enabled=runtime.settings.cost.enabled)
+        _extension = CostProxyExtension() if runtime.settings.cost.enabled else ProxyExtension()
         logger.info("proxy_ext enabled (config: %s)", runtime.config_path)
         return _extension
 

@@ -91,3 +91,11 @@ async def test_stream_errors_from_upstream_propagate_and_pricing_errors_do_not()
 
     out = await _collect(_hooks(price=broken).stream(_source([text, usage, "raw"]), {}))
     assert out == [text, usage, "raw"]
+
+
+def test_with_cost_off_litellm_sees_no_hooks_at_all():
+    # LiteLLM looks for a streaming iterator hook in the callback's own class; any such hook moves
+    # every stream off its fast path, so the class used with cost off must define none.
+    for hook in ("async_post_call_streaming_iterator_hook", "async_post_call_success_hook", "async_pre_call_hook", "async_post_call_streaming_hook"):
+        assert hook not in glue.ProxyExtension.__dict__
+    assert "async_post_call_streaming_iterator_hook" in glue.CostProxyExtension.__dict__
