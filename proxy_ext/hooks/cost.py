@@ -69,29 +69,23 @@ def _cost(priced: tuple[float | None, float | None, float | None]) -> Cost | Non
 
 def _with_cost_usage(usage: Any, cost: Cost) -> Any:
     """A copy of a usage object (pydantic model or dict) with ``cost`` and ``cost_details`` set."""
+    update: dict[str, Any] = {"cost": cost.total}
     details = cost.details()
-    if isinstance(usage, dict):
-        copied = dict(usage)
-        copied["cost"] = cost.total
-        if details is not None:
-            copied["cost_details"] = details
-        return copied
-    copied = usage.model_copy()
-    copied.cost = cost.total  # a declared field on LiteLLM's Usage, an extra on ResponseAPIUsage
     if details is not None:
-        setattr(copied, "cost_details", details)
-    return copied
+        update["cost_details"] = details
+    if isinstance(usage, dict):
+        return {**usage, **update}
+    # model_copy(update=…) skips assignment validation (a few µs per field); ``cost`` is a declared
+    # field of LiteLLM's Usage, and both keys are extras on ResponseAPIUsage.
+    return usage.model_copy(update=update)
 
 
 def _with_cost(holder: Any, cost: Cost) -> Any:
     """A shallow copy of ``holder`` (a response, chunk or dict) whose ``usage`` carries ``cost``."""
     if isinstance(holder, dict):
-        copied = dict(holder)
-        copied["usage"] = _with_cost_usage(holder.get("usage") or {}, cost)
-        return copied
-    copied = holder.model_copy()  # keeps _hidden_params: the proxy reads its headers from them
-    copied.usage = _with_cost_usage(holder.usage, cost)
-    return copied
+        return {**holder, "usage": _with_cost_usage(holder.get("usage") or {}, cost)}
+    # The copy keeps _hidden_params: the proxy builds its response headers from them.
+    return holder.model_copy(update={"usage": _with_cost_usage(_field(holder, "usage"), cost)})
 
 
 class CostHooks:
@@ -135,9 +129,7 @@ class CostHooks:
             cost = _cost(self._chunk_cost(chunk, request_data))
             if cost is None:
                 return chunk
-            event = chunk.model_copy()
-            event.response = _with_cost(chunk.response, cost)
-            return event
+            return chunk.model_copy(update={"response": _with_cost(chunk.response, cost)})
         return chunk
 
     def stream(self, response: AsyncIterator[Any], request_data: dict[str, Any]) -> AsyncIterator[Any]:
