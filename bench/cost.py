@@ -23,7 +23,7 @@ import httpx
 
 from tests.harness import FakeUpstream, ProxyProcess, Reply, fake_model_entry
 
-LATENCY_N = 300
+LATENCY_N = 600
 THROUGHPUT_ROUNDS, THROUGHPUT_REQUESTS, CONCURRENCY = 8, 100, 8
 STREAM_N, STREAM_CHUNKS = 40, 500
 TARGETS = {"p50 latency ratio": (1.02, "<="), "throughput ratio": (0.98, ">="), "500-chunk stream time ratio": (1.02, "<=")}
