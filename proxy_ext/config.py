@@ -298,7 +298,9 @@ class CostConfig(_Section):
     """``proxy_ext.cost``: USD cost in every JSON response body."""
 
     enabled: bool = True
-    """Add ``usage.cost`` / ``usage.cost_details`` to responses."""
+    """Add ``usage.cost`` / ``usage.cost_details`` (USD, LiteLLM's figure) to the JSON bodies of
+    /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/responses, streaming included
+    (see docs/cost.md). Off: no hooks are registered and bodies are stock."""
 
 
 class MetricsConfig(_Section):
