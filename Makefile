@@ -12,7 +12,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test bench doctor env node-deps clean
+.PHONY: run test bench doctor env node-deps codex-e2e clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -40,10 +40,22 @@ run: env
 doctor: env
 	$(VENV)/bin/proxy-ext doctor --config proxy_config.yaml
 
-node-deps:
+CODEX_CLI_STAMP := tests/codex_cli/node_modules/.package-lock.json
+
+node-deps: $(CODEX_CLI_STAMP)
 	@if command -v npm >/dev/null 2>&1 && [ -f tests/node/package-lock.json ]; then \
 	  (cd tests/node && npm ci --no-audit --no-fund --silent); \
 	else echo "node/npm not present or no tests/node/package-lock.json: Node tests will be skipped"; fi
+
+# The real @openai/codex CLI for tests/test_codex_cli_e2e.py (version pinned by package-lock.json).
+# Re-installed only when the lock file changes; without npm the e2e test skips with a reason.
+$(CODEX_CLI_STAMP): tests/codex_cli/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  (cd tests/codex_cli && npm ci --no-audit --no-fund --silent) && touch $@; \
+	else echo "node/npm not present: the real codex CLI end-to-end test will be skipped"; fi
+
+codex-e2e: env node-deps
+	$(VENV)/bin/python -m pytest tests/test_codex_cli_e2e.py -q $(PYTEST_ARGS)
 
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
 test: env node-deps

@@ -124,6 +124,10 @@ def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport)
         for model in [profile.model, *(profile.escalation or [])]:
             if model and names and not _model_known(model, names):
                 report.problems.append(f"agent.profiles.{name} names {model!r}, which is not in model_list")
+    for entry in runtime.document.get("model_list") or []:
+        model = ((entry or {}).get("litellm_params") or {}).get("model") if isinstance(entry, dict) else None
+        if isinstance(model, str) and model.startswith("mini-agent/") and model.split("/", 1)[1] not in agent.profiles:
+            report.problems.append(f"model_list: {model!r} needs a profile {model.split('/', 1)[1]!r} in proxy_ext.agent.profiles")
     for path in agent.local_tools:
         module_name, _, attribute = path.rpartition(".")
         try:
@@ -148,18 +152,29 @@ def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport)
         if problem:
             report.problems.append(f"tools.http: {problem} ({http.base_url})")
     codex = settings.providers.codex_agent
-    if codex.enabled and codex.mode == "cli":
+    if ready.codex_cli_in_use(runtime):
         problem = ready.codex_cli_problem(runtime)
         if problem:
             report.problems.append(f"providers.codex_agent.cli: {problem} ({codex.cli.binary})")
+        if codex.cli.sandbox == "danger-full-access":
+            report.warnings.append("providers.codex_agent.cli.sandbox is 'danger-full-access': codex runs commands without a sandbox")
     try:
         from proxy_ext.providers import codex_agent  # type: ignore[attr-defined]
 
         extra = getattr(codex_agent, "doctor_problems", None)
         if extra is not None and codex.enabled:
-            report.problems.extend(f"providers.codex_agent: {p}" for p in extra(settings) if p not in " ".join(report.problems))
+            report.problems.extend(f"providers.codex_agent: {p}" for p in extra(settings, runtime) if p not in " ".join(report.problems))
     except ImportError:
         pass
+
+
+def _mini_agent_models(runtime: Runtime) -> list[str]:
+    models = []
+    for entry in runtime.document.get("model_list") or []:
+        model = ((entry or {}).get("litellm_params") or {}).get("model") if isinstance(entry, dict) else None
+        if isinstance(model, str) and model.startswith("mini-agent/"):
+            models.append(model)
+    return models
 
 
 def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) -> None:
@@ -171,6 +186,7 @@ def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) ->
     def state(flag: bool, detail: str = "") -> str:
         return ("on" if flag else "off") + (f" ({detail})" if detail else "")
 
+    served = _mini_agent_models(runtime)
     report.capabilities = {
         "extension": state(on, "callbacks line present" if on else "add proxy_ext.extension to litellm_settings.callbacks"),
         "agent (/agent/run)": state(on and s.agent.enabled, f"default_model={s.agent.default_model}, backend={s.agent.backend}"),
@@ -183,6 +199,7 @@ def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) ->
         "traces": state(on and s.traces.enabled, str(runtime.resolve_path(s.traces.path)) if s.traces.enabled else ""),
         "exec tools": state(s.tools.exec.enabled, f"shell_mode={s.tools.exec.shell_mode}" if s.tools.exec.enabled else ""),
         "http tool host": state(bool(s.tools.http.base_url), s.tools.http.base_url or ""),
+        "agent as a model (mini-agent/*)": state(on and bool(served), ", ".join(served)),
         "codex-agent provider": state(s.providers.codex_agent.enabled, f"mode={s.providers.codex_agent.mode}"),
     }
 

@@ -135,6 +135,10 @@ class AgentConfig(_Section):
     """When every model of the ladder fails, try one plain one-shot completion."""
     fallback_model: str | None = None
     """Model of the one-shot fallback (default: the last model of the run's ladder)."""
+    model_transport: Literal["asgi", "http"] = "asgi"
+    """How the agent's model calls reach this proxy's /v1/chat/completions: ``asgi`` (in process,
+    through the proxy's own ASGI app: same auth, hooks and spend logging, no socket) or ``http``
+    (loopback HTTP to ``proxy_base_url`` or the address the request arrived on)."""
     proxy_base_url: str | None = None
     """Where the agent reaches this proxy for its model calls (default: the address the request
     arrived on; set it when the proxy listens on an address it cannot call itself, e.g. behind a
@@ -156,13 +160,16 @@ class AgentConfig(_Section):
                 f"agent.budget.timeout_s ({self.budget.timeout_s}) exceeds agent.limits.timeout_s "
                 f"({self.limits.timeout_s})"
             )
+        named = [("agent.default_model", self.default_model), ("agent.fallback_model", self.fallback_model),
+                 *(("agent.escalation", m) for m in self.escalation)]
         for name, profile in self.profiles.items():
-            for model in [profile.model, *(profile.escalation or [])]:
-                if model and model.startswith("mini-agent/"):
-                    raise ValueError(
-                        f"agent.profiles.{name} names the model {model!r}: an agent profile cannot use "
-                        "a mini-agent/* model (that would recurse); name a model of the model_list"
-                    )
+            named += [(f"agent.profiles.{name}", m) for m in [profile.model, *(profile.escalation or [])]]
+        for where, model in named:
+            if model and model.startswith("mini-agent/"):
+                raise ValueError(
+                    f"{where} names the model {model!r}: the agent cannot use a mini-agent/* model "
+                    "(that would recurse); name a model of the model_list"
+                )
         return self
 
 
@@ -342,7 +349,9 @@ class CostConfig(_Section):
     """``proxy_ext.cost``: USD cost in every JSON response body."""
 
     enabled: bool = True
-    """Add ``usage.cost`` / ``usage.cost_details`` to responses."""
+    """Add ``usage.cost`` / ``usage.cost_details`` (USD, LiteLLM's figure) to the JSON bodies of
+    /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/responses, streaming included
+    (see docs/cost.md). Off: no hooks are registered and bodies are stock."""
 
 
 class MetricsConfig(_Section):
@@ -382,6 +391,10 @@ class CodexAgentCliConfig(_Section):
     """Environment variables passed to codex; everything else is withheld."""
     extra_env: dict[str, str] = Field(default_factory=dict)
     """Extra environment for codex (values may be ``os.environ/NAME``)."""
+    max_output_bytes: int = Field(default=16 * 1024 * 1024, ge=4096)
+    """Largest JSONL output (stdout) one codex run may produce; beyond it the run is killed and fails."""
+    kill_grace_s: float = Field(default=2.0, ge=0)
+    """On timeout or disconnect, SIGTERM the process group, then SIGKILL after this many seconds."""
 
 
 class CodexAgentConfig(_Section):
@@ -399,8 +412,17 @@ class CodexAgentConfig(_Section):
     """HTTP mode read timeout."""
     connect_timeout_s: float = Field(default=5.0, gt=0)
     """HTTP mode connect timeout."""
+    max_connections: int = Field(default=50, ge=1)
+    """HTTP mode connection pool size (connections are reused across calls)."""
     cli: CodexAgentCliConfig = Field(default_factory=CodexAgentCliConfig)
     """CLI mode settings."""
+
+    @field_validator("api_base")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
 
 class ProvidersConfig(_Section):

@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
@@ -27,6 +28,7 @@ from proxy_ext.config import ConfigError
 from proxy_ext.state import get_runtime, load_runtime, set_runtime
 
 __all__ = [
+    "CostProxyExtension",
     "ProxyExtension",
     "get_extension",
     "llm_router",
@@ -80,10 +82,41 @@ def __getattr__(name: str) -> Any:
 
 
 class ProxyExtension(CustomLogger):
-    """The callback LiteLLM holds for proxy_ext. Hooks delegate to ``proxy_ext.hooks``."""
+    """The callback LiteLLM holds for proxy_ext. Hooks delegate to ``proxy_ext.hooks``.
+
+    No ``async_pre_call_hook`` on purpose: overriding it moves every request of the proxy off
+    LiteLLM's pre-call fast path, and cost needs nothing before the call.
+    """
 
     def __repr__(self) -> str:
         return "<proxy_ext.extension>"
+
+
+class CostProxyExtension(ProxyExtension):
+    """:class:`ProxyExtension` with the cost hooks (``proxy_ext.cost.enabled``).
+
+    A subclass, not a runtime switch, because LiteLLM decides per callback *class* whether a
+    streaming iterator hook exists (it looks for the method in the leaf class), and any such hook
+    moves every stream off its fast path. With cost off, the class LiteLLM sees has no hooks at all:
+    stock bodies and stock speed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        from proxy_ext.hooks.cost import build_cost_hooks
+
+        self.cost = build_cost_hooks(enabled=True)
+
+    async def async_post_call_success_hook(self, data: dict, user_api_key_dict: Any, response: Any) -> Any:
+        """Non-streaming responses: ``usage.cost`` (see :mod:`proxy_ext.hooks.cost`)."""
+        return await self.cost.post_call_success(data, response)
+
+    def async_post_call_streaming_iterator_hook(self, user_api_key_dict: Any, response: Any, request_data: dict) -> AsyncIterator[Any]:  # type: ignore[override]
+        """Streams: ``usage.cost`` on the usage chunk / ``response.completed`` event.
+
+        A plain method returning the async iterator (LiteLLM only iterates what this returns): one
+        generator layer less per streamed chunk than ``async for …: yield``."""
+        return self.cost.stream(response, request_data)
 
 
 _lock = threading.Lock()
@@ -108,6 +141,26 @@ def register_routes(app: Any) -> bool:
     return True
 
 
+_CONTEXT_MARKER = "proxy_ext_request_context_installed"
+
+
+def install_request_context(app: Any) -> bool:
+    """Wrap the app's built middleware stack with :class:`RequestContextMiddleware` (once).
+
+    Starlette refuses ``add_middleware`` once the app has started, and LiteLLM loads callbacks
+    during start-up; the built stack (``app.middleware_stack``) is wrapped instead.
+    """
+    if getattr(app.state, _CONTEXT_MARKER, False):
+        return False
+    from proxy_ext.request_context import RequestContextMiddleware
+
+    if getattr(app, "middleware_stack", None) is None:
+        app.middleware_stack = app.build_middleware_stack()
+    app.middleware_stack = RequestContextMiddleware(app.middleware_stack)
+    setattr(app.state, _CONTEXT_MARKER, True)
+    return True
+
+
 def get_extension() -> ProxyExtension:
     """Load the settings, register the routes and return the process-wide callback (idempotent)."""
     global _extension
@@ -123,7 +176,8 @@ def get_extension() -> ProxyExtension:
             _fail_startup(problem)
         set_runtime(runtime)
         register_routes(proxy_app())
-        _extension = ProxyExtension()
+        install_request_context(proxy_app())
+        _extension = CostProxyExtension() if runtime.settings.cost.enabled else ProxyExtension()
         logger.info("proxy_ext enabled (config: %s)", runtime.config_path)
         return _extension
 
@@ -142,3 +196,148 @@ def model_is_served(name: str) -> bool:
         return bool(pattern_router and pattern_router.route(name))
     except Exception:  # a pattern router that cannot match this name: not served
         return False
+
+
+def running_proxy_config_path() -> str | None:
+    """The proxy's config path when this process is a LiteLLM proxy; else ``CONFIG_FILE_PATH`` or None.
+
+    Unlike :func:`proxy_config_path` it never imports the proxy server module, so SDK users of a
+    provider do not pay for (or trigger) the proxy's import-time set-up.
+    """
+    if "litellm.proxy.proxy_server" in sys.modules:
+        return proxy_config_path()
+    return os.environ.get("CONFIG_FILE_PATH")
+
+
+def in_proxy() -> bool:
+    """Whether this process runs the LiteLLM proxy (its server module is loaded and has a Router)."""
+    return "litellm.proxy.proxy_server" in sys.modules and llm_router() is not None
+
+
+def deployment_litellm_params(model_id: str | None) -> dict[str, Any] | None:
+    """The operator-configured ``litellm_params`` of the proxy deployment ``model_id`` (None: unknown).
+
+    Request bodies can add arbitrary keys to a call's parameters; providers that take settings from
+    ``litellm_params`` read them from the deployment itself so a caller cannot change them.
+    """
+    router = llm_router()
+    if router is None or not model_id:
+        return None
+    try:
+        deployment = router.get_deployment(model_id=model_id)
+    except Exception:  # a malformed entry: treat as unknown
+        return None
+    if deployment is None:
+        return None
+    params = deployment.litellm_params
+    return params.model_dump(exclude_none=True) if hasattr(params, "model_dump") else dict(params)
+
+
+def call_model_id(litellm_params: dict[str, Any] | None) -> str | None:
+    """The Router deployment id of a call, from the ``litellm_params`` a provider handler receives."""
+    params = litellm_params or {}
+    for info in (params.get("model_info"), (params.get("metadata") or {}).get("model_info"),
+                 (params.get("litellm_metadata") or {}).get("model_info")):
+        if isinstance(info, dict) and info.get("id"):
+            return str(info["id"])
+    return None
+
+# ------------------------------------------------------------------------------- cost glue
+# What proxy_ext.hooks.cost needs from LiteLLM internals, and nothing else: which response types
+# are JSON bodies of the four routes, and the per-call cost LiteLLM computed (the figure it sends
+# as ``x-litellm-response-cost``) with its input/output split from the logging object.
+
+
+def cost_response_kind(response: Any) -> str | None:
+    """'chat' | 'text_completion' | 'embedding' | 'responses' for a non-streaming JSON body of
+    /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses; None for anything else
+    (audio, files, images, …: those pass through untouched)."""
+    from litellm.types.llms.openai import ResponsesAPIResponse
+    from litellm.types.utils import EmbeddingResponse, ModelResponse, TextCompletionResponse
+
+    if isinstance(response, ModelResponse):
+        return "chat"
+    if isinstance(response, TextCompletionResponse):
+        return "text_completion"
+    if isinstance(response, EmbeddingResponse):
+        return "embedding"
+    if isinstance(response, ResponsesAPIResponse):
+        return "responses"
+    return None
+
+
+def _logging_obj(data: dict[str, Any] | None) -> Any:
+    from litellm.litellm_core_utils.litellm_logging import Logging
+
+    candidate = (data or {}).get("litellm_logging_obj")
+    return candidate if isinstance(candidate, Logging) else None
+
+
+def _split(breakdown: Any) -> tuple[float | None, float | None]:
+    """(input, output) USD from a LiteLLM cost breakdown; input includes cache read/creation costs."""
+    if not isinstance(breakdown, dict):
+        return None, None
+    values = breakdown.get("input_cost"), breakdown.get("output_cost")
+    return tuple(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values)  # type: ignore[return-value]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def call_cost(response: Any, data: dict[str, Any] | None) -> tuple[float | None, float | None, float | None]:
+    """(total, input, output) USD of a non-streaming call, as LiteLLM's response headers report it.
+
+    Mirrors ``ProxyBaseLLMRequestProcessing.base_process_llm_request``: the header's figure is
+    ``_hidden_params["response_cost"]``, else the cost stored on (or recomputed by) the call's
+    logging object; the split is the logging object's ``cost_breakdown``.
+    """
+    from litellm.router_utils.add_retry_fallback_headers import get_hidden_params_dict
+
+    total = _number(get_hidden_params_dict(response).get("response_cost"))
+    logging_obj = _logging_obj(data)
+    if logging_obj is None:
+        return total, None, None
+    if total is None:
+        total = _number(logging_obj.model_call_details.get("response_cost"))
+    if total is None:
+        return _priced_without_side_effects(logging_obj, response)
+    return (total, *_split(getattr(logging_obj, "cost_breakdown", None)))
+
+
+def _priced_without_side_effects(logging_obj: Any, result: Any) -> tuple[float | None, float | None, float | None]:
+    # Pricing stamps cost_breakdown and a failure-debug key onto the live logging object, which the
+    # spend log reads later; snapshot and restore both (as the proxy's own stream cost injection
+    # does) so pricing a stream chunk stays a read.
+    breakdown_before = getattr(logging_obj, "cost_breakdown", None)
+    details = logging_obj.model_call_details
+    debug_key = "response_cost_failure_debug_information"
+    missing = object()
+    debug_before = details.get(debug_key, missing)
+    try:
+        total = _number(logging_obj.response_cost_calculator(result=result))
+        split = _split(getattr(logging_obj, "cost_breakdown", None)) if total is not None else (None, None)
+    finally:
+        logging_obj.cost_breakdown = breakdown_before
+        if debug_before is missing:
+            details.pop(debug_key, None)
+        else:
+            details[debug_key] = debug_before
+    return (total, *split)
+
+
+def stream_chunk_cost(chunk: Any, data: dict[str, Any] | None) -> tuple[float | None, float | None, float | None]:
+    """(total, input, output) USD for a streamed call, priced from the chunk that carries usage (a
+    chat / text completion chunk with ``usage``, or a Responses ``response.completed`` event).
+
+    Priced by the call's logging object, so the deployment's custom pricing applies exactly as in
+    the cost LiteLLM records for the call."""
+    logging_obj = _logging_obj(data)
+    if logging_obj is None:
+        return None, None, None
+    return _priced_without_side_effects(logging_obj, chunk)

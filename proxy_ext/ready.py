@@ -106,10 +106,34 @@ async def check_exec(runtime: Runtime, timeout_s: float) -> CheckResult:
     return CheckResult(problem is None, problem or "")
 
 
+def codex_cli_in_use(runtime: Runtime) -> bool:
+    """Whether the codex-agent provider is enabled and some model runs the codex CLI.
+
+    That is CLI mode for the section, or a model of the model_list using the ``codex_cli_agent/``
+    alias or choosing ``codex_agent: {mode: cli}`` in its litellm_params.
+    """
+    codex = runtime.settings.providers.codex_agent
+    if not codex.enabled:
+        return False
+    if codex.mode == "cli":
+        return True
+    for entry in runtime.document.get("model_list") or []:
+        params = (entry or {}).get("litellm_params") or {}
+        overrides = params.get("codex_agent")
+        if str(params.get("model", "")).startswith("codex_cli_agent/") or (isinstance(overrides, dict) and overrides.get("mode") == "cli"):
+            return True
+    return False
+
+
 def codex_cli_problem(runtime: Runtime) -> str | None:
-    """Why the codex CLI cannot be started (None when the binary is found)."""
-    binary = runtime.settings.providers.codex_agent.cli.binary
-    if shutil.which(binary) is None and not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+    """Why the codex CLI cannot be started (None when the binary is found).
+
+    Resolves the binary exactly as the provider does (a path relative to the config file, or a
+    name on PATH).
+    """
+    from proxy_ext.providers.codex_agent.cli import resolve_binary
+
+    if resolve_binary(runtime.settings.providers.codex_agent.cli.binary, runtime) is None:
         return "codex binary not found"
     return None
 
@@ -129,8 +153,7 @@ def enabled_checks(runtime: Runtime) -> dict[str, Check]:
         checks["tool_host"] = check_tool_host
     if settings.tools.exec.enabled:
         checks["exec_tools"] = check_exec
-    codex = settings.providers.codex_agent
-    if codex.enabled and codex.mode == "cli":
+    if codex_cli_in_use(runtime):
         checks["codex_cli"] = check_codex_cli
     return checks
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from proxy_ext.config import ConfigError, ProxyExtConfig, load_config_file, parse_config
 
-__all__ = ["Runtime", "get_runtime", "load_runtime", "set_runtime"]
+__all__ = ["Runtime", "get_runtime", "installed_runtime", "load_runtime", "set_runtime"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,12 @@ def set_runtime(runtime: Runtime) -> None:
     global _runtime
     with _lock:
         _runtime = runtime
+
+
+def installed_runtime() -> Runtime | None:
+    """The runtime installed by the extension (or a provider that loaded it), None when none was."""
+    with _lock:
+        return _runtime
 
 
 def get_runtime() -> Runtime:

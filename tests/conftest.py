@@ -58,3 +58,13 @@ def proxy(upstream: FakeUpstream) -> Iterator[ProxyProcess]:
     """A proxy with the extension on and default settings, shared by the session."""
     with ProxyProcess(base_config(upstream, {"agent": {"default_model": "echo"}})) as process:
         yield process
+
+
+@pytest.fixture(scope="session")
+def default_proxy() -> Iterator[ProxyProcess]:
+    """The repository's own proxy_config.yaml, started from the repo root as `make run` does."""
+    from tests.harness import REPO_ROOT
+
+    env = {"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": ""}
+    with ProxyProcess(REPO_ROOT / "proxy_config.yaml", cwd=REPO_ROOT, env=env) as process:
+        yield process

@@ -86,3 +86,26 @@ def test_unrestricted_shell_is_flagged(tmp_path):
     assert report.ok
     assert any("unrestricted" in w for w in report.warnings)
     assert report.capabilities["exec tools"] == "on (shell_mode=unrestricted)"
+
+
+def test_doctor_checks_mini_agent_models_have_profiles(tmp_path, monkeypatch):
+    import yaml
+
+    from proxy_ext.cli import diagnose
+
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-doctor-test-key-0123456789abcdef")
+    config = {
+        "model_list": [{"model_name": "echo", "litellm_params": {"model": "echo/echo"}},
+                       {"model_name": "mini-agent/known", "litellm_params": {"model": "mini-agent/known"}},
+                       {"model_name": "mini-agent/missing", "litellm_params": {"model": "mini-agent/missing"}}],
+        "litellm_settings": {"callbacks": ["proxy_ext.extension"], "custom_provider_map": [
+            {"provider": "echo", "custom_handler": "proxy_ext.providers.echo.handler"},
+            {"provider": "mini-agent", "custom_handler": "proxy_ext.providers.mini_agent.handler"}]},
+        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+        "proxy_ext": {"agent": {"default_model": "echo", "profiles": {"known": {"model": "echo"}}}},
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    report = diagnose(path)
+    assert report.problems == ["model_list: 'mini-agent/missing' needs a profile 'missing' in proxy_ext.agent.profiles"]
+    assert report.capabilities["agent as a model (mini-agent/*)"].startswith("on (mini-agent/known, mini-agent/missing")

@@ -19,14 +19,6 @@ from tests.harness import REPO_ROOT, ProxyProcess, Reply
 PROXY_EXT_CLI = str(Path(sys.executable).with_name("proxy-ext"))
 
 
-@pytest.fixture(scope="module")
-def default_proxy():
-    """The repository's own proxy_config.yaml, started from the repo root as `make run` does."""
-    env = {"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": ""}
-    with ProxyProcess(REPO_ROOT / "proxy_config.yaml", cwd=REPO_ROOT, env=env) as process:
-        yield process
-
-
 def test_default_config_serves_echo_without_provider_keys(default_proxy):
     client = default_proxy.openai()
     reply = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "ping pong"}])

@@ -286,9 +286,11 @@ async def _walk(run: _Run) -> tuple[StoppedReason, str | None, str | None]:
         turn = await run.model_turn(model, with_tools=False, messages=[dict(m) for m in spec.messages])
     except ModelCallError as exc:
         return exhausted, None, f"{detail}; fallback {exc}"
-    message = {"role": "assistant", "content": turn.message.get("content") or ""}
-    run.append(message)
-    return "fallback", message["content"], None
+    content = turn.message.get("content")
+    if not isinstance(content, str) or not content.strip():  # e.g. it still asked for tools
+        return exhausted, None, f"{detail}; the fallback completion gave no answer"
+    run.append({"role": "assistant", "content": content})
+    return "fallback", content, None
 
 
 def _echo(run: _Run) -> tuple[StoppedReason, str | None, str | None]:

@@ -30,18 +30,29 @@ __all__ = ["PreparedRun", "execute", "prepare", "run_slots"]
 
 _SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.I)
 
-_clients: dict[int, httpx.AsyncClient] = {}
+_clients: dict[tuple[int, str], httpx.AsyncClient] = {}
 _clients_lock = threading.Lock()
 
 
-def _http_client() -> httpx.AsyncClient:
-    """One pooled client per event loop (per proxy worker) for the loopback model calls."""
+def _http_client(transport: str) -> httpx.AsyncClient:
+    """One client per event loop (per proxy worker) and transport for the agent's model calls.
+
+    ``asgi`` hands each request straight to the proxy's own ASGI app in this process: the same
+    middleware, auth, hooks and spend logging as a network request, without a socket and without
+    HTTP parsing on both ends. ``http`` uses a pooled keep-alive connection to ``proxy_base_url``.
+    """
     loop = asyncio.get_running_loop()
+    key = (id(loop), transport)
     with _clients_lock:
-        client = _clients.get(id(loop))
+        client = _clients.get(key)
         if client is None or client.is_closed:
-            client = _clients[id(loop)] = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=512, max_keepalive_connections=128), trust_env=False)
+            if transport == "asgi":
+                from proxy_ext import glue
+
+                client = httpx.AsyncClient(transport=httpx.ASGITransport(app=glue.proxy_app(), client=("127.0.0.1", 0)))
+            else:
+                client = httpx.AsyncClient(limits=httpx.Limits(max_connections=512, max_keepalive_connections=128), trust_env=False)
+            _clients[key] = client
         return client
 
 
@@ -137,7 +148,8 @@ async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], b
         max_concurrent_tool_calls=agent.limits.max_concurrent_tool_calls,
         max_tool_result_bytes=agent.limits.max_tool_result_bytes,
     )
-    client = ModelClient(base_url, forwardable_headers(headers), _http_client())
+    transport = agent.model_transport
+    client = ModelClient(base_url if transport == "http" else "http://proxy.internal", forwardable_headers(headers), _http_client(transport))
     return PreparedRun(spec, settings, client, backend, tools, tool_ctx, trace_id, _trace_writer(runtime, lower), lower)
 
 
@@ -162,6 +174,7 @@ def _trace_record(run: PreparedRun, started: float, outcome: RunOutcome | None) 
         "started_at": started,
         "finished_at": time.time(),
         "cancelled": outcome is None,
+        "worker_pid": os.getpid(),
         "request": {
             "models": spec.ladder, "backend": spec.backend, "tools": [t.name for t in run.tools],
             "max_iterations": spec.max_iterations, "budget": {"max_cost_usd": spec.max_cost_usd,

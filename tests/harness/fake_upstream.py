@@ -17,6 +17,8 @@ Served routes: ``/v1/chat/completions`` (JSON and SSE with a usage chunk), ``/v1
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncio
 import itertools
 import json
@@ -98,6 +100,7 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self._scripts: dict[str, list[Reply]] = {}
+        self._responders: dict[str, Callable[[dict[str, Any]], Reply]] = {}
         self._positions: dict[str, int] = {}
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
@@ -119,13 +122,22 @@ class FakeUpstream:
             self._scripts[model] = list(replies)
             self._positions[model] = 0
 
+    def respond(self, model: str, responder: Callable[[dict[str, Any]], Reply]) -> None:
+        """Choose each reply for ``model`` from the request body (for concurrent multi-turn scripts)."""
+        with self._lock:
+            self._responders[model] = responder
+
     def requests_for(self, model: str) -> list[dict[str, Any]]:
         """Recorded requests whose body named ``model``."""
         return [r for r in self.requests if r["body"].get("model") == model]
 
     def _next_reply(self, model: str, body: dict[str, Any]) -> Reply:
         with self._lock:
+            responder = self._responders.get(model)
             script = self._scripts.get(model)
+        if responder is not None:
+            return responder(body)
+        with self._lock:
             if not script:
                 return Reply(text=_last_user_text(body.get("messages", [])) or "ok")
             pos = self._positions.get(model, 0)

@@ -20,6 +20,8 @@ IDENTITIES = {
     "sk-test-limited": {"models": ["fake/agent-allowed"], "allowed_routes": AGENT_ROUTES},
     # Every model, two requests per minute.
     "sk-test-rpm": {"models": [], "allowed_routes": AGENT_ROUTES, "rpm_limit": 2},
+    # May use the agent profile model, but none of the models the agent itself calls.
+    "sk-test-agent-only": {"models": ["mini-agent/calc"], "allowed_routes": AGENT_ROUTES},
     # A key whose allowed routes do not include /agent/run.
     "sk-test-chat-only": {"models": [], "allowed_routes": ["/v1/chat/completions", "/chat/completions"]},
 }

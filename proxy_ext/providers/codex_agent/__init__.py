@@ -1,0 +1,138 @@
+"""``codex-agent`` / ``codex_cli_agent``: a Codex agent as a LiteLLM model.
+
+Register both aliases with the same handler::
+
+    litellm_settings:
+      custom_provider_map:
+        - {provider: codex-agent,     custom_handler: proxy_ext.providers.codex_agent.handler}
+        - {provider: codex_cli_agent, custom_handler: proxy_ext.providers.codex_agent.handler}
+
+``codex-agent/<model>`` runs in the configured mode (``proxy_ext.providers.codex_agent.mode``,
+HTTP by default: :mod:`.http`); ``codex_cli_agent/<model>`` always runs the local codex CLI
+(:mod:`.cli`). The provider refuses every call with a 403 until it is enabled
+(``providers.codex_agent.enabled: true`` or ``LITELLM_ENABLE_CODEX_AGENT=1``). See
+docs/providers/codex_agent.md.
+
+This is a package (not a module file ``codex_agent.py``) on purpose: LiteLLM's ``get_instance_fn``
+would load a file ``proxy_ext/providers/codex_agent.py`` next to the config by path, as a second
+module instance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from litellm.llms.custom_llm import CustomLLM
+from litellm.types.utils import GenericStreamingChunk, ModelResponse, Usage
+
+from proxy_ext.config import ProxyExtConfig
+from proxy_ext.providers.codex_agent import cli, http
+from proxy_ext.providers.codex_agent.events import CodexRun, render_prompt
+from proxy_ext.providers.codex_agent.settings import OVERRIDE_KEY, CallSettings, resolve
+from proxy_ext.state import Runtime
+
+__all__ = ["CodexAgentLLM", "doctor_problems", "handler"]
+
+
+def _usage(run: CodexRun) -> Usage:
+    return Usage(
+        prompt_tokens=run.input_tokens,
+        completion_tokens=run.output_tokens,
+        total_tokens=run.input_tokens + run.output_tokens,
+        prompt_tokens_details={"cached_tokens": run.cached_input_tokens},
+    )
+
+
+def _cli_response(run: CodexRun, settings: CallSettings, model_response: ModelResponse) -> ModelResponse:
+    model_response.choices[0].message.content = run.answer  # type: ignore[union-attr]
+    model_response.choices[0].finish_reason = "stop"
+    model_response.model = settings.model
+    model_response.created = int(time.time())
+    setattr(model_response, "usage", _usage(run))
+    return model_response
+
+
+def _final_chunk(run: CodexRun) -> GenericStreamingChunk:
+    usage = {"prompt_tokens": run.input_tokens, "completion_tokens": run.output_tokens, "total_tokens": run.input_tokens + run.output_tokens}
+    return GenericStreamingChunk(text="", is_finished=True, finish_reason="stop", usage=usage, index=0, tool_use=None)  # type: ignore[typeddict-item]
+
+
+def _delta(text: str) -> GenericStreamingChunk:
+    return GenericStreamingChunk(text=text, is_finished=False, finish_reason="", usage=None, index=0, tool_use=None)
+
+
+class CodexAgentLLM(CustomLLM):
+    """The LiteLLM ``CustomLLM`` behind both provider aliases."""
+
+    @staticmethod
+    def _settings(model: str, kwargs: dict[str, Any]) -> CallSettings:
+        litellm_params = kwargs.get("litellm_params") or {}
+        optional_params = kwargs.get("optional_params") or {}
+        return resolve(
+            litellm_params.get("custom_llm_provider"), model, kwargs.get("api_base"), kwargs.get("api_key"),
+            optional_params, litellm_params,
+        )
+
+    @staticmethod
+    def _params(kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in (kwargs.get("optional_params") or {}).items() if k != OVERRIDE_KEY}
+
+    def completion(self, model: str, messages: list, *args: Any, model_response: ModelResponse, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+        settings = self._settings(model, kwargs)
+        if settings.mode == "http":
+            return http.complete(settings, messages, self._params(kwargs), model_response, kwargs.get("timeout"))
+        run = CodexRun()
+        for _ in cli.iterate_in_thread(lambda: cli.run_events(settings, render_prompt(messages), run, kwargs.get("timeout"))):
+            pass
+        return _cli_response(run, settings, model_response)
+
+    async def acompletion(self, model: str, messages: list, *args: Any, model_response: ModelResponse, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+        settings = self._settings(model, kwargs)
+        if settings.mode == "http":
+            return await http.acomplete(settings, messages, self._params(kwargs), model_response, kwargs.get("timeout"))
+        run = CodexRun()
+        async for _ in cli.run_events(settings, render_prompt(messages), run, kwargs.get("timeout")):
+            pass
+        return _cli_response(run, settings, model_response)
+
+    def streaming(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Iterator[GenericStreamingChunk]:  # type: ignore[override]
+        settings = self._settings(model, kwargs)
+        if settings.mode == "http":
+            yield from http.stream(settings, messages, self._params(kwargs), kwargs.get("timeout"))
+            return
+        run = CodexRun()
+        for text in cli.iterate_in_thread(lambda: cli.run_events(settings, render_prompt(messages), run, kwargs.get("timeout"))):
+            yield _delta(text)
+        yield _final_chunk(run)
+
+    async def astreaming(self, model: str, messages: list, *args: Any, **kwargs: Any) -> AsyncIterator[GenericStreamingChunk]:  # type: ignore[override]
+        settings = self._settings(model, kwargs)
+        if settings.mode == "http":
+            async for chunk in http.astream(settings, messages, self._params(kwargs), kwargs.get("timeout")):
+                yield chunk
+            return
+        run = CodexRun()
+        events = cli.run_events(settings, render_prompt(messages), run, kwargs.get("timeout"))
+        try:
+            async for text in events:
+                yield _delta(text)
+        finally:
+            await events.aclose()  # on disconnect: the CLI's process group is killed now, not at GC
+        yield _final_chunk(run)
+
+
+def doctor_problems(settings: ProxyExtConfig, runtime: Runtime | None = None) -> list[str]:
+    """Configuration problems of an enabled provider that ``proxy-ext doctor`` should report."""
+    cli_config = settings.providers.codex_agent.cli
+    problems = []
+    if cli_config.workspace is not None:
+        path = (runtime or Runtime(settings=settings)).resolve_path(cli_config.workspace)
+        if not path.is_dir():
+            problems.append(f"cli.workspace {path} is not a directory")
+    return problems
+
+
+handler = CodexAgentLLM()
+"""The instance named in ``custom_provider_map`` for both aliases."""

@@ -1,0 +1,150 @@
+"""``mini-agent/<profile>``: agent profiles as models of the proxy.
+
+Any OpenAI client runs an agent with a plain chat completion::
+
+    litellm_settings:
+      callbacks: ["proxy_ext.extension"]          # required: it carries the caller's identity
+      custom_provider_map:
+        - {provider: mini-agent, custom_handler: proxy_ext.providers.mini_agent.handler}
+    model_list:
+      - model_name: mini-agent/researcher
+        litellm_params: {model: mini-agent/researcher}
+
+The chat messages are the run's input; the final answer is the assistant message; usage sums the
+run's model turns; the envelope's metrics are in ``choices[0].message.provider_specific_fields
+["mini_agent"]``. The agent's own model calls go through the proxy *as the caller* (their key, model
+list, budget and rate limits), exactly as for ``POST /agent/run``; a profile can never name a
+``mini-agent/*`` model (rejected at start-up), so runs cannot recurse.
+
+A run that does not end with an answer (budget, timeout, errors) is an error response (400 with the
+stopped reason and trace id), never an empty answer; LiteLLM does not retry 400s, so a failed run is
+not silently paid for twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from litellm.exceptions import AuthenticationError, BadRequestError, PermissionDeniedError, RateLimitError, ServiceUnavailableError
+from litellm.llms.custom_llm import CustomLLM
+from litellm.types.utils import GenericStreamingChunk, ModelResponse, Usage
+
+__all__ = ["MiniAgentLLM", "handler"]
+
+PROVIDER = "mini-agent"
+
+
+def _profile_name(model: str) -> str:
+    return model.split("/", 1)[1] if model.startswith(f"{PROVIDER}/") else model
+
+
+def _raise_for(status: int, message: str, model: str) -> None:
+    kwargs = {"message": message, "model": model, "llm_provider": PROVIDER}
+    if status == 401:
+        raise AuthenticationError(**kwargs)
+    if status == 403:
+        raise PermissionDeniedError(**kwargs, response=_response(403))
+    if status == 429:
+        raise RateLimitError(**kwargs)
+    if status == 503:
+        raise ServiceUnavailableError(**kwargs)
+    raise BadRequestError(**kwargs)
+
+
+def _response(status: int) -> Any:
+    import httpx
+
+    return httpx.Response(status, request=httpx.Request("POST", "http://mini-agent/run"))
+
+
+async def _run(model: str, messages: list[dict[str, Any]]) -> tuple[Any, str]:
+    """Run the profile's agent on ``messages``; return (envelope, profile)."""
+    from pydantic import ValidationError
+
+    from proxy_ext.agent import service
+    from proxy_ext.agent.errors import AgentRequestError
+    from proxy_ext.agent.request import AgentRunRequest, resolve
+    from proxy_ext.request_context import current_request
+    from proxy_ext.state import get_runtime
+
+    profile = _profile_name(model)
+    runtime = get_runtime()
+    agent = runtime.settings.agent
+    request = current_request()
+    if request is None:
+        _raise_for(400, "mini-agent models run inside the proxy with the extension enabled: add \"proxy_ext.extension\" "
+                        "to litellm_settings.callbacks", model)
+    if profile not in agent.profiles:
+        known = ", ".join(sorted(agent.profiles)) or "none configured"
+        _raise_for(400, f"no agent profile {profile!r} in proxy_ext.agent.profiles (known: {known})", model)
+    try:
+        parsed = AgentRunRequest(messages=[dict(m) for m in messages], profile=profile)
+        spec = resolve(parsed, agent)
+        host, port = request.server or ("127.0.0.1", 4000)
+        host = "127.0.0.1" if host in ("0.0.0.0", "", None) else host
+        base_url = agent.proxy_base_url or f"{request.scheme}://{host}:{port}"
+        prepared = await service.prepare(runtime, spec, request.headers, base_url)
+        service.run_slots.acquire(agent.limits.max_concurrent_runs)
+    except ValidationError as exc:
+        _raise_for(400, f"invalid messages for an agent run: {exc.errors()[0]['msg']}", model)
+    except AgentRequestError as exc:
+        _raise_for(exc.status, exc.message, model)
+    try:
+        outcome = await service.execute(prepared)
+    finally:
+        service.run_slots.release()
+    envelope = outcome.envelope
+    if outcome.refused_status:
+        _raise_for(outcome.refused_status, envelope.metrics.error or "model refused for this key", model)
+    if not envelope.ok:
+        _raise_for(400, f"agent run stopped: {envelope.stopped_reason}: {envelope.metrics.error} "
+                        f"(trace_id {envelope.metrics.trace_id})", model)
+    return envelope, profile
+
+
+def _metrics(envelope: Any) -> dict[str, Any]:
+    body = envelope.to_dict()
+    return {"stopped_reason": body["stopped_reason"], **body["metrics"]}
+
+
+def _usage(envelope: Any) -> dict[str, int]:
+    m = envelope.metrics
+    return {"prompt_tokens": m.prompt_tokens, "completion_tokens": m.completion_tokens, "total_tokens": m.prompt_tokens + m.completion_tokens}
+
+
+class MiniAgentLLM(CustomLLM):
+    """LiteLLM CustomLLM handler for ``mini-agent/<profile>`` models (async paths; the proxy uses those)."""
+
+    async def acompletion(self, model: str, messages: list, *args: Any, model_response: ModelResponse, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+        envelope, profile = await _run(model, messages)
+        message = model_response.choices[0].message  # type: ignore[union-attr]
+        message.content = envelope.final_answer or ""
+        message.provider_specific_fields = {"mini_agent": _metrics(envelope)}
+        model_response.choices[0].finish_reason = "stop"
+        model_response.model = f"{PROVIDER}/{profile}"
+        model_response.created = int(time.time())
+        setattr(model_response, "usage", Usage(**_usage(envelope)))
+        return model_response
+
+    async def astreaming(self, model: str, messages: list, *args: Any, **kwargs: Any) -> AsyncIterator[GenericStreamingChunk]:  # type: ignore[override]
+        envelope, _ = await _run(model, messages)
+        words = (envelope.final_answer or "").split(" ")
+        for i, word in enumerate(words):
+            yield GenericStreamingChunk(text=word if i == 0 else " " + word, is_finished=False, finish_reason="",
+                                        usage=None, index=0, tool_use=None)
+        yield GenericStreamingChunk(text="", is_finished=True, finish_reason="stop", usage=_usage(envelope), index=0,
+                                    tool_use=None, provider_specific_fields={"mini_agent": _metrics(envelope)})  # type: ignore[typeddict-unknown-key]
+
+    def completion(self, model: str, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+        _raise_for(400, "mini-agent models are served by the proxy's async path only; call them through the proxy", model)
+        raise AssertionError  # unreachable
+
+    def streaming(self, model: str, *args: Any, **kwargs: Any) -> Iterator[GenericStreamingChunk]:  # type: ignore[override]
+        _raise_for(400, "mini-agent models are served by the proxy's async path only; call them through the proxy", model)
+        raise AssertionError  # unreachable
+
+
+handler = MiniAgentLLM()
+"""The instance named in ``custom_provider_map``."""
