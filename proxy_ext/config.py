@@ -199,7 +199,10 @@ DEFAULT_SHELL_ALLOWLIST = (
     "date", "true", "false", "printf", "find", "basename", "dirname", "env", "sleep",
     "seq", "expr", "test",
 )
-DEFAULT_ENV_ALLOWLIST = ("LANG", "LC_ALL", "TZ")
+DEFAULT_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
+"""Default pass-through environment of subprocesses (the codex CLI)."""
+DEFAULT_EXEC_ENV_ALLOWLIST = ("LANG", "LC_ALL", "TZ")
+"""Default pass-through environment of exec tools (PATH, HOME, TMPDIR and PWD are set by the sandbox)."""
 _SANDBOX_SET_ENV = {"PATH", "HOME", "TMPDIR", "PWD"}
 _SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.I)
 
@@ -220,7 +223,7 @@ class ExecToolConfig(_Section):
     named explicitly to allow any command line."""
     shell_allowlist: list[str] = Field(default_factory=lambda: list(DEFAULT_SHELL_ALLOWLIST))
     """Executables exec_shell may run in allowlist mode."""
-    env_allowlist: list[str] = Field(default_factory=lambda: list(DEFAULT_ENV_ALLOWLIST))
+    env_allowlist: list[str] = Field(default_factory=lambda: list(DEFAULT_EXEC_ENV_ALLOWLIST))
     """Environment variables of the proxy passed through to tool processes. Names that look like
     secrets (KEY, SECRET, TOKEN, PASSWORD, CREDENTIAL, AUTH) are refused; PATH, HOME, TMPDIR and PWD
     are set by the sandbox."""
