@@ -34,10 +34,30 @@ def backend() -> Iterator[ExecToolBackend]:
 
 
 @pytest.fixture(scope="module")
-def unrestricted() -> Iterator[ExecToolBackend]:
-    b = make(shell_mode="unrestricted", timeout_s=1.5)
+def exec_base() -> Iterator[str]:
+    """A working-directory base like /tmp (sticky, world-writable) that only these tests use."""
+    import shutil
+    import tempfile
+
+    base = tempfile.mkdtemp(prefix="proxy-ext-test-base-", dir="/tmp")
+    os.chmod(base, 0o1777)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def unrestricted(exec_base) -> Iterator[ExecToolBackend]:
+    b = make(shell_mode="unrestricted", timeout_s=1.5, tmp_dir=exec_base)
     yield b
     b.close()
+
+
+async def assert_no_workdirs(base: str, within_s: float = 4.0) -> None:
+    """Every call's working directory is gone (also after a supervisor died mid-call)."""
+    deadline = time.monotonic() + within_s
+    while os.listdir(base) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert os.listdir(base) == []
 
 
 def marker() -> str:
@@ -185,20 +205,22 @@ async def test_fork_server_kills_the_tree_of_a_supervisor_that_died(unrestricted
     while count_processes(f"sleep {tag}") and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert count_processes(f"sleep {tag}") == 0
+    await assert_no_workdirs(unrestricted.config.tmp_dir)
 
 
-async def test_closing_the_backend_kills_calls_in_flight():
+async def test_closing_the_backend_kills_calls_in_flight(exec_base):
     tag = marker()
-    b = make(shell_mode="unrestricted")
+    b = make(shell_mode="unrestricted", tmp_dir=exec_base)
     task = asyncio.ensure_future(b.invoke("exec_shell", {"command": f"setsid sleep {tag} & sleep {tag}", "timeout_s": 30}, CTX))
     assert await wait_for_count(f"sleep {tag}", 2) == 2
     await asyncio.to_thread(b.close)
     result = await task
     assert result.ok is False
     assert count_processes(f"sleep {tag}") == 0
+    await assert_no_workdirs(exec_base)
 
 
-def test_tools_die_with_a_crashed_proxy(tmp_path):
+def test_tools_die_with_a_crashed_proxy(tmp_path, exec_base):
     """SIGKILL the process that owns the backend: its fork server is told (PDEATHSIG) and kills the tools."""
     import subprocess
 
@@ -209,7 +231,7 @@ import asyncio
 from proxy_ext.config import ExecToolConfig
 from proxy_ext.tools.base import ToolContext
 from proxy_ext.tools.exec import ExecToolBackend
-b = ExecToolBackend(ExecToolConfig(enabled=True, shell_mode="unrestricted", timeout_s=30))
+b = ExecToolBackend(ExecToolConfig(enabled=True, shell_mode="unrestricted", timeout_s=30, tmp_dir={exec_base!r}))
 asyncio.run(b.invoke("exec_shell", {{"command": "setsid sleep {tag} & sleep {tag}"}}, ToolContext()))
 """)
     owner = subprocess.Popen([sys.executable, str(script)], cwd=os.getcwd())
@@ -225,6 +247,7 @@ asyncio.run(b.invoke("exec_shell", {{"command": "setsid sleep {tag} & sleep {tag
     while count_processes(f"sleep {tag}") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert count_processes(f"sleep {tag}") == 0
+    asyncio.run(assert_no_workdirs(exec_base))
 
 
 async def test_supervisors_are_reused_and_calls_stay_isolated(backend):
@@ -248,6 +271,7 @@ async def test_stopped_supervisor_is_killed_at_the_deadline(unrestricted):
         await asyncio.sleep(0.05)
     assert count_processes(f"sleep {tag}") == 0
     assert time.monotonic() - started < 12
+    await assert_no_workdirs(unrestricted.config.tmp_dir)
 
 
 async def test_parallel_calls_run_concurrently_and_keep_their_order(backend):
@@ -611,3 +635,29 @@ print('handed over', flush=True)
             os.close(fd)
     assert result.ok and result.content["stdout"] == "handed over\n" and held
     assert time.monotonic() - started < 4
+
+
+async def test_clean_up_never_follows_a_symlink_the_tool_left(unrestricted, tmp_path):
+    """The tool replaces its working directory with a symlink to a directory it must not touch."""
+    import tempfile
+
+    victim = tempfile.mkdtemp(prefix="proxy-ext-test-victim-", dir="/tmp")
+    try:
+        with open(os.path.join(victim, "keep"), "w") as fh:
+            fh.write("x")
+        os.chmod(victim, 0o755)
+        base_mode = os.stat(unrestricted.config.tmp_dir).st_mode
+        command = f'd="$PWD"; cd /; mv "$d" "$d.moved" && ln -s {victim} "$d" && echo swapped'
+        out = await shell(unrestricted, command)
+        assert out["stdout"] == "swapped\n", out
+        assert os.path.exists(os.path.join(victim, "keep"))
+        assert os.stat(victim).st_mode & 0o777 == 0o755
+        assert os.stat(unrestricted.config.tmp_dir).st_mode == base_mode
+        leftovers = os.listdir(unrestricted.config.tmp_dir)
+        assert all(name.endswith(".moved") for name in leftovers), leftovers  # the tool's own rename
+    finally:
+        import shutil
+
+        shutil.rmtree(victim, ignore_errors=True)
+        for name in os.listdir(unrestricted.config.tmp_dir):
+            shutil.rmtree(os.path.join(unrestricted.config.tmp_dir, name), ignore_errors=True)

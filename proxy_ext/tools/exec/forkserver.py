@@ -39,8 +39,10 @@ import json
 import os
 import resource
 import select
+import shutil  # imported up front: the sandbox user may not be able to read the stdlib
 import signal
 import socket
+import stat as stat_module
 import sys
 import time
 
@@ -49,6 +51,8 @@ PR_SET_CHILD_SUBREAPER = 36
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 DEADLINE_GRACE_S = 5.0
 DRAIN_S = 1.0
+NOTIFY_W: int | None = None
+"""In a supervisor: the pipe to the server (set by :func:`supervisor`)."""
 IDLE_RETIRE_S = 60
 MAX_CALLS = 10_000
 READ_CHUNK = 65536
@@ -201,19 +205,61 @@ def _make_workdir(req: dict) -> str:
 
 
 def _remove_workdir(path: str) -> None:
-    def retry(func, target, _exc):  # a tool may have made a subdirectory unwritable
-        try:
-            os.chmod(os.path.dirname(target), 0o700)
-            func(target)
-        except OSError:
-            pass
+    """Remove a call's working directory as far as *the current user* may.
 
+    Called as the sandbox user, never as root on a tree a tool could have shaped: a tool can
+    rename its directory and leave a symlink in its place, or plant symlinks inside. rmtree does
+    not follow symlinks, and permissions are only ever repaired strictly inside ``path``.
+    """
     try:
         os.rmdir(path)  # the common case: the tool left nothing behind
+        return
     except OSError:
-        import shutil  # imported here: keeps the fork server small (and random's at-fork hook out)
+        pass
+    if os.path.islink(path):  # the tool swapped its directory for a symlink: drop the link only
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return
 
-        shutil.rmtree(path, onerror=retry)
+    def retry(func, target, _exc):  # a tool may have made a subdirectory unwritable
+        parent = os.path.dirname(target)
+        if parent == path or parent.startswith(path + os.sep):
+            try:
+                os.chmod(parent, 0o700)
+                func(target)
+            except OSError:
+                pass
+
+    shutil.rmtree(path, onerror=retry)
+
+
+def remove_workdir_as_owner(path: str) -> None:
+    """Remove a working directory left by a supervisor that died: as its owner, in a child."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if not stat_module.S_ISDIR(st.st_mode):
+        return
+    if os.geteuid() != 0 or st.st_uid == 0:
+        _remove_workdir(path)
+        return
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setresgid(st.st_gid, st.st_gid, st.st_gid)
+            os.setresuid(st.st_uid, st.st_uid, st.st_uid)
+            _remove_workdir(path)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    try:
+        os.rmdir(path)  # the entry itself, if the owner could not remove it from its parent
+    except OSError:
+        pass
 
 
 def run_call(req: dict, conn: socket.socket) -> dict:
@@ -221,6 +267,8 @@ def run_call(req: dict, conn: socket.socket) -> dict:
     max_bytes = int(req["max_output_bytes"])
     timeout_s = float(req["timeout_s"])
     cwd = _make_workdir(req)
+    if NOTIFY_W is not None and "\n" not in cwd:
+        _notify(NOTIFY_W, f"w {os.getpid()} {cwd}")  # the server removes it if we die
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     started = time.monotonic()
@@ -312,8 +360,12 @@ def run_call(req: dict, conn: socket.socket) -> dict:
         }
     finally:
         kill_all_descendants(None)
+        _remove_workdir(cwd)  # still as the sandbox user (see _remove_workdir)
         _leave_sandbox(req)
-        _remove_workdir(cwd)
+        try:
+            os.rmdir(cwd)  # as root: only when the sandbox user may not write the base directory
+        except OSError:
+            pass
 
 
 def _read_request(conn: socket.socket) -> dict:
@@ -379,6 +431,8 @@ def supervisor(control: socket.socket, notify_w: int) -> None:
     ``IDLE_RETIRE_S`` without work, after ``MAX_CALLS`` calls, or when its own CPU time nears the
     CPU limit it carries. Never returns.
     """
+    global NOTIFY_W
+    NOTIFY_W = notify_w
     code = 0
     try:
         signal.set_wakeup_fd(-1)  # the server's wake-up pipe is not ours to write to
@@ -431,6 +485,8 @@ def serve(control: socket.socket, pool_size: int) -> None:
     notify_r, notify_w = os.pipe()
     state: dict[int, str] = {}  # pid -> "idle" | "busy" | "gone"
     deadlines: dict[int, float] = {}
+    workdirs: dict[int, str] = {}  # busy supervisor -> its call's working directory
+    orphan_dirs: list[str] = []  # working directories of supervisors that died
 
     def spawn() -> None:
         pid = os.fork()
@@ -452,6 +508,8 @@ def serve(control: socket.socket, pool_size: int) -> None:
                 break
             state.pop(pid, None)
             deadlines.pop(pid, None)
+            if pid in workdirs:
+                orphan_dirs.append(workdirs.pop(pid))
         for pid in _children(os.getpid()):
             if pid not in state:
                 try:
@@ -486,7 +544,7 @@ def serve(control: socket.socket, pool_size: int) -> None:
                 pending += os.read(notify_r, 65536)
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
-                    kind, pid_text, *rest = line.decode().split()
+                    kind, pid_text, *rest = line.decode().split(" ", 2)
                     pid = int(pid_text)
                     if pid not in state:
                         continue
@@ -496,9 +554,12 @@ def serve(control: socket.socket, pool_size: int) -> None:
                             spawn()  # the next call must not wait for a fork
                     elif kind == "d":
                         deadlines[pid] = float(rest[0])
+                    elif kind == "w":
+                        workdirs[pid] = rest[0]
                     elif kind == "f":
                         state[pid] = "idle"
                         deadlines.pop(pid, None)
+                        workdirs.pop(pid, None)
                     elif kind == "x":
                         state[pid] = "gone"
         now = time.monotonic()
@@ -510,11 +571,17 @@ def serve(control: socket.socket, pool_size: int) -> None:
                     pass
                 del deadlines[pid]
         reap_and_kill_strays()
+        if orphan_dirs and all(pid in state for pid in _children(os.getpid())):
+            for path in orphan_dirs:  # their writers are dead now
+                remove_workdir_as_owner(path)
+            orphan_dirs.clear()
         while running and (idle() == 0 or sum(1 for s in state.values() if s != "gone") < pool_size):
             spawn()
     # The proxy is gone (or stopping us): no tool may outlive it. Killing the supervisors
     # re-parents their tools here, and the loop kills those too.
     kill_all_descendants(None)
+    for path in [*orphan_dirs, *workdirs.values()]:
+        remove_workdir_as_owner(path)
 
 
 def main(argv: list[str]) -> int:
