@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
-from litellm.exceptions import AuthenticationError, BadRequestError, PermissionDeniedError, RateLimitError, ServiceUnavailableError
 from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk, ModelResponse, Usage
+
+from proxy_ext.providers.errors import provider_error
 
 __all__ = ["MiniAgentLLM", "handler"]
 
@@ -40,23 +41,8 @@ def _profile_name(model: str) -> str:
     return model.split("/", 1)[1] if model.startswith(f"{PROVIDER}/") else model
 
 
-def _raise_for(status: int, message: str, model: str) -> None:
-    kwargs = {"message": message, "model": model, "llm_provider": PROVIDER}
-    if status == 401:
-        raise AuthenticationError(**kwargs)
-    if status == 403:
-        raise PermissionDeniedError(**kwargs, response=_response(403))
-    if status == 429:
-        raise RateLimitError(**kwargs)
-    if status == 503:
-        raise ServiceUnavailableError(**kwargs)
-    raise BadRequestError(**kwargs)
-
-
-def _response(status: int) -> Any:
-    import httpx
-
-    return httpx.Response(status, request=httpx.Request("POST", "http://mini-agent/run"))
+def _raise_for(status: int, message: str, model: str) -> NoReturn:
+    raise provider_error(PROVIDER, status, message, model)
 
 
 async def _run(model: str, messages: list[dict[str, Any]]) -> tuple[Any, str]:
@@ -139,11 +125,9 @@ class MiniAgentLLM(CustomLLM):
 
     def completion(self, model: str, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
         _raise_for(400, "mini-agent models are served by the proxy's async path only; call them through the proxy", model)
-        raise AssertionError  # unreachable
 
     def streaming(self, model: str, *args: Any, **kwargs: Any) -> Iterator[GenericStreamingChunk]:  # type: ignore[override]
         _raise_for(400, "mini-agent models are served by the proxy's async path only; call them through the proxy", model)
-        raise AssertionError  # unreachable
 
 
 handler = MiniAgentLLM()
