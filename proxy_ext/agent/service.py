@@ -49,7 +49,8 @@ def _http_client(transport: str) -> httpx.AsyncClient:
             if transport == "asgi":
                 from proxy_ext import glue
 
-                client = httpx.AsyncClient(transport=httpx.ASGITransport(app=glue.proxy_app(), client=("127.0.0.1", 0)))
+                # An exception escaping the app becomes a 500 the loop handles as a model error.
+                client = httpx.AsyncClient(transport=httpx.ASGITransport(app=glue.proxy_app(), client=("127.0.0.1", 0), raise_app_exceptions=False))
             else:
                 client = httpx.AsyncClient(limits=httpx.Limits(max_connections=512, max_keepalive_connections=128), trust_env=False)
             _clients[key] = client
