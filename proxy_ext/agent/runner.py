@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from proxy_ext.agent.request import RunSpec
 from proxy_ext.tools.base import ToolBackend, ToolContext, ToolResult, ToolSpec
 
 __all__ = ["Emit", "RunOutcome", "RunSettings", "run_agent"]
+
+logger = logging.getLogger("proxy_ext.agent")
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 """Progress callback: ``await emit(event_type, data)`` (SSE events when streaming)."""
@@ -236,6 +239,9 @@ async def run_agent(spec: RunSpec, settings: RunSettings, client: ModelClient, b
         reason, error, refused = exc.reason, exc.error, exc.status
     except TimeoutError:
         reason, error = "timeout", f"run exceeded its time budget of {spec.timeout_s} s"
+    except Exception as exc:  # a bug must not cost the caller the transcript: error envelope, logged
+        logger.exception("agent run %s failed", trace_id)
+        reason, error = "error", f"internal error: {type(exc).__name__}: {exc}"
     metrics.duration_ms = int((time.perf_counter() - started) * 1000)
     metrics.cost_usd = round(metrics.cost_usd, 10)
     ok = reason in ("final_answer", "fallback")
