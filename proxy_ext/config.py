@@ -181,22 +181,30 @@ class ExecLimits(_Section):
 
     cpu_s: int = Field(default=10, ge=1)
     """CPU seconds (RLIMIT_CPU)."""
-    memory_mb: int = Field(default=512, ge=16)
-    """Address space in MiB (RLIMIT_AS)."""
+    memory_mb: int = Field(default=512, ge=64)
+    """Address space in MiB (RLIMIT_AS); at least 64 (a Python interpreter needs ~30)."""
     file_size_mb: int = Field(default=16, ge=1)
     """Largest file the process may write, in MiB (RLIMIT_FSIZE)."""
     max_processes: int = Field(default=64, ge=1)
-    """Process count for the sandbox user (RLIMIT_NPROC)."""
+    """Process count for the sandbox user (RLIMIT_NPROC); it counts all processes of that user and
+    is applied only when tools run as ``run_as_user`` (the proxy runs as root)."""
     open_files: int = Field(default=256, ge=16)
     """Open file descriptors (RLIMIT_NOFILE)."""
 
 
+# No awk/sed/xargs by default: they run arbitrary commands (system(), the sed ``e`` command).
+# ``env`` and ``find`` are allowed only in forms that cannot start another program (see exec/shell.py).
 DEFAULT_SHELL_ALLOWLIST = (
     "cat", "echo", "ls", "pwd", "head", "tail", "wc", "grep", "sort", "uniq", "cut", "tr",
-    "date", "true", "false", "printf", "sed", "awk", "find", "basename", "dirname", "env", "sleep",
-    "seq", "expr", "test", "[",
+    "date", "true", "false", "printf", "find", "basename", "dirname", "env", "sleep",
+    "seq", "expr", "test",
 )
 DEFAULT_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
+"""Default pass-through environment of subprocesses (the codex CLI)."""
+DEFAULT_EXEC_ENV_ALLOWLIST = ("LANG", "LC_ALL", "TZ")
+"""Default pass-through environment of exec tools (PATH, HOME, TMPDIR and PWD are set by the sandbox)."""
+_SANDBOX_SET_ENV = {"PATH", "HOME", "TMPDIR", "PWD"}
+_SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.I)
 
 
 class ExecToolConfig(_Section):
@@ -215,12 +223,39 @@ class ExecToolConfig(_Section):
     named explicitly to allow any command line."""
     shell_allowlist: list[str] = Field(default_factory=lambda: list(DEFAULT_SHELL_ALLOWLIST))
     """Executables exec_shell may run in allowlist mode."""
-    env_allowlist: list[str] = Field(default_factory=lambda: list(DEFAULT_ENV_ALLOWLIST))
-    """Environment variables passed through to tool processes (values of secrets never are)."""
+    env_allowlist: list[str] = Field(default_factory=lambda: list(DEFAULT_EXEC_ENV_ALLOWLIST))
+    """Environment variables of the proxy passed through to tool processes. Names that look like
+    secrets (KEY, SECRET, TOKEN, PASSWORD, CREDENTIAL, AUTH) are refused; PATH, HOME, TMPDIR and PWD
+    are set by the sandbox."""
+    path: str = "/usr/local/bin:/usr/bin:/bin"
+    """PATH of tool processes (also where exec_shell looks up allowlisted executables)."""
     python_executable: str | None = None
-    """Interpreter for exec_python (default: the proxy's own ``sys.executable``)."""
+    """Interpreter for exec_python, run as ``python -I -S`` (standard library only). Default: the
+    proxy's interpreter if the sandbox user may run it, else ``python3`` on ``path``."""
+    run_as_user: str | None = "nobody"
+    """When the proxy runs as root, tool processes run as this user (None: stay root, not
+    recommended). Ignored when the proxy is not root: tools then run as the proxy's user."""
+    tmp_dir: str | None = None
+    """Where the per-call working directories are created (default: the system temp directory)."""
+    max_code_bytes: int = Field(default=100_000, ge=1, le=120_000)
+    """Largest ``code`` (exec_python) or ``command`` (exec_shell) argument, in bytes."""
+    max_concurrent_calls: int = Field(default=16, ge=1, le=1024)
+    """Exec tool calls running at the same time in this proxy; more wait for a free slot."""
+    idle_supervisors: int = Field(default=2, ge=1, le=64)
+    """Call supervisors the fork server keeps alive and reuses (at least one is always idle, so no
+    call waits for a fork; more absorb bursts of parallel calls)."""
     limits: ExecLimits = Field(default_factory=ExecLimits)
     """Resource limits."""
+
+    @field_validator("env_allowlist")
+    @classmethod
+    def _no_secret_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name.upper() in _SANDBOX_SET_ENV:
+                raise ValueError(f"{name} is set by the sandbox (see tools.exec.path); remove it from env_allowlist")
+            if _SECRET_NAME.search(name):
+                raise ValueError(f"{name} looks like a secret; tool processes never receive secrets")
+        return names
 
     @model_validator(mode="after")
     def _timeout_within_max(self) -> "ExecToolConfig":
@@ -229,6 +264,10 @@ class ExecToolConfig(_Section):
                 f"tools.exec.timeout_s ({self.timeout_s}) exceeds tools.exec.max_timeout_s ({self.max_timeout_s})"
             )
         return self
+
+
+_CREDENTIAL_HEADERS = {"authorization", "x-litellm-api-key", "api-key", "x-api-key", "cookie", "proxy-authorization"}
+_HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-type", "accept-encoding", "te", "upgrade"}
 
 
 class HttpToolConfig(_Section):
@@ -250,8 +289,23 @@ class HttpToolConfig(_Section):
     """Retries after a 429 or a connect error."""
     max_retry_wait_s: float = Field(default=30.0, ge=0)
     """Cap on the total time spent waiting between retries of one call."""
+    retry_backoff_s: float = Field(default=0.25, ge=0)
+    """First backoff between retries (doubled each try, with jitter) when no ``Retry-After`` is given."""
+    max_response_bytes: int = Field(default=1_048_576, ge=1024)
+    """Largest tool-host response body; a bigger one is an error the model sees."""
     tools_cache_ttl_s: float = Field(default=60.0, ge=0)
     """How long the ``GET /tools`` listing is cached."""
+
+    @model_validator(mode="after")
+    def _one_authorization_source(self) -> "HttpToolConfig":
+        if self.forward_authorization and any(k.lower() == "authorization" for k in self.headers):
+            raise ValueError("tools.http.headers sets Authorization and forward_authorization is on: choose one")
+        for name in self.forward_headers:
+            if name.lower() in _CREDENTIAL_HEADERS:
+                raise ValueError(f"tools.http.forward_headers cannot name {name} (a credential); use forward_authorization for Authorization")
+            if name.lower() in _HOP_HEADERS:
+                raise ValueError(f"tools.http.forward_headers cannot name {name} (set by the HTTP client)")
+        return self
 
     @field_validator("base_url")
     @classmethod

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -95,13 +94,11 @@ async def check_tool_host(runtime: Runtime, timeout_s: float) -> CheckResult:
 
 
 def exec_problem(runtime: Runtime) -> str | None:
-    """Why the exec tools cannot run here (None when they can)."""
-    if sys.platform != "linux" and sys.platform != "darwin":
-        return "exec tools need a POSIX system"
-    python = runtime.settings.tools.exec.python_executable or sys.executable
-    if not shutil.which(python) and not os.access(python, os.X_OK):
-        return "python executable for exec_python not found"
-    return None
+    """Why the exec tools cannot run here (None when they can): Linux with pidfd, the sandbox user
+    exists, and an interpreter for exec_python that user may run."""
+    from proxy_ext.tools.exec import sandbox_problem
+
+    return sandbox_problem(runtime.settings.tools.exec)
 
 
 async def check_exec(runtime: Runtime, timeout_s: float) -> CheckResult:

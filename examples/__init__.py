@@ -1,0 +1,1 @@
+"""Examples operators can run (``python -m examples.<name>``)."""
