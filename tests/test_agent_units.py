@@ -256,3 +256,16 @@ def test_streamed_model_call_errors_become_model_call_errors():
     with pytest.raises(ModelCallError) as error:
         asyncio.run(go(httpx.Response(200, content=midway)))
     assert error.value.status == 503 and "upstream died" in error.value.message
+
+
+def test_run_slots_refuse_beyond_the_limit_with_429():
+    from proxy_ext.agent.service import RunSlots
+
+    slots = RunSlots()
+    slots.acquire(2)
+    slots.acquire(2)
+    with pytest.raises(AgentRequestError) as error:
+        slots.acquire(2)
+    assert error.value.status == 429 and "max_concurrent_runs" in error.value.message
+    slots.release()
+    slots.acquire(2)

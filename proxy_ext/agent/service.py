@@ -68,9 +68,14 @@ class RunSlots:
     def __init__(self) -> None:
         self.active = 0
 
-    def acquire(self, limit: int) -> None:
+    def check(self, limit: int) -> None:
+        """429 when ``limit`` runs are in progress."""
         if self.active >= limit:
             raise AgentRequestError(f"too many agent runs in progress ({limit}, proxy_ext.agent.limits.max_concurrent_runs); retry shortly", status=429)
+
+    def acquire(self, limit: int) -> None:
+        """Take a slot (429 when none is free)."""
+        self.check(limit)
         self.active += 1
 
     def release(self) -> None:
