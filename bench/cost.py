@@ -14,7 +14,6 @@ per request (from /proc): the work the extension adds, independent of what else 
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,32 +28,15 @@ STREAM_N, STREAM_CHUNKS = 40, 500
 TARGETS = {"p50 latency ratio": (1.02, "<="), "throughput ratio": (0.98, ">="), "500-chunk stream time ratio": (1.02, "<=")}
 
 
-def _cpu_seconds(proxy: ProxyProcess) -> float:
-    """User + system CPU time of the proxy's process group so far (Linux /proc)."""
-    assert proxy.process is not None
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == proxy.process.pid:  # process group id
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 class _Cpu:
     """CPU ms per request of each proxy over a section."""
 
     def __init__(self, proxies: dict[str, ProxyProcess]) -> None:
         self.proxies = proxies
-        self.start = {name: _cpu_seconds(p) for name, p in proxies.items()}
+        self.start = {name: p.cpu_seconds() for name, p in proxies.items()}
 
     def per_request_ms(self, requests: int) -> dict[str, float]:
-        return {name: (_cpu_seconds(p) - self.start[name]) * 1000 / requests for name, p in self.proxies.items()}
+        return {name: (p.cpu_seconds() - self.start[name]) * 1000 / requests for name, p in self.proxies.items()}
 
 
 def _orders(names: list[str], rounds: int):

@@ -197,3 +197,75 @@ def test_redactor_hides_keys_headers_and_patterns():
     assert out["text"] == f"use {REDACTED} and {REDACTED} and {REDACTED}"
     assert out["n"] == 3
     assert record["api_key"] == "k-123456"  # not mutated
+
+
+# ----------------------------------------------------------------------- streamed model calls
+
+
+def test_streamed_model_call_assembles_text_tool_calls_usage_and_cost():
+    import httpx
+
+    from proxy_ext.agent.model_client import ModelClient
+
+    def sse(*chunks: dict) -> bytes:
+        return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+
+    body = sse(
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Let me "}}]},
+        {"choices": [{"index": 0, "delta": {"content": "check."}}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "calc", "arguments": "{\"a\""}}]}}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}}]},
+        {"choices": [{"index": 0, "delta": {"content": " (after)"}}]},
+        {"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "cost": 0.00042}},
+    )
+    seen = []
+
+    async def go():
+        transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body, headers={"content-type": "text/event-stream"}))
+        async with httpx.AsyncClient(transport=transport) as http:
+            client = ModelClient("http://proxy", {"authorization": "Bearer k"}, http)
+
+            async def on_text(text):
+                seen.append(text)
+
+            return await client.complete_streaming("m", [{"role": "user", "content": "x"}], None, 5.0, on_text)
+
+    turn = asyncio.run(go())
+    assert seen == ["Let me ", "check."]  # text after a tool call started is not streamed as answer text
+    assert turn.message == {"role": "assistant", "content": "Let me check. (after)", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "calc", "arguments": "{\"a\": 1}"}}]}
+    assert (turn.prompt_tokens, turn.completion_tokens, turn.cost_usd) == (12, 5, 0.00042)
+
+
+def test_streamed_model_call_errors_become_model_call_errors():
+    import httpx
+
+    from proxy_ext.agent.errors import ModelCallError
+    from proxy_ext.agent.model_client import ModelClient
+
+    async def go(response):
+        async with httpx.AsyncClient(transport=httpx.MockTransport(lambda request: response)) as http:
+            async def ignore(text):
+                pass
+            return await ModelClient("http://proxy", {}, http).complete_streaming("m", [], None, 5.0, ignore)
+
+    with pytest.raises(ModelCallError) as error:
+        asyncio.run(go(httpx.Response(403, json={"error": {"message": "not allowed"}})))
+    assert error.value.status == 403 and error.value.message == "not allowed"
+    midway = b'data: {"choices": [{"index": 0, "delta": {"content": "a"}}]}\n\ndata: {"error": {"message": "upstream died", "code": "503"}}\n\n'
+    with pytest.raises(ModelCallError) as error:
+        asyncio.run(go(httpx.Response(200, content=midway)))
+    assert error.value.status == 503 and "upstream died" in error.value.message
+
+
+def test_run_slots_refuse_beyond_the_limit_with_429():
+    from proxy_ext.agent.service import RunSlots
+
+    slots = RunSlots()
+    slots.acquire(2)
+    slots.acquire(2)
+    with pytest.raises(AgentRequestError) as error:
+        slots.acquire(2)
+    assert error.value.status == 429 and "max_concurrent_runs" in error.value.message
+    slots.release()
+    slots.acquire(2)

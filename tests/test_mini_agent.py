@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import openai
 import pytest
 
@@ -44,13 +46,40 @@ def test_profile_model_runs_the_agent(agent_models, upstream):
     assert [t["function"]["name"] for t in first["tools"]] == ["calculator"]
 
 
-def test_profile_model_streams_the_answer(agent_models, upstream):
-    upstream.script("ma-cheap", Reply(text="streamed agent answer"))
+def test_profile_model_streams_the_answer_as_it_is_produced(agent_models, upstream):
+    upstream.script("ma-cheap", Reply(tool_calls=[call("calculator", {"expression": "2+2"})]),
+                    Reply(text="the answer is four", chunk_delay_s=0.4, prompt_tokens=5, completion_tokens=4))
+    started = time.monotonic()
+    arrivals = []
     stream = agent_models.openai().chat.completions.create(
-        model="mini-agent/calc", messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True})
-    chunks = list(stream)
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "streamed agent answer"
-    assert any(c.usage and c.usage.prompt_tokens == 11 and c.usage.completion_tokens == 7 for c in chunks)
+        model="mini-agent/calc", messages=[{"role": "user", "content": "2+2?"}], stream=True, stream_options={"include_usage": True})
+    chunks = []
+    for chunk in stream:
+        chunks.append(chunk)
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.monotonic() - started)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "the answer is four"
+    # Four words 0.4 s apart: the first reached the client well before the last was produced.
+    assert len(arrivals) >= 3 and arrivals[-1] - arrivals[0] > 0.8
+    usage = next(c.usage for c in chunks if c.usage)
+    assert (usage.prompt_tokens, usage.completion_tokens) == (16, 11)  # the tool turn (11+7) plus the answer turn (5+4)
+    # The agent's model calls were streamed through the proxy with usage requested.
+    sent = upstream.requests_for("ma-cheap")[-1]["body"]
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+
+
+def test_client_disconnect_mid_stream_cancels_the_run(agent_models, upstream):
+    upstream.script("ma-cheap", Reply(text=" ".join(["word"] * 40), chunk_delay_s=0.25))
+    stream = agent_models.openai().chat.completions.create(
+        model="mini-agent/calc", messages=[{"role": "user", "content": "talk"}], stream=True)
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            break
+    stream.close()
+    # The proxy stays responsive and serves the next run.
+    upstream.script("ma-cheap", Reply(text="still here"))
+    reply = agent_models.openai().chat.completions.create(model="mini-agent/calc", messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content == "still here"
 
 
 def test_escalation_inside_a_profile(agent_models, upstream):

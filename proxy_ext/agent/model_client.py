@@ -10,7 +10,7 @@ keeps the cost of the hop well under a millisecond.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,10 +54,12 @@ def _error_message(response: httpx.Response) -> str:
 class ModelClient:
     """Chat completions against this proxy, with the caller's headers."""
 
-    def __init__(self, base_url: str, headers: Mapping[str, str], http: httpx.AsyncClient) -> None:
+    def __init__(self, base_url: str, headers: Mapping[str, str], http: httpx.AsyncClient,
+                 stream_http: httpx.AsyncClient | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.headers = dict(headers)
         self.http = http
+        self.stream_http = stream_http or http
 
     async def complete(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                        timeout_s: float, metadata: Mapping[str, Any] | None = None) -> ModelTurn:
@@ -93,3 +95,71 @@ class ModelClient:
                 if isinstance(c, dict) and isinstance(c.get("function"), dict)
             ]
         return ModelTurn(clean, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), cost)
+
+    async def complete_streaming(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                                 timeout_s: float, on_text: Callable[[str], Awaitable[None]]) -> ModelTurn:
+        """Like :meth:`complete`, but streamed: ``on_text`` gets each content delta as it arrives.
+
+        The cost is the ``usage.cost`` LiteLLM puts on the stream's usage chunk (streams carry no
+        cost header)."""
+        body: dict[str, Any] = {"model": model, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+        if tools:
+            body["tools"] = tools
+        request = self.stream_http.build_request("POST", f"{self.base_url}/v1/chat/completions", json=body, headers=self.headers,
+                                                 timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)))
+        try:
+            response = await self.stream_http.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise ModelCallError(model, 0, "model call timed out") from None
+        except httpx.HTTPError as exc:
+            raise ModelCallError(model, 0, f"model call failed: {type(exc).__name__}") from None
+        try:
+            if response.status_code != 200:
+                await response.aread()
+                raise ModelCallError(model, response.status_code, _error_message(response))
+            return await _read_stream(model, response, on_text)
+        except httpx.TimeoutException:
+            raise ModelCallError(model, 0, "model call timed out") from None
+        finally:
+            await response.aclose()
+
+
+async def _read_stream(model: str, response: httpx.Response, on_text: Callable[[str], Awaitable[None]]) -> ModelTurn:
+    content: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    usage: dict[str, Any] = {}
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            break
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            continue
+        if isinstance(chunk.get("error"), dict):  # LiteLLM reports a failure mid-stream this way
+            error = chunk["error"]
+            raise ModelCallError(model, int(error.get("code") or 502) if str(error.get("code") or "").isdigit() else 502,
+                                 str(error.get("message") or "stream failed"))
+        if chunk.get("usage"):
+            usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                content.append(delta["content"])
+                if not calls:  # text written before any tool call is progress the caller sees
+                    await on_text(delta["content"])
+            for call in delta.get("tool_calls") or []:
+                slot = calls.setdefault(int(call.get("index") or 0), {"id": None, "name": "", "arguments": ""})
+                slot["id"] = call.get("id") or slot["id"]
+                function = call.get("function") or {}
+                slot["name"] += function.get("name") or ""
+                slot["arguments"] += function.get("arguments") or ""
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(content) or None}
+    if calls:
+        message["tool_calls"] = [{"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"] or "{}"}}
+                                 for _, c in sorted(calls.items())]
+    cost = usage.get("cost")
+    return ModelTurn(message, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
+                     float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else 0.0)

@@ -65,7 +65,7 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, default=str, separators=(',', ':'))}\n\n".encode()
 
 
-def _stream(prepared: service.PreparedRun) -> StreamingResponse:
+def _stream(prepared: service.PreparedRun, limit: int) -> StreamingResponse:
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
     async def emit(event: str, data: dict[str, Any]) -> None:
@@ -81,6 +81,13 @@ def _stream(prepared: service.PreparedRun) -> StreamingResponse:
             await queue.put(None)
 
     async def events() -> AsyncIterator[bytes]:
+        # The slot is taken here, not before the response: a stream that never starts (the client
+        # left first) then never holds one.
+        try:
+            service.run_slots.acquire(limit)
+        except AgentRequestError as exc:
+            yield _sse("run_failed", {"message": exc.message, "status": exc.status})
+            return
         task = asyncio.create_task(produce())
         try:
             while (item := await queue.get()) is not None:
@@ -131,11 +138,11 @@ def build_router() -> APIRouter:
                 raise AgentRequestError(_validation_message(exc), status=422) from None
             spec = resolve(parsed, agent)
             prepared = await service.prepare(runtime, spec, request.headers, _base_url(request, agent.proxy_base_url))
+            if spec.stream:
+                service.run_slots.check(agent.limits.max_concurrent_runs)
+                return _stream(prepared, agent.limits.max_concurrent_runs)
             service.run_slots.acquire(agent.limits.max_concurrent_runs)
             slot_taken = True
-            if spec.stream:
-                slot_taken = False  # released by the stream when it ends
-                return _stream(prepared)
             outcome = await service.execute(prepared)
         except AgentRequestError as exc:
             return error_response(exc.status, exc.message)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from proxy_ext.agent.request import RunSpec
 from proxy_ext.tools.base import ToolBackend, ToolContext, ToolResult, ToolSpec
 
 __all__ = ["Emit", "RunOutcome", "RunSettings", "run_agent"]
+
+logger = logging.getLogger("proxy_ext.agent")
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 """Progress callback: ``await emit(event_type, data)`` (SSE events when streaming)."""
@@ -96,6 +99,7 @@ class _Run:
     tools: list[ToolSpec]
     tool_ctx: ToolContext
     emit: Emit
+    on_text: "Callable[[str], Awaitable[None]] | None"
     deadline: float
     metrics: RunMetrics
     added: list[dict[str, Any]] = field(default_factory=list)
@@ -121,7 +125,11 @@ class _Run:
         started = time.perf_counter()
         timeout = max(self.remaining(), 0.001)
         try:
-            turn = await self.client.complete(model, prompt, [t.openai_tool() for t in self.tools] if with_tools and self.tools else None, timeout)
+            tools = [t.openai_tool() for t in self.tools] if with_tools and self.tools else None
+            if self.on_text is not None:
+                turn = await self.client.complete_streaming(model, prompt, tools, timeout, self.on_text)
+            else:
+                turn = await self.client.complete(model, prompt, tools, timeout)
         except ModelCallError as exc:
             agent_metrics.MODEL_TURN_SECONDS.labels("error").observe(time.perf_counter() - started)
             self.steps.append({"type": "model_turn", "model": model, "ok": False, "status": exc.status,
@@ -213,15 +221,18 @@ def _ms(started: float) -> float:
 
 
 async def run_agent(spec: RunSpec, settings: RunSettings, client: ModelClient, backend: ToolBackend,
-                    tools: list[ToolSpec], tool_ctx: ToolContext, trace_id: str, emit: Emit | None = None) -> RunOutcome:
+                    tools: list[ToolSpec], tool_ctx: ToolContext, trace_id: str, emit: Emit | None = None,
+                    on_text: Callable[[str], Awaitable[None]] | None = None) -> RunOutcome:
     """Run the agent with ``tools`` (already chosen from ``backend``); return envelope and step log.
 
-    Cancellation (client disconnect) propagates: in-flight model and tool calls are cancelled.
+    With ``on_text``, model calls are streamed and each content delta is passed on as it arrives
+    (text a model writes before calling tools included). Cancellation (client disconnect)
+    propagates: in-flight model and tool calls are cancelled.
     """
     started = time.perf_counter()
     metrics = RunMetrics(trace_id=trace_id)
     emit = emit or _no_emit
-    run = _Run(spec, settings, client, backend, tools, tool_ctx, emit, time.monotonic() + spec.timeout_s, metrics,
+    run = _Run(spec, settings, client, backend, tools, tool_ctx, emit, on_text, time.monotonic() + spec.timeout_s, metrics,
                conversation=[dict(m) for m in spec.messages])
     await emit("run_started", {"trace_id": trace_id, "models": spec.ladder, "backend": spec.backend,
                                "tools": [t.name for t in tools]})
@@ -236,6 +247,9 @@ async def run_agent(spec: RunSpec, settings: RunSettings, client: ModelClient, b
         reason, error, refused = exc.reason, exc.error, exc.status
     except TimeoutError:
         reason, error = "timeout", f"run exceeded its time budget of {spec.timeout_s} s"
+    except Exception as exc:  # a bug must not cost the caller the transcript: error envelope, logged
+        logger.exception("agent run %s failed", trace_id)
+        reason, error = "error", f"internal error: {type(exc).__name__}: {exc}"
     metrics.duration_ms = int((time.perf_counter() - started) * 1000)
     metrics.cost_usd = round(metrics.cost_usd, 10)
     ok = reason in ("final_answer", "fallback")

@@ -11,7 +11,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +46,16 @@ def _http_client(transport: str) -> httpx.AsyncClient:
     with _clients_lock:
         client = _clients.get(key)
         if client is None or client.is_closed:
-            if transport == "asgi":
+            if transport == "asgi-stream":
+                from proxy_ext import glue
+                from proxy_ext.agent.asgi_stream import StreamingASGITransport
+
+                client = httpx.AsyncClient(transport=StreamingASGITransport(glue.proxy_app()))
+            elif transport == "asgi":
                 from proxy_ext import glue
 
-                client = httpx.AsyncClient(transport=httpx.ASGITransport(app=glue.proxy_app(), client=("127.0.0.1", 0)))
+                # An exception escaping the app becomes a 500 the loop handles as a model error.
+                client = httpx.AsyncClient(transport=httpx.ASGITransport(app=glue.proxy_app(), client=("127.0.0.1", 0), raise_app_exceptions=False))
             else:
                 client = httpx.AsyncClient(limits=httpx.Limits(max_connections=512, max_keepalive_connections=128), trust_env=False)
             _clients[key] = client
@@ -62,9 +68,14 @@ class RunSlots:
     def __init__(self) -> None:
         self.active = 0
 
-    def acquire(self, limit: int) -> None:
+    def check(self, limit: int) -> None:
+        """429 when ``limit`` runs are in progress."""
         if self.active >= limit:
             raise AgentRequestError(f"too many agent runs in progress ({limit}, proxy_ext.agent.limits.max_concurrent_runs); retry shortly", status=429)
+
+    def acquire(self, limit: int) -> None:
+        """Take a slot (429 when none is free)."""
+        self.check(limit)
         self.active += 1
 
     def release(self) -> None:
@@ -149,16 +160,19 @@ async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], b
         max_tool_result_bytes=agent.limits.max_tool_result_bytes,
     )
     transport = agent.model_transport
-    client = ModelClient(base_url if transport == "http" else "http://proxy.internal", forwardable_headers(headers), _http_client(transport))
+    client = ModelClient(base_url if transport == "http" else "http://proxy.internal", forwardable_headers(headers),
+                         _http_client(transport), _http_client("asgi-stream" if transport == "asgi" else transport))
     return PreparedRun(spec, settings, client, backend, tools, tool_ctx, trace_id, _trace_writer(runtime, lower), lower)
 
 
-async def execute(run: PreparedRun, emit: Emit | None = None) -> RunOutcome:
-    """Run it; write the trace record (also when the run is cancelled by a disconnect)."""
+async def execute(run: PreparedRun, emit: Emit | None = None, on_text: Callable[[str], Awaitable[None]] | None = None) -> RunOutcome:
+    """Run it; write the trace record (also when the run is cancelled by a disconnect).
+
+    ``on_text`` streams the model calls and receives answer text as it is produced."""
     started = time.time()
     outcome: RunOutcome | None = None
     try:
-        outcome = await run_agent(run.spec, run.settings, run.client, run.backend, run.tools, run.tool_ctx, run.trace_id, emit)
+        outcome = await run_agent(run.spec, run.settings, run.client, run.backend, run.tools, run.tool_ctx, run.trace_id, emit, on_text)
         return outcome
     finally:
         if run.traces is not None:

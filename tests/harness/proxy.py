@@ -121,6 +121,23 @@ class ProxyProcess:
                     raise RuntimeError(f"proxy did not become live in {self.startup_timeout_s}s:\n{self.log(80)}")
                 time.sleep(0.2)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the proxy's process group (Linux /proc): the work
+        the proxy did, whatever else the machine runs (for benchmarks)."""
+        assert self.process is not None
+        total = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.process.pid:  # process group id
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def wait_exit(self, timeout_s: float = 90.0) -> int:
         """Wait for the process to exit on its own (for start-up failure tests); returns its code."""
         assert self.process is not None

@@ -241,5 +241,7 @@ def iterate_in_thread(factory: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
                 return
     finally:
         if thread.is_alive():
-            loop.call_soon_threadsafe(holder["task"].cancel)
+            # The runner may be closing its loop right now: then there is nothing left to cancel.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(holder["task"].cancel)
             thread.join(timeout=30)

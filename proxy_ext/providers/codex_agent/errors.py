@@ -10,41 +10,16 @@ from __future__ import annotations
 import httpx
 import litellm
 
+from proxy_ext.providers.errors import provider_error
+
 __all__ = ["PROVIDER", "bad_request", "connection_error", "disabled", "from_status", "timeout"]
 
 PROVIDER = "codex-agent"
 
 
-def _response(status: int, url: str | None) -> httpx.Response:
-    # Several LiteLLM exceptions require an httpx.Response with a request attached.
-    return httpx.Response(status, request=httpx.Request("POST", url or "http://codex-agent.invalid/"))
-
-
 def from_status(status: int, message: str, model: str, url: str | None = None) -> Exception:
     """The LiteLLM exception for an upstream (or CLI) failure with HTTP-like ``status``."""
-    response = _response(status, url)
-    text = f"codex-agent: {message}"
-    if status == 400:
-        return litellm.BadRequestError(text, model=model, llm_provider=PROVIDER, response=response)
-    if status == 401:
-        return litellm.AuthenticationError(text, llm_provider=PROVIDER, model=model, response=response)
-    if status == 403:
-        return litellm.PermissionDeniedError(text, llm_provider=PROVIDER, model=model, response=response)
-    if status == 404:
-        return litellm.NotFoundError(text, model=model, llm_provider=PROVIDER, response=response)
-    if status == 408:
-        return litellm.Timeout(text, model=model, llm_provider=PROVIDER)
-    if status == 422:
-        return litellm.UnprocessableEntityError(text, model=model, llm_provider=PROVIDER, response=response)
-    if status == 429:
-        return litellm.RateLimitError(text, llm_provider=PROVIDER, model=model, response=response)
-    if status == 500:
-        return litellm.InternalServerError(text, llm_provider=PROVIDER, model=model, response=response)
-    if status == 502:
-        return litellm.BadGatewayError(text, llm_provider=PROVIDER, model=model, response=response)
-    if status == 503:
-        return litellm.ServiceUnavailableError(text, llm_provider=PROVIDER, model=model, response=response)
-    return litellm.APIError(status_code=status, message=text, llm_provider=PROVIDER, model=model, response=response)
+    return provider_error(PROVIDER, status, message, model, url)
 
 
 def bad_request(message: str, model: str) -> Exception:

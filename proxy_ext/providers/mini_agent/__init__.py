@@ -23,13 +23,15 @@ not silently paid for twice.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, NoReturn
 
-from litellm.exceptions import AuthenticationError, BadRequestError, PermissionDeniedError, RateLimitError, ServiceUnavailableError
 from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk, ModelResponse, Usage
+
+from proxy_ext.providers.errors import provider_error
 
 __all__ = ["MiniAgentLLM", "handler"]
 
@@ -40,27 +42,13 @@ def _profile_name(model: str) -> str:
     return model.split("/", 1)[1] if model.startswith(f"{PROVIDER}/") else model
 
 
-def _raise_for(status: int, message: str, model: str) -> None:
-    kwargs = {"message": message, "model": model, "llm_provider": PROVIDER}
-    if status == 401:
-        raise AuthenticationError(**kwargs)
-    if status == 403:
-        raise PermissionDeniedError(**kwargs, response=_response(403))
-    if status == 429:
-        raise RateLimitError(**kwargs)
-    if status == 503:
-        raise ServiceUnavailableError(**kwargs)
-    raise BadRequestError(**kwargs)
+def _raise_for(status: int, message: str, model: str) -> NoReturn:
+    raise provider_error(PROVIDER, status, message, model)
 
 
-def _response(status: int) -> Any:
-    import httpx
-
-    return httpx.Response(status, request=httpx.Request("POST", "http://mini-agent/run"))
-
-
-async def _run(model: str, messages: list[dict[str, Any]]) -> tuple[Any, str]:
-    """Run the profile's agent on ``messages``; return (envelope, profile)."""
+async def _run(model: str, messages: list[dict[str, Any]], on_text: Callable[[str], Awaitable[None]] | None = None) -> tuple[Any, str]:
+    """Run the profile's agent on ``messages``; return (envelope, profile). ``on_text`` receives
+    answer text as the models produce it."""
     from pydantic import ValidationError
 
     from proxy_ext.agent import service
@@ -92,7 +80,7 @@ async def _run(model: str, messages: list[dict[str, Any]]) -> tuple[Any, str]:
     except AgentRequestError as exc:
         _raise_for(exc.status, exc.message, model)
     try:
-        outcome = await service.execute(prepared)
+        outcome = await service.execute(prepared, on_text=on_text)
     finally:
         service.run_slots.release()
     envelope = outcome.envelope
@@ -114,6 +102,10 @@ def _usage(envelope: Any) -> dict[str, int]:
     return {"prompt_tokens": m.prompt_tokens, "completion_tokens": m.completion_tokens, "total_tokens": m.prompt_tokens + m.completion_tokens}
 
 
+def _chunk(text: str) -> GenericStreamingChunk:
+    return GenericStreamingChunk(text=text, is_finished=False, finish_reason="", usage=None, index=0, tool_use=None)
+
+
 class MiniAgentLLM(CustomLLM):
     """LiteLLM CustomLLM handler for ``mini-agent/<profile>`` models (async paths; the proxy uses those)."""
 
@@ -129,21 +121,30 @@ class MiniAgentLLM(CustomLLM):
         return model_response
 
     async def astreaming(self, model: str, messages: list, *args: Any, **kwargs: Any) -> AsyncIterator[GenericStreamingChunk]:  # type: ignore[override]
-        envelope, _ = await _run(model, messages)
-        words = (envelope.final_answer or "").split(" ")
-        for i, word in enumerate(words):
-            yield GenericStreamingChunk(text=word if i == 0 else " " + word, is_finished=False, finish_reason="",
-                                        usage=None, index=0, tool_use=None)
+        """Answer text streams as the agent's models produce it; usage and metrics come last."""
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        task = asyncio.create_task(_run(model, messages, on_text=queue.put))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        streamed = False
+        try:
+            while (text := await queue.get()) is not None:
+                streamed = True
+                yield _chunk(text)
+            envelope, _ = await task  # a failed run raises its provider error here
+        finally:
+            if not task.done():  # the client went away: cancel the run and its model and tool calls
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if not streamed and envelope.final_answer:  # e.g. a model that does not stream
+            yield _chunk(envelope.final_answer)
         yield GenericStreamingChunk(text="", is_finished=True, finish_reason="stop", usage=_usage(envelope), index=0,
                                     tool_use=None, provider_specific_fields={"mini_agent": _metrics(envelope)})  # type: ignore[typeddict-unknown-key]
 
     def completion(self, model: str, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
         _raise_for(400, "mini-agent models are served by the proxy's async path only; call them through the proxy", model)
-        raise AssertionError  # unreachable
 
     def streaming(self, model: str, *args: Any, **kwargs: Any) -> Iterator[GenericStreamingChunk]:  # type: ignore[override]
         _raise_for(400, "mini-agent models are served by the proxy's async path only; call them through the proxy", model)
-        raise AssertionError  # unreachable
 
 
 handler = MiniAgentLLM()
