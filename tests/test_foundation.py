@@ -138,7 +138,7 @@ def test_routes_registered_once_when_loaded_by_file_path(upstream, tmp_path):
     path.write_text(yaml.safe_dump(config))
     with ProxyProcess(path, cwd=tmp_path) as process:
         assert httpx.get(f"{process.base_url}/ready").status_code == 200
-        spec = httpx.get(f"{process.base_url}/openapi.json", headers=process.headers).json()
+        spec = httpx.get(f"{process.base_url}/openapi.json", headers=process.headers, timeout=60).json()
         assert "/ready" in spec["paths"]
 
 
