@@ -92,6 +92,17 @@ async def _measure(proxy: ProxyProcess) -> None:
         print(f"wall: overhead per turn {(a50 - d50) / K:+.2f} ms, ratio {a50 / d50:.3f}; proxy CPU: overhead per turn "
               f"{(a_cpu - d_cpu) / K:+.2f} ms, ratio {a_cpu / d_cpu:.3f} (target <= 1 ms per turn, ratio <= 1.05)")
         print("  (the direct client does its JSON and HTTP work in its own process; the agent does it inside the proxy)")
+        # The fixed part: one authenticated /agent/run request that makes no model call (echo backend).
+        fixed_wall, before = [], proxy.cpu_seconds()
+        for _ in range(ROUNDS):
+            started = time.perf_counter()
+            response = await client.post("/agent/run", json={"input": "go", "backend": "echo"})
+            assert response.status_code == 200, response.text
+            fixed_wall.append(time.perf_counter() - started)
+        fixed_cpu = (proxy.cpu_seconds() - before) * 1000 / ROUNDS
+        f50 = statistics.median(fixed_wall) * 1000
+        print(f"fixed per run (auth + envelope, echo backend): p50 {f50:.2f} ms, proxy CPU {fixed_cpu:.2f} ms; "
+              f"per model turn beyond it: wall {(a50 - d50 - f50) / K:+.2f} ms, CPU {(a_cpu - d_cpu - fixed_cpu) / K:+.2f} ms")
 
         single = min([await _agent_run(client, "fake/bench-slow") for _ in range(3)])
         started, cpu_before = time.perf_counter(), proxy.cpu_seconds()
