@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -22,7 +23,7 @@ import yaml
 
 from tests.harness.fake_upstream import free_port
 
-__all__ = ["LITELLM", "ProxyProcess", "REPO_ROOT", "RUNNING", "fake_model_entry"]
+__all__ = ["LITELLM", "ProxyProcess", "REPO_ROOT", "RUNNING", "fake_model_entry", "wait_until_serving"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LITELLM = str(Path(sys.executable).with_name("litellm"))
@@ -41,6 +42,25 @@ def fake_model_entry(model_name: str, upstream_base: str, upstream_model: str | 
             **extra,
         },
     }
+
+
+def wait_until_serving(process: subprocess.Popen[bytes], url: str, timeout_s: float, name: str,
+                       log_tail: Callable[[], str], headers: dict[str, str] | None = None) -> None:
+    """Poll ``url`` until it answers 200; RuntimeError (with the log's tail) if ``process`` exits
+    first or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=1.0) as client:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode} during start-up:\n{log_tail()}")
+            try:
+                if client.get(url, headers=headers).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start in {timeout_s}s:\n{log_tail()}")
+            time.sleep(0.1)
 
 
 class ProxyProcess:
@@ -105,21 +125,12 @@ class ProxyProcess:
         """Spawn and wait until ``/health/liveliness`` answers."""
         self.spawn()
         assert self.process is not None
-        deadline = time.monotonic() + self.startup_timeout_s
-        with httpx.Client(timeout=1.0) as client:
-            while True:
-                if self.process.poll() is not None:
-                    self.stop()
-                    raise RuntimeError(f"proxy exited with {self.process.returncode} during start-up:\n{self.log(80)}")
-                try:
-                    if client.get(f"{self.base_url}/health/liveliness").status_code == 200:
-                        return self
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"proxy did not become live in {self.startup_timeout_s}s:\n{self.log(80)}")
-                time.sleep(0.2)
+        try:
+            wait_until_serving(self.process, f"{self.base_url}/health/liveliness", self.startup_timeout_s, "proxy", lambda: self.log(80))
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def cpu_seconds(self) -> float:
         """User + system CPU time used so far by the proxy's process group (Linux /proc): the work

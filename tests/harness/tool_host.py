@@ -7,13 +7,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 
 from tests.harness.fake_upstream import free_port
-from tests.harness.proxy import REPO_ROOT
+from tests.harness.proxy import REPO_ROOT, wait_until_serving
 
 __all__ = ["ToolHostProcess"]
 
@@ -42,20 +40,13 @@ class ToolHostProcess:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + self.startup_timeout_s
-        with httpx.Client(timeout=1.0) as client:
-            while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"tool host exited with {self.process.returncode}:\n{self.log_path.read_text()}")
-                try:
-                    if client.get(f"{self.base_url}/tools", headers=self.headers).status_code == 200:
-                        return self
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"tool host did not start in {self.startup_timeout_s}s:\n{self.log_path.read_text()}")
-                time.sleep(0.1)
+        try:
+            wait_until_serving(self.process, f"{self.base_url}/tools", self.startup_timeout_s, "tool host",
+                               self.log_path.read_text, headers=self.headers)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
