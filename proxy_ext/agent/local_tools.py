@@ -13,6 +13,7 @@ import asyncio
 import datetime
 import importlib
 import inspect
+import math
 import operator
 import re
 import time
@@ -97,8 +98,8 @@ def _evaluate(node: ast.AST) -> float:
         return node.value
     if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
         left, right = _evaluate(node.left), _evaluate(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > 1000:
-            raise ValueError("exponent too large")
+        if isinstance(node.op, ast.Pow) and (abs(right) > 1000 or (abs(left) > 1 and right * math.log10(abs(left)) > 1000)):
+            raise ValueError("exponent too large")  # keeps every result under ~1000 digits: no CPU burn
         return _OPERATORS[type(node.op)](left, right)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
         return _OPERATORS[type(node.op)](_evaluate(node.operand))
@@ -161,7 +162,9 @@ class LocalToolRegistry:
             if inspect.iscoroutinefunction(fn):
                 value = await fn(**arguments)
             else:
-                value = await asyncio.to_thread(fn, **arguments)
+                # Operator tools may block: a worker thread. The built-ins are microseconds of pure
+                # computation (the calculator caps its input): inline, no thread hop.
+                value = fn(**arguments) if BUILTIN_TOOLS.get(name) is fn else await asyncio.to_thread(fn, **arguments)
             return ToolResult(ok=True, content=value, duration_ms=(time.perf_counter() - started) * 1000)
         except Exception as exc:  # the model sees the failure and may try again
             return ToolResult(ok=False, error=f"{type(exc).__name__}: {exc}", duration_ms=(time.perf_counter() - started) * 1000)
