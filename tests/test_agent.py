@@ -290,9 +290,31 @@ def test_stream_sends_progress_events_then_the_envelope(agent_proxy, upstream):
             elif line.startswith("data: "):
                 events.append((kind, json.loads(line.removeprefix("data: "))))
     kinds = [k for k, _ in events]
-    assert kinds == ["run_started", "model_turn", "tool_call", "tool_result", "model_turn", "run_completed"]
+    assert kinds == ["run_started", "model_turn", "tool_call", "tool_result", "answer_delta", "model_turn", "run_completed"]
     assert events[3][1]["content"] == "2"
+    assert events[4][1] == {"text": "two"}  # the answer streams as the model writes it
     assert events[-1][1]["final_answer"] == "two" and events[-1][1]["ok"] is True
+
+
+def test_stream_answer_deltas_arrive_as_produced_and_cost_still_adds_up(agent_proxy, upstream):
+    upstream.script("cost", Reply(tool_calls=[call("current_time", {})], prompt_tokens=10, completion_tokens=5),
+                    Reply(text="one two three", chunk_delay_s=0.3, prompt_tokens=20, completion_tokens=10))
+    started, deltas, envelope = time.monotonic(), [], None
+    with httpx.stream("POST", f"{agent_proxy.base_url}/agent/run", headers=agent_proxy.headers,
+                      json={"input": "count", "model": "priced/cost", "stream": True}, timeout=30) as response:
+        kind = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+            elif line.startswith("data: ") and kind == "answer_delta":
+                deltas.append((time.monotonic() - started, json.loads(line[6:])["text"]))
+            elif line.startswith("data: ") and kind == "run_completed":
+                envelope = json.loads(line[6:])
+    assert "".join(text for _, text in deltas) == "one two three" == envelope["final_answer"]
+    assert deltas[-1][0] - deltas[0][0] > 0.4
+    # Streamed model calls carry their cost in the usage chunk; the run's cost is still LiteLLM's sum.
+    assert envelope["metrics"]["cost_usd"] == pytest.approx((10 + 20) * PRICE_IN + (5 + 10) * PRICE_OUT)
+    assert (envelope["metrics"]["prompt_tokens"], envelope["metrics"]["completion_tokens"]) == (30, 15)
 
 
 def test_stream_disconnect_cancels_the_run(agent_proxy, upstream, trace_path):

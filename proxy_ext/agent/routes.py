@@ -71,9 +71,12 @@ def _stream(prepared: service.PreparedRun, limit: int) -> StreamingResponse:
     async def emit(event: str, data: dict[str, Any]) -> None:
         await queue.put(_sse(event, data))
 
+    async def answer_delta(text: str) -> None:
+        await queue.put(_sse("answer_delta", {"text": text}))
+
     async def produce() -> None:
         try:
-            outcome = await service.execute(prepared, emit)
+            outcome = await service.execute(prepared, emit, on_text=answer_delta)
             await queue.put(_sse("run_completed", outcome.envelope.to_dict()))
         except Exception as exc:  # never leave the client hanging
             await queue.put(_sse("run_failed", {"message": f"{type(exc).__name__}: {exc}"}))
