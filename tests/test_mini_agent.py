@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import openai
@@ -20,12 +21,18 @@ def _config(upstream, profiles: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def agent_models(upstream):
+def trace_file(tmp_path_factory):
+    return tmp_path_factory.mktemp("mini-agent-traces") / "runs.jsonl"
+
+
+@pytest.fixture(scope="module")
+def agent_models(upstream, trace_file):
     config = _config(upstream, {
         "calc": {"escalation": ["fake/ma-cheap", "fake/ma-strong"], "tools": ["calculator"], "max_iterations": 3},
         "ghost": {"model": "fake/ma-ghost"},
     })
     config["model_list"].append({"model_name": "mini-agent/unconfigured", "litellm_params": {"model": "mini-agent/unconfigured"}})
+    config["proxy_ext"]["traces"] = {"enabled": True, "path": str(trace_file)}
     config["general_settings"]["custom_auth"] = "tests.support.custom_auth.user_api_key_auth"
     config["general_settings"]["custom_auth_run_common_checks"] = True
     config["litellm_settings"]["enable_post_custom_auth_checks"] = True
@@ -68,7 +75,7 @@ def test_profile_model_streams_the_answer_as_it_is_produced(agent_models, upstre
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
 
 
-def test_client_disconnect_mid_stream_cancels_the_run(agent_models, upstream):
+def test_client_disconnect_mid_stream_cancels_the_run(agent_models, upstream, trace_file):
     upstream.script("ma-cheap", Reply(text=" ".join(["word"] * 40), chunk_delay_s=0.25))
     stream = agent_models.openai().chat.completions.create(
         model="mini-agent/calc", messages=[{"role": "user", "content": "talk"}], stream=True)
@@ -76,6 +83,14 @@ def test_client_disconnect_mid_stream_cancels_the_run(agent_models, upstream):
         if chunk.choices and chunk.choices[0].delta.content:
             break
     stream.close()
+    # The run was cancelled (its trace record says so) long before the model would have finished.
+    record, deadline = None, time.monotonic() + 5
+    while record is None and time.monotonic() < deadline:
+        lines = trace_file.read_text().splitlines() if trace_file.exists() else []
+        record = next((r for r in map(json.loads, lines) if r["request"]["messages"][-1]["content"] == "talk"), None)
+        time.sleep(0.1)
+    assert record is not None and record["cancelled"] is True
+    assert record["finished_at"] - record["started_at"] < 5  # 40 words at 0.25 s would take 10 s
     # The proxy stays responsive and serves the next run.
     upstream.script("ma-cheap", Reply(text="still here"))
     reply = agent_models.openai().chat.completions.create(model="mini-agent/calc", messages=[{"role": "user", "content": "hi"}])
