@@ -38,3 +38,12 @@ def test_python_example(default_proxy):
     result = subprocess.run([sys.executable, "-c", script], env=_env(default_proxy), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["True final_answer hello agent", "echo 0.0"]
+
+
+def test_default_config_serves_the_demo_agent_profile_as_a_model(default_proxy):
+    client = default_proxy.openai()
+    reply = client.chat.completions.create(model="mini-agent/demo", messages=[{"role": "user", "content": "hello demo"}])
+    assert reply.choices[0].message.content == "hello demo"
+    assert reply.choices[0].message.provider_specific_fields["mini_agent"]["used_model"] == "echo"
+    stream = client.chat.completions.create(model="mini-agent/demo", messages=[{"role": "user", "content": "one two"}], stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "one two"
