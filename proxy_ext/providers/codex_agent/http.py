@@ -194,6 +194,16 @@ class _StreamState:
         return GenericStreamingChunk(text="", is_finished=True, finish_reason=self.finish_reason, usage=self.usage, index=0, tool_use=None)  # type: ignore[typeddict-item]
 
 
+def _completion(response: httpx.Response, model_response: ModelResponse, model: str) -> ModelResponse:
+    """A non-streaming upstream answer as a ModelResponse (or the matching LiteLLM exception)."""
+    _raise_for_status(response, response.text, model)
+    try:
+        data = response.json()
+    except ValueError:
+        raise errors.from_status(502, f"upstream answered with non-JSON: {response.text[:200]}", model) from None
+    return _fill(model_response, data, model)
+
+
 # ------------------------------------------------------------------------------ entry points
 
 def complete(settings: CallSettings, messages: list[Any], optional_params: dict[str, Any], model_response: ModelResponse, call_timeout: Any = None) -> ModelResponse:
@@ -203,12 +213,7 @@ def complete(settings: CallSettings, messages: list[Any], optional_params: dict[
         response = _sync_client(settings).post(url, json=body, headers=headers, timeout=_timeout(settings, call_timeout))
     except httpx.HTTPError as exc:
         raise _transport_error(exc, settings.model, url) from None
-    _raise_for_status(response, response.text, settings.model)
-    try:
-        data = response.json()
-    except ValueError:
-        raise errors.from_status(502, f"upstream answered with non-JSON: {response.text[:200]}", settings.model) from None
-    return _fill(model_response, data, settings.model)
+    return _completion(response, model_response, settings.model)
 
 
 async def acomplete(settings: CallSettings, messages: list[Any], optional_params: dict[str, Any], model_response: ModelResponse, call_timeout: Any = None) -> ModelResponse:
@@ -218,12 +223,7 @@ async def acomplete(settings: CallSettings, messages: list[Any], optional_params
         response = await _async_client(settings).post(url, json=body, headers=headers, timeout=_timeout(settings, call_timeout))
     except httpx.HTTPError as exc:
         raise _transport_error(exc, settings.model, url) from None
-    _raise_for_status(response, response.text, settings.model)
-    try:
-        data = response.json()
-    except ValueError:
-        raise errors.from_status(502, f"upstream answered with non-JSON: {response.text[:200]}", settings.model) from None
-    return _fill(model_response, data, settings.model)
+    return _completion(response, model_response, settings.model)
 
 
 def stream(settings: CallSettings, messages: list[Any], optional_params: dict[str, Any], call_timeout: Any = None) -> Iterator[GenericStreamingChunk]:
