@@ -47,20 +47,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _base_url(request: Request, configured: str | None) -> str:
-    if configured:
-        return configured.rstrip("/")
-    host, port = request.scope.get("server") or ("127.0.0.1", 4000)
-    if host in ("0.0.0.0", "", None):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    if ":" in host:
-        host = f"[{host}]"
-    scheme = "https" if request.url.scheme == "https" else "http"
-    return f"{scheme}://{host}:{port}"
-
-
 def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, default=str, separators=(',', ':'))}\n\n".encode()
 
@@ -126,7 +112,6 @@ def build_router() -> APIRouter:
     async def agent_run(request: Request) -> Any:
         runtime = get_runtime()
         agent = runtime.settings.agent
-        slot_taken = False
         try:
             raw = await _read_body(request, agent.limits.max_request_bytes)
             try:
@@ -140,18 +125,15 @@ def build_router() -> APIRouter:
             except ValidationError as exc:
                 raise AgentRequestError(_validation_message(exc), status=422) from None
             spec = resolve(parsed, agent)
-            prepared = await service.prepare(runtime, spec, request.headers, _base_url(request, agent.proxy_base_url))
+            base_url = service.proxy_base_url(request.scope.get("server"), request.url.scheme, agent.proxy_base_url)
+            prepared = await service.prepare(runtime, spec, request.headers, base_url)
             if spec.stream:
                 service.run_slots.check(agent.limits.max_concurrent_runs)
                 return _stream(prepared, agent.limits.max_concurrent_runs)
-            service.run_slots.acquire(agent.limits.max_concurrent_runs)
-            slot_taken = True
-            outcome = await service.execute(prepared)
+            with service.run_slots.held(agent.limits.max_concurrent_runs):
+                outcome = await service.execute(prepared)
         except AgentRequestError as exc:
             return error_response(exc.status, exc.message)
-        finally:
-            if slot_taken:
-                service.run_slots.release()
         if outcome.refused_status:
             return error_response(outcome.refused_status, outcome.envelope.metrics.error or "model refused for this key")
         return JSONResponse(outcome.envelope.to_dict(), headers={"x-proxy-ext-trace-id": prepared.trace_id})

@@ -106,6 +106,9 @@ class _Run:
     steps: list[dict[str, Any]] = field(default_factory=list)
     conversation: list[dict[str, Any]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.tool_payload = [t.openai_tool() for t in self.tools]  # the same for every turn of the run
+
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
@@ -125,7 +128,7 @@ class _Run:
         started = time.perf_counter()
         timeout = max(self.remaining(), 0.001)
         try:
-            tools = [t.openai_tool() for t in self.tools] if with_tools and self.tools else None
+            tools = self.tool_payload if with_tools and self.tools else None
             if self.on_text is not None:
                 turn = await self.client.complete_streaming(model, prompt, tools, timeout, self.on_text)
             else:

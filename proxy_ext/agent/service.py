@@ -6,12 +6,12 @@ Shared by the /agent/run route and the ``mini-agent/<profile>`` model provider.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import re
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,13 +22,12 @@ from proxy_ext.agent.errors import AgentRequestError
 from proxy_ext.agent.model_client import ModelClient, forwardable_headers
 from proxy_ext.agent.request import RunSpec
 from proxy_ext.agent.runner import Emit, RunOutcome, RunSettings, run_agent
-from proxy_ext.agent.traces import Redactor, TraceWriter
+from proxy_ext.agent.traces import Redactor, TraceWriter, environment_secrets
 from proxy_ext.state import Runtime
 from proxy_ext.tools.base import ToolContext, ToolSpec
 
-__all__ = ["PreparedRun", "execute", "prepare", "run_slots"]
+__all__ = ["PreparedRun", "execute", "prepare", "proxy_base_url", "run_slots"]
 
-_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.I)
 
 _clients: dict[tuple[int, str], httpx.AsyncClient] = {}
 _clients_lock = threading.Lock()
@@ -81,6 +80,15 @@ class RunSlots:
     def release(self) -> None:
         self.active -= 1
 
+    @contextlib.contextmanager
+    def held(self, limit: int) -> Iterator[None]:
+        """A slot for the duration of the block (429 when none is free)."""
+        self.acquire(limit)
+        try:
+            yield
+        finally:
+            self.release()
+
 
 run_slots = RunSlots()
 
@@ -100,6 +108,21 @@ class PreparedRun:
     headers: dict[str, str]
 
 
+def proxy_base_url(server: tuple[str, int] | None, scheme: str, configured: str | None) -> str:
+    """Where the agent reaches this proxy over HTTP: ``configured`` (``agent.proxy_base_url``), else
+    the address the request arrived on, with wildcard bind addresses made callable."""
+    if configured:
+        return configured.rstrip("/")
+    host, port = server or ("127.0.0.1", 4000)
+    if host in ("0.0.0.0", "", None):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if scheme == 'https' else 'http'}://{host}:{port}"
+
+
 def _model_problem(name: str) -> str | None:
     from proxy_ext import glue
 
@@ -114,7 +137,7 @@ def _trace_writer(runtime: Runtime, headers: Mapping[str, str]) -> TraceWriter |
     traces = runtime.settings.traces
     if not traces.enabled:
         return None
-    literals = [v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 8]
+    literals = list(environment_secrets())
     master_key = ((runtime.document.get("general_settings") or {}).get("master_key") or "")
     if isinstance(master_key, str) and not master_key.startswith("os.environ/"):
         literals.append(master_key)

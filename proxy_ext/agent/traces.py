@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Redactor", "TraceWriter"]
+__all__ = ["Redactor", "TraceWriter", "environment_secrets"]
 
 REDACTED = "[REDACTED]"
 _SECRET_KEYS = re.compile(r"(authorization|api[-_]?key|secret|password|token|cookie)", re.I)
@@ -23,6 +24,16 @@ _BUILTIN_PATTERNS = [
     r"(?i)bearer\s+[A-Za-z0-9._\-+/=]{8,}",   # bearer tokens inside text
     r"AKIA[0-9A-Z]{16}",                      # AWS access key ids
 ]
+
+
+_SECRET_ENV_NAMES = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.I)
+
+
+@functools.lru_cache(maxsize=1)
+def environment_secrets() -> tuple[str, ...]:
+    """Values of this process's secret-looking environment variables (read once: the proxy's
+    environment does not change while it runs)."""
+    return tuple(v for k, v in os.environ.items() if _SECRET_ENV_NAMES.search(k) and len(v) >= 8)
 
 
 class Redactor:

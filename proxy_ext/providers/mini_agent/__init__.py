@@ -70,19 +70,14 @@ async def _run(model: str, messages: list[dict[str, Any]], on_text: Callable[[st
     try:
         parsed = AgentRunRequest(messages=[dict(m) for m in messages], profile=profile)
         spec = resolve(parsed, agent)
-        host, port = request.server or ("127.0.0.1", 4000)
-        host = "127.0.0.1" if host in ("0.0.0.0", "", None) else host
-        base_url = agent.proxy_base_url or f"{request.scheme}://{host}:{port}"
+        base_url = service.proxy_base_url(request.server, request.scheme, agent.proxy_base_url)
         prepared = await service.prepare(runtime, spec, request.headers, base_url)
-        service.run_slots.acquire(agent.limits.max_concurrent_runs)
+        with service.run_slots.held(agent.limits.max_concurrent_runs):
+            outcome = await service.execute(prepared, on_text=on_text)
     except ValidationError as exc:
         _raise_for(400, f"invalid messages for an agent run: {exc.errors()[0]['msg']}", model)
     except AgentRequestError as exc:
         _raise_for(exc.status, exc.message, model)
-    try:
-        outcome = await service.execute(prepared, on_text=on_text)
-    finally:
-        service.run_slots.release()
     envelope = outcome.envelope
     if outcome.refused_status:
         _raise_for(outcome.refused_status, envelope.metrics.error or "model refused for this key", model)
