@@ -61,20 +61,17 @@ class ModelClient:
         self.http = http
         self.stream_http = stream_http or http
 
-    async def complete(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-                       timeout_s: float, metadata: Mapping[str, Any] | None = None) -> ModelTurn:
-        body: dict[str, Any] = {"model": model, "messages": messages}
+    def _request(self, http: httpx.AsyncClient, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                 timeout_s: float, **extra: Any) -> httpx.Request:
+        body: dict[str, Any] = {"model": model, "messages": messages, **extra}
         if tools:
             body["tools"] = tools
-        if metadata:
-            body["metadata"] = dict(metadata)
-        try:
-            response = await self.http.post(f"{self.base_url}/v1/chat/completions", json=body, headers=self.headers,
-                                            timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)))
-        except httpx.TimeoutException:
-            raise ModelCallError(model, 0, "model call timed out") from None
-        except httpx.HTTPError as exc:
-            raise ModelCallError(model, 0, f"model call failed: {type(exc).__name__}") from None
+        return http.build_request("POST", f"{self.base_url}/v1/chat/completions", json=body, headers=self.headers,
+                                  timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)))
+
+    async def complete(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                       timeout_s: float) -> ModelTurn:
+        response = await _send(self.http, self._request(self.http, model, messages, tools, timeout_s), model, stream=False)
         if response.status_code != 200:
             raise ModelCallError(model, response.status_code, _error_message(response))
         data = response.json()
@@ -102,17 +99,8 @@ class ModelClient:
 
         The cost is the ``usage.cost`` LiteLLM puts on the stream's usage chunk (streams carry no
         cost header)."""
-        body: dict[str, Any] = {"model": model, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
-        if tools:
-            body["tools"] = tools
-        request = self.stream_http.build_request("POST", f"{self.base_url}/v1/chat/completions", json=body, headers=self.headers,
-                                                 timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)))
-        try:
-            response = await self.stream_http.send(request, stream=True)
-        except httpx.TimeoutException:
-            raise ModelCallError(model, 0, "model call timed out") from None
-        except httpx.HTTPError as exc:
-            raise ModelCallError(model, 0, f"model call failed: {type(exc).__name__}") from None
+        request = self._request(self.stream_http, model, messages, tools, timeout_s, stream=True, stream_options={"include_usage": True})
+        response = await _send(self.stream_http, request, model, stream=True)
         try:
             if response.status_code != 200:
                 await response.aread()
@@ -122,6 +110,15 @@ class ModelClient:
             raise ModelCallError(model, 0, "model call timed out") from None
         finally:
             await response.aclose()
+
+
+async def _send(http: httpx.AsyncClient, request: httpx.Request, model: str, stream: bool) -> httpx.Response:
+    try:
+        return await http.send(request, stream=stream)
+    except httpx.TimeoutException:
+        raise ModelCallError(model, 0, "model call timed out") from None
+    except httpx.HTTPError as exc:
+        raise ModelCallError(model, 0, f"model call failed: {type(exc).__name__}") from None
 
 
 async def _read_stream(model: str, response: httpx.Response, on_text: Callable[[str], Awaitable[None]]) -> ModelTurn:
