@@ -28,12 +28,18 @@ class RequestInfo:
     """``http`` or ``https``."""
 
 
-_current: contextvars.ContextVar[RequestInfo | None] = contextvars.ContextVar("proxy_ext_request", default=None)
+# The ASGI scope itself is stored: headers are decoded only when a provider asks, so the other
+# requests of the proxy pay for one context-variable set and reset, nothing more.
+_current: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("proxy_ext_request", default=None)
 
 
 def current_request() -> RequestInfo | None:
     """The request being served by this task (None outside an HTTP request)."""
-    return _current.get()
+    scope = _current.get()
+    if scope is None:
+        return None
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+    return RequestInfo(headers, scope.get("server"), scope.get("scheme", "http"))
 
 
 class RequestContextMiddleware:
@@ -46,8 +52,7 @@ class RequestContextMiddleware:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
-        token = _current.set(RequestInfo(headers, scope.get("server"), scope.get("scheme", "http")))
+        token = _current.set(scope)
         try:
             await self.app(scope, receive, send)
         finally:
