@@ -29,6 +29,7 @@ __all__ = [
     "CostConfig",
     "ExecLimits",
     "ExecToolConfig",
+    "GuardConfig",
     "HttpToolConfig",
     "MetricsConfig",
     "ProvidersConfig",
@@ -362,8 +363,40 @@ class MetricsConfig(_Section):
 
     enabled: bool = True
     """Serve the metrics route."""
-    require_auth: bool = True
-    """Require a valid proxy key (any key) to read the metrics."""
+    require_auth: bool | None = None
+    """Require a valid proxy key (any key) to read ``/metrics``. The proxy guards that path with its
+    own switch, ``litellm_settings.require_auth_for_metrics_endpoint`` (default true); this key sets
+    that switch (None: leave it as the LiteLLM config has it)."""
+
+
+class GuardConfig(_Section):
+    """``proxy_ext.guard``: a request guard in front of the whole proxy, stock routes included.
+
+    Bodies over their limit are refused (413) before anyone reads them; bodies that stop arriving
+    get a 408; the extension's JSON routes get their body checked before the proxy's auth parses it
+    (see docs/operator-guide.md)."""
+
+    enabled: bool = True
+    """Install the guard. Off: request bodies reach LiteLLM unchecked, as in the stock proxy."""
+    max_body_bytes: int = Field(default=33_554_432, ge=1024)
+    """Largest request body on any route (default 32 MiB), unless a ``route_max_body_bytes`` prefix
+    matches. The extension's own JSON routes use ``agent.limits.max_request_bytes``."""
+    route_max_body_bytes: dict[str, int] = Field(default_factory=dict)
+    """Body limits by path prefix (longest prefix wins), e.g. ``{"/v1/files": 536870912}`` for uploads."""
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    """Longest silence while a request body is being received; then the request gets a 408."""
+    max_json_depth: int = Field(default=64, ge=2, le=512)
+    """Deepest nesting of JSON objects and arrays accepted in the body of the extension's routes."""
+
+    @field_validator("route_max_body_bytes")
+    @classmethod
+    def _valid_prefixes(cls, limits: dict[str, int]) -> dict[str, int]:
+        for prefix, limit in limits.items():
+            if not prefix.startswith("/"):
+                raise ValueError(f"{prefix!r} must be a path prefix starting with /")
+            if limit < 1024:
+                raise ValueError(f"{prefix}: limit {limit} must be at least 1024 bytes")
+        return limits
 
 
 class ReadyConfig(_Section):
@@ -373,6 +406,9 @@ class ReadyConfig(_Section):
     """Dependency checks are re-run at most this often; calls in between reuse the last result."""
     check_timeout_s: float = Field(default=1.0, gt=0)
     """Timeout for one dependency check (e.g. reaching the tool host)."""
+    required: list[Literal["router", "traces", "tool_host", "exec_tools", "codex_cli"]] = Field(default_factory=lambda: ["router"])
+    """Checks whose failure makes GET /ready answer 503 (the router always is). Any other failing
+    check leaves the proxy ready, reported as ``"status": "degraded"``."""
 
 
 class CodexAgentCliConfig(_Section):
@@ -450,6 +486,8 @@ class ProxyExtConfig(_Section):
     """Prometheus metrics."""
     ready: ReadyConfig = Field(default_factory=ReadyConfig)
     """GET /ready."""
+    guard: GuardConfig = Field(default_factory=GuardConfig)
+    """The request guard."""
     providers: ProvidersConfig = Field(default_factory=ProvidersConfig)
     """Model providers."""
 
@@ -575,4 +613,10 @@ def load_config_file(path: str | os.PathLike[str], env: Mapping[str, str] | None
         raise ConfigError(f"config file {file} is not valid YAML: {exc}") from None
     if not isinstance(document, dict):
         raise ConfigError(f"config file {file} must hold a mapping at the top level")
-    return document, parse_config(document.get("proxy_ext"), env)
+    settings = parse_config(document.get("proxy_ext"), env)
+    theirs = (document.get("litellm_settings") or {}).get("require_auth_for_metrics_endpoint")
+    ours = settings.metrics.require_auth
+    if ours is not None and theirs is not None and bool(theirs) != ours:
+        raise ConfigError(f"proxy_ext.metrics.require_auth ({ours}) contradicts litellm_settings.require_auth_for_metrics_endpoint "
+                          f"({theirs}); both set the one /metrics auth switch: keep one of them")
+    return document, settings

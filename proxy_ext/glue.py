@@ -91,6 +91,11 @@ class ProxyExtension(CustomLogger):
     def __repr__(self) -> str:
         return "<proxy_ext.extension>"
 
+    async def async_post_call_failure_hook(self, request_data: dict, original_exception: Exception,
+                                           user_api_key_dict: Any, traceback_str: str | None = None) -> Any:
+        """Auth failures of a database-less proxy become 401s (see :func:`auth_failure_without_db`)."""
+        return auth_failure_without_db(request_data, original_exception)
+
 
 class CostProxyExtension(ProxyExtension):
     """:class:`ProxyExtension` with the cost hooks (``proxy_ext.cost.enabled``).
@@ -136,16 +141,46 @@ def register_routes(app: Any) -> bool:
         return False
     from proxy_ext.routes import build_router
 
-    app.include_router(build_router(get_runtime().settings))
+    settings = get_runtime().settings
+    app.include_router(build_router(settings))
+    if settings.agent.enabled:
+        from proxy_ext.agent.routes import openapi_components
+
+        install_openapi_components(app, openapi_components())
     setattr(app.state, _ROUTES_MARKER, True)
     return True
 
 
 _CONTEXT_MARKER = "proxy_ext_request_context_installed"
+PARSED_BODY_SCOPE_KEY = "proxy_ext.body"
+"""ASGI scope key under which the request guard leaves a JSON route's parsed body."""
 
 
-def install_request_context(app: Any) -> bool:
-    """Wrap the app's built middleware stack with :class:`RequestContextMiddleware` (once).
+def share_parsed_body(scope: dict[str, Any], body: dict[str, Any]) -> None:
+    """Hand a body the guard parsed to the proxy's auth (LiteLLM reads ``scope["parsed_body"]``
+    before it reads the body itself) and to our route."""
+    scope["parsed_body"] = (tuple(body), body)
+    scope[PARSED_BODY_SCOPE_KEY] = body
+
+
+def install_openapi_components(app: Any, components: dict[str, Any]) -> None:
+    """Add JSON schemas our routes reference to the app's ``/openapi.json`` (LiteLLM builds the
+    document once with its own generator; ours are merged into ``components.schemas``)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, value in components.items():
+            schemas.setdefault(name, value)
+        return schema
+
+    app.openapi = openapi
+
+
+def install_middleware(app: Any, runtime: Any) -> bool:
+    """Wrap the app's built middleware stack with the request context and, outermost, the
+    request guard (once).
 
     Starlette refuses ``add_middleware`` once the app has started, and LiteLLM loads callbacks
     during start-up; the built stack (``app.middleware_stack``) is wrapped instead.
@@ -156,9 +191,65 @@ def install_request_context(app: Any) -> bool:
 
     if getattr(app, "middleware_stack", None) is None:
         app.middleware_stack = app.build_middleware_stack()
-    app.middleware_stack = RequestContextMiddleware(app.middleware_stack)
+    stack: Any = RequestContextMiddleware(app.middleware_stack)
+    if runtime.settings.guard.enabled:
+        from proxy_ext.guard import RequestGuard
+
+        stack = RequestGuard(stack, guard_policy(runtime), share_parsed_body)
+    app.middleware_stack = stack
     setattr(app.state, _CONTEXT_MARKER, True)
     return True
+
+
+def guard_policy(runtime: Any) -> Any:
+    """The request guard's policy for these settings and the extension's JSON routes."""
+    from proxy_ext.guard import GuardPolicy
+
+    settings = runtime.settings
+    guard = settings.guard
+    prefixes = tuple(sorted(guard.route_max_body_bytes.items(), key=lambda item: -len(item[0])))
+    json_routes = {"/agent/run": settings.agent.limits.max_request_bytes} if settings.agent.enabled else {}
+    custom_auth = (runtime.document.get("general_settings") or {}).get("custom_auth")
+    return GuardPolicy(max_body_bytes=guard.max_body_bytes, body_timeout_s=guard.body_timeout_s, max_json_depth=guard.max_json_depth,
+                       prefix_limits=prefixes, json_routes=json_routes, require_credentials=not custom_auth,
+                       rewrite_401_paths=("/metrics",))
+
+
+def auth_failure_without_db(request_data: Any, exc: Exception) -> Any:
+    """The 401 for an auth failure of a proxy without a database, else None (LiteLLM's answer stands).
+
+    LiteLLM 1.108.7 without a database answers a missing or malformed key with a bare 500 (its
+    error classifier imports the optional ``prisma`` package, which a ``litellm[proxy]`` install
+    lacks) and a wrong key with 400 "No connected db". Its auth failure handler lets a callback
+    replace the exception with an HTTPException; only failures raised before a request was
+    admitted qualify (LiteLLM stamps ``proxy_server_request`` on every admitted request).
+    """
+    from fastapi import HTTPException
+    from litellm.proxy import proxy_server
+    from litellm.proxy._types import ProxyErrorTypes, ProxyException
+
+    if getattr(proxy_server, "prisma_client", None) is not None:
+        return None
+    if not isinstance(request_data, dict) or "proxy_server_request" in request_data:
+        return None
+    if isinstance(exc, ProxyException):
+        if exc.type == ProxyErrorTypes.no_db_connection:
+            return HTTPException(status_code=401, detail="Authentication Error, invalid API key")
+        return None
+    if type(exc) is Exception:  # the auth builder rejects credentials with bare Exceptions
+        return HTTPException(status_code=401, detail=f"Authentication Error, {exc}")
+    return None
+
+
+def apply_metrics_auth(runtime: Any) -> None:
+    """``proxy_ext.metrics.require_auth`` sets LiteLLM's own ``/metrics`` auth switch (its
+    middleware guards that path whoever serves it)."""
+    wanted = runtime.settings.metrics.require_auth
+    if wanted is None:
+        return
+    import litellm
+
+    litellm.require_auth_for_metrics_endpoint = wanted
 
 
 def get_extension() -> ProxyExtension:
@@ -176,7 +267,8 @@ def get_extension() -> ProxyExtension:
             _fail_startup(problem)
         set_runtime(runtime)
         register_routes(proxy_app())
-        install_request_context(proxy_app())
+        install_middleware(proxy_app(), runtime)
+        apply_metrics_auth(runtime)
         _extension = CostProxyExtension() if runtime.settings.cost.enabled else ProxyExtension()
         logger.info("proxy_ext enabled (config: %s)", runtime.config_path)
         return _extension

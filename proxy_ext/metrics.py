@@ -20,7 +20,7 @@ except ImportError:  # optional: without it metrics are off and every collector 
     CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
     Counter = Gauge = Histogram = None  # type: ignore[assignment,misc]
 
-__all__ = ["AVAILABLE", "CONTENT_TYPE_LATEST", "counter", "gauge", "histogram", "render"]
+__all__ = ["AVAILABLE", "CONTENT_TYPE_LATEST", "counter", "gauge", "gauge_function", "histogram", "render"]
 
 
 class _NoOp:
@@ -68,6 +68,19 @@ def histogram(name: str, doc: str, labels: tuple[str, ...] = (), buckets: tuple[
 def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
     """A gauge named ``proxy_ext_<name>``."""
     return _get(Gauge, name, doc, labels)
+
+
+def gauge_function(name: str, doc: str, read: Any) -> None:
+    """A gauge ``proxy_ext_<name>`` whose value is ``read()`` at scrape time (registered once)."""
+    if not AVAILABLE:
+        return
+    full = f"proxy_ext_{name}"
+    with _lock:
+        if full in _collectors:
+            return
+        collector = Gauge(full, doc)
+        collector.set_function(read)
+        _collectors[full] = collector
 
 
 def render() -> bytes:

@@ -1,10 +1,15 @@
-"""GET /ready: is this proxy able to serve proxy_ext's features right now?
+"""GET /ready: can this proxy serve right now, and which optional capabilities work?
 
-200 ``{"ready": true, "checks": {...}}`` when the Router is loaded and every *enabled* dependency
-is usable; 503 with the failing checks otherwise. Checks report only ``ok`` and a short fixed
-reason — never URLs, paths, keys or other config values — because load balancers and anonymous
-callers read this. Results are cached for ``proxy_ext.ready.cache_s`` (default 1 s) and concurrent
-callers share one evaluation, so a load balancer may call it every second.
+503 only when a *required* check fails (``proxy_ext.ready.required``, default: the Router — a proxy
+without a loaded model list cannot serve at all). A failing optional capability (the codex CLI,
+the tool host, exec tools, traces unless required) leaves the proxy in rotation: 200 with
+``"status": "degraded"`` and the failing checks named. ``GET /ready?capability=<check>`` answers
+for one check alone (200 / 503), for operators who route or alert per capability.
+
+Checks report only ``ok`` and a short fixed reason — never URLs, paths, keys or other config values
+— because load balancers and anonymous callers read this. Results are cached for
+``proxy_ext.ready.cache_s`` (default 1 s) and concurrent callers share one evaluation, so a load
+balancer may call it every second.
 """
 
 from __future__ import annotations
@@ -186,7 +191,7 @@ _cache = _Cache()
 
 
 async def evaluate(runtime: Runtime | None = None) -> tuple[bool, dict[str, CheckResult]]:
-    """(ready, checks), reusing a result younger than ``ready.cache_s``."""
+    """(every check ok, checks), reusing a result younger than ``ready.cache_s``."""
     runtime = runtime or get_runtime()
     max_age = runtime.settings.ready.cache_s
     if _cache.value is not None and time.monotonic() - _cache.at < max_age:
@@ -200,11 +205,43 @@ async def evaluate(runtime: Runtime | None = None) -> tuple[bool, dict[str, Chec
     return all(r.ok for r in results.values()), results
 
 
+def readiness(runtime: Runtime, results: dict[str, CheckResult]) -> tuple[int, dict[str, object]]:
+    """(HTTP status, body) of GET /ready for these check results."""
+    required = set(runtime.settings.ready.required) | {"router"}
+    failing = [name for name, result in results.items() if not result.ok]
+    unavailable = [name for name in failing if name in required]
+    status = "unavailable" if unavailable else "degraded" if failing else "ok"
+    body: dict[str, object] = {"ready": not unavailable, "status": status,
+                               "checks": {name: result.body() for name, result in results.items()}}
+    if failing:
+        body["failing"] = failing
+    return (503 if unavailable else 200), body
+
+
 router = APIRouter()
 
+_READY_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"description": "The proxy can serve (``status`` ok, or degraded: an optional capability failed)"},
+    503: {"description": "A required check failed (the proxy cannot serve), or the asked capability is not usable"},
+    404: {"description": "``capability`` names no check of this configuration"},
+}
 
-@router.get("/ready", tags=["proxy_ext"], summary="Readiness of the proxy and proxy_ext's enabled dependencies")
-async def ready() -> JSONResponse:
-    ok, results = await evaluate()
-    body = {"ready": ok, "checks": {name: result.body() for name, result in results.items()}}
-    return JSONResponse(body, status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})
+
+@router.get("/ready", tags=["proxy_ext"], summary="Readiness of the proxy and of proxy_ext's capabilities", responses=_READY_RESPONSES)
+async def ready(capability: str | None = None) -> JSONResponse:
+    """Readiness for load balancers (no key needed); ``capability`` narrows it to one check."""
+    from proxy_ext.exceptions import error_body
+
+    runtime = get_runtime()
+    _, results = await evaluate(runtime)
+    headers = {"Cache-Control": "no-store"}
+    if capability is None:
+        status, body = readiness(runtime, results)
+        return JSONResponse(body, status_code=status, headers=headers)
+    result = results.get(capability)
+    if result is None:
+        known = ", ".join(sorted(results))
+        return JSONResponse(error_body(404, f"no readiness check {capability[:64]!r} in this configuration; checks: {known}", "capability"),
+                            status_code=404, headers=headers)
+    return JSONResponse({"ready": result.ok, "capability": capability, "check": result.body()},
+                        status_code=200 if result.ok else 503, headers=headers)

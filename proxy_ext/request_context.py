@@ -1,19 +1,27 @@
-"""The incoming HTTP request's headers and address, visible to code running for that request.
+"""The incoming HTTP request, visible to code running for it: headers, address, and its client's hang-up.
 
 LiteLLM strips the caller's ``Authorization`` before it reaches a model provider. The
 ``mini-agent/<profile>`` provider needs it: the agent's own model calls must be made *as the
 caller*, so the key's model list, budget and rate limits apply to them. A tiny pure-ASGI wrapper
-(installed by :mod:`proxy_ext.glue`) records each request's headers in a context variable for the
-duration of that request; nothing else reads it and nothing is logged.
+(installed by :mod:`proxy_ext.glue`) records each request in a context variable for the duration
+of that request; nothing else reads it and nothing is logged.
+
+It also ties work to the client that asked for it: :func:`cancel_on_disconnect` registers a task
+(an agent run) that is cancelled when the client hangs up — noticed by a watcher on the request's
+ASGI ``receive`` — or, as a backstop, when the request's ASGI call ends for any reason.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RequestContextMiddleware", "RequestInfo", "current_request"]
+__all__ = ["RequestContextMiddleware", "RequestInfo", "cancel_on_disconnect", "current_request", "watch_client"]
+
+_DISCONNECT = {"type": "http.disconnect"}
 
 
 @dataclass(frozen=True)
@@ -28,18 +36,91 @@ class RequestInfo:
     """``http`` or ``https``."""
 
 
-# The ASGI scope itself is stored: headers are decoded only when a provider asks, so the other
-# requests of the proxy pay for one context-variable set and reset, nothing more.
-_current: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("proxy_ext_request", default=None)
+class _Channel:
+    """One request's ASGI ``receive``, shared between the app and a disconnect watcher.
+
+    Once the body has been read, a watcher task (started only when some run asks for it) waits
+    for ``http.disconnect``; the app's later ``receive`` calls wait for that same message instead
+    of reading the connection a second time.
+    """
+
+    __slots__ = ("scope", "_receive", "_body_done", "_watcher", "tasks")
+
+    def __init__(self, scope: dict[str, Any], receive: Any) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._body_done = False
+        self._watcher: asyncio.Task[Any] | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    async def receive(self) -> Any:
+        if self._watcher is not None:
+            return await asyncio.shield(self._watcher)
+        message = await self._receive()
+        if message.get("type") == "http.request" and not message.get("more_body", False):
+            self._body_done = True
+        elif message.get("type") == "http.disconnect":
+            self._body_done = True
+            self.cancel_tasks()
+        return message
+
+    def watch(self) -> None:
+        if self._watcher is None and self._body_done:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="proxy_ext.disconnect_watch")
+
+    async def _watch(self) -> Any:
+        while True:
+            message = await self._receive()
+            if message.get("type") == "http.disconnect":
+                self.cancel_tasks()
+                return message
+
+    def cancel_tasks(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        self.tasks.clear()
+
+    def close(self) -> None:
+        self.cancel_tasks()
+        if self._watcher is not None and not self._watcher.done():
+            self._watcher.cancel()
+
+
+# The channel (and through it the ASGI scope) is stored: headers are decoded only when a provider
+# asks, so the other requests of the proxy pay for one context-variable set and reset, nothing more.
+_current: contextvars.ContextVar[_Channel | None] = contextvars.ContextVar("proxy_ext_request", default=None)
 
 
 def current_request() -> RequestInfo | None:
     """The request being served by this task (None outside an HTTP request)."""
-    scope = _current.get()
-    if scope is None:
+    channel = _current.get()
+    if channel is None:
         return None
+    scope = channel.scope
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
     return RequestInfo(headers, scope.get("server"), scope.get("scheme", "http"))
+
+
+def watch_client() -> None:
+    """Start watching the current request's client for a hang-up (once the body has been read).
+
+    Call it *before* creating a task that :func:`cancel_on_disconnect` will register: the watcher
+    then runs first, so a client that already left cancels the task before it does anything."""
+    channel = _current.get()
+    if channel is not None:
+        channel.watch()
+
+
+def cancel_on_disconnect(task: asyncio.Task[Any]) -> Callable[[], None]:
+    """Cancel ``task`` when the current request's client hangs up, or when the request's ASGI call
+    ends while ``task`` still runs. Returns a function that unregisters it (call it when the task
+    is done with the client). Outside an HTTP request this does nothing."""
+    channel = _current.get()
+    if channel is None:
+        return lambda: None
+    channel.tasks.add(task)
+    channel.watch()
+    return lambda: channel.tasks.discard(task)
 
 
 class RequestContextMiddleware:
@@ -52,8 +133,10 @@ class RequestContextMiddleware:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
-        token = _current.set(scope)
+        channel = _Channel(scope, receive)
+        token = _current.set(channel)
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, channel.receive, send)
         finally:
             _current.reset(token)
+            channel.close()

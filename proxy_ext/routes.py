@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
 from proxy_ext.config import ProxyExtConfig
 
 __all__ = ["build_router"]
 
 
-def _metrics_router(require_auth: bool) -> APIRouter:
-    from proxy_ext import glue, metrics
+def _metrics_router() -> APIRouter:
+    # No auth dependency of our own: LiteLLM's PrometheusAuthMiddleware guards /metrics whoever
+    # serves it (proxy_ext.metrics.require_auth sets its switch; see glue.apply_metrics_auth).
+    from proxy_ext import metrics
 
-    dependencies = [Depends(glue.user_api_key_auth)] if require_auth else []
     router = APIRouter()
 
-    @router.get("/metrics", tags=["proxy_ext"], dependencies=dependencies, include_in_schema=False)
+    @router.get("/metrics", tags=["proxy_ext"], include_in_schema=False)
     async def prometheus_metrics() -> Response:
         return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)
 
@@ -35,5 +36,5 @@ def build_router(settings: ProxyExtConfig) -> APIRouter:
     from proxy_ext import metrics
 
     if settings.metrics.enabled and metrics.AVAILABLE:
-        router.include_router(_metrics_router(settings.metrics.require_auth))
+        router.include_router(_metrics_router())
     return router

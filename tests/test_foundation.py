@@ -37,7 +37,7 @@ def test_default_config_serves_echo_without_provider_keys(default_proxy):
 def test_default_config_is_ready(default_proxy):
     response = httpx.get(f"{default_proxy.base_url}/ready")
     assert response.status_code == 200
-    assert response.json() == {"ready": True, "checks": {"router": {"ok": True}}}
+    assert response.json() == {"ready": True, "status": "ok", "checks": {"router": {"ok": True}}}
     assert response.headers["cache-control"] == "no-store"
 
 
@@ -84,10 +84,12 @@ def _closed_port() -> int:
 
 
 def test_ready_is_503_naming_the_failing_dependencies(upstream, tmp_path):
+    # Both checks are made required; a failing optional capability is only "degraded" (test_hardening).
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file where the trace directory should be")
     tool_host = f"http://127.0.0.1:{_closed_port()}"
-    config = base_config(upstream, {"tools": {"http": {"base_url": tool_host}}, "traces": {"enabled": True, "path": str(blocked / "runs.jsonl")}})
+    config = base_config(upstream, {"tools": {"http": {"base_url": tool_host}}, "traces": {"enabled": True, "path": str(blocked / "runs.jsonl")},
+                                    "ready": {"required": ["traces", "tool_host"]}})
     with ProxyProcess(config) as process:
         response = httpx.get(f"{process.base_url}/ready")
         assert response.status_code == 503

@@ -84,6 +84,6 @@ class StreamingASGITransport(httpx.AsyncBaseTransport):
                 started.set()
                 await queue.put(None)
 
-        task = asyncio.create_task(run())
+        task = asyncio.create_task(run(), name="proxy_ext.model_stream")
         await started.wait()
         return httpx.Response(head["status"], headers=head["headers"], stream=_QueueStream(queue, task, disconnected), request=request)

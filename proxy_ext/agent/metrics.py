@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from proxy_ext.metrics import counter, histogram
+from collections.abc import Callable
 
-__all__ = ["ESCALATIONS", "MODEL_TURN_SECONDS", "RUNS", "RUN_SECONDS"]
+from proxy_ext.metrics import counter, gauge_function, histogram
+
+__all__ = ["ESCALATIONS", "MODEL_TURN_SECONDS", "RUNS", "RUN_SECONDS", "watch_runs"]
 
 RUNS = counter("agent_runs", "Agent runs by stopped_reason.", ("stopped_reason",))
 ESCALATIONS = counter("agent_escalations", "Moves up the model ladder, by reason.", ("reason",))
@@ -12,3 +14,9 @@ RUN_SECONDS = histogram("agent_run_duration_seconds", "Wall time of agent runs."
                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
 MODEL_TURN_SECONDS = histogram("agent_model_turn_duration_seconds", "Wall time of one model call of an agent run.",
                                ("outcome",), buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+
+
+def watch_runs(in_progress: "Callable[[], int]", tasks: "Callable[[], int]") -> None:
+    """Gauges read at scrape time: runs holding a slot, and live asyncio tasks of runs."""
+    gauge_function("agent_runs_in_progress", "Agent runs in progress in this worker (holding a run slot).", in_progress)
+    gauge_function("agent_tasks", "Live asyncio tasks of agent runs in this worker (leak check: 0 when idle).", tasks)

@@ -8,67 +8,73 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from proxy_ext.agent.errors import AgentRequestError
+from proxy_ext.agent.messages import ChatMessage, NonEmpty
 from proxy_ext.config import AgentConfig
 
 __all__ = ["AgentRunRequest", "Budget", "RunSpec", "resolve"]
 
-ROLES = {"system", "user", "assistant", "tool", "developer"}
-
-
 class Budget(BaseModel):
     """Per-request budget; each value must be positive and at most the operator's cap."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     max_cost_usd: float | None = Field(default=None, gt=0)
+    """Stop once the run's summed cost reaches this many USD."""
     max_tokens: int | None = Field(default=None, gt=0)
+    """Stop once the run's prompt + completion tokens reach this."""
     timeout_s: float | None = Field(default=None, gt=0)
+    """Wall-clock limit of the run, in seconds."""
 
 
 class AgentRunRequest(BaseModel):
-    """Body of POST /agent/run. Give ``messages`` (OpenAI chat messages) or ``input`` (text)."""
+    """Body of POST /agent/run. Give ``messages`` (OpenAI chat messages) or ``input`` (text).
 
-    model_config = ConfigDict(extra="forbid")
+    Types are strict: ``true`` is not an iteration count, ``"yes"`` is not a boolean, and names are
+    never empty."""
 
-    messages: list[dict[str, Any]] | None = None
-    input: str | None = None
-    model: str | None = None
-    profile: str | None = None
-    tools: list[str] | None = None
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    messages: list[ChatMessage] | None = None
+    """The conversation (OpenAI chat messages)."""
+    input: str | None = Field(default=None, min_length=1)
+    """Shorthand for one user message."""
+    model: NonEmpty | None = None
+    """First model of the ladder (a ``model_name`` of the proxy)."""
+    profile: NonEmpty | None = None
+    """A named setup from ``agent.profiles``."""
+    tools: list[NonEmpty] | None = None
+    """Restrict the backend's tools to these names."""
     backend: Literal["local", "http", "echo"] | None = None
+    """Where tools come from; ``echo`` makes no model call."""
     max_iterations: int | None = Field(default=None, gt=0)
+    """Model turns per model of the ladder."""
     budget: Budget | None = None
+    """Per-run budget."""
     stream: bool = False
+    """Server-sent events instead of one JSON body."""
     metadata: dict[str, Any] | None = None
+    """Copied into the trace record."""
 
     @field_validator("messages")
     @classmethod
-    def _valid_messages(cls, messages: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-        if messages is None:
-            return None
-        if not messages:
+    def _not_empty(cls, messages: list[Any] | None) -> list[Any] | None:
+        if messages is not None and not messages:
             raise ValueError("messages must hold at least one message")
-        for index, message in enumerate(messages):
-            role = message.get("role")
-            if role not in ROLES:
-                raise ValueError(f"messages[{index}].role is {role!r}; allowed: {', '.join(sorted(ROLES))}")
-            if role in {"user", "system", "developer"} and not isinstance(message.get("content"), (str, list)):
-                raise ValueError(f"messages[{index}] ({role}) needs a string or content-part list as content")
-            if role == "tool" and not message.get("tool_call_id"):
-                raise ValueError(f"messages[{index}] (tool) needs a tool_call_id")
         return messages
 
     @model_validator(mode="after")
     def _messages_or_input(self) -> "AgentRunRequest":
-        if self.messages is None and not self.input:
+        if self.messages is None and self.input is None:
             raise ValueError("give either messages (a non-empty list) or input (a non-empty string)")
-        if self.messages is not None and self.input:
+        if self.messages is not None and self.input is not None:
             raise ValueError("give messages or input, not both")
         return self
 
     def conversation(self) -> list[dict[str, Any]]:
-        """The input as chat messages."""
-        return [dict(m) for m in self.messages] if self.messages is not None else [{"role": "user", "content": self.input}]
+        """The input as chat messages (dicts, as sent)."""
+        if self.messages is None:
+            return [{"role": "user", "content": self.input}]
+        return [m.model_dump(exclude_unset=True) for m in self.messages]
 
 
 @dataclass(frozen=True)

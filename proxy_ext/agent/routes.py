@@ -8,23 +8,23 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from proxy_ext.agent import service
 from proxy_ext.agent.errors import AgentRequestError
 from proxy_ext.agent.request import AgentRunRequest, resolve
+from proxy_ext.exceptions import error_body
+from proxy_ext.guard import content_type_problem, parse_json_object
 from proxy_ext.state import get_runtime
 
-__all__ = ["build_router", "error_response"]
+__all__ = ["build_router", "error_response", "openapi_components"]
 
 
 def error_response(status: int, message: str, param: str | None = None) -> JSONResponse:
     """An OpenAI-style error body, as the proxy's own routes answer."""
-    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "request_too_large",
-            429: "rate_limit_error", 503: "service_unavailable"}.get(status, "invalid_request_error")
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": str(status)}}, status_code=status)
+    return JSONResponse(error_body(status, message, param), status_code=status)
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -35,16 +35,23 @@ def _validation_message(exc: ValidationError) -> str:
     return "invalid /agent/run request: " + "; ".join(parts)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise AgentRequestError(f"request body of {declared} bytes exceeds the limit of {limit} bytes (proxy_ext.agent.limits.max_request_bytes)", status=413)
+async def _json_body(request: Request, limit: int, max_depth: int) -> dict[str, Any]:
+    """The request's JSON object: the one the request guard already parsed, else read and checked
+    here the same way (guard switched off)."""
+    from proxy_ext import glue
+
+    parsed = request.scope.get(glue.PARSED_BODY_SCOPE_KEY)
+    if isinstance(parsed, dict):
+        return parsed
+    problem = content_type_problem(request.headers.get("content-type"))
+    if problem:
+        raise AgentRequestError(problem, status=415)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > limit:  # chunked uploads without a length: stop reading at the limit
+        if len(body) > limit:
             raise AgentRequestError(f"request body exceeds the limit of {limit} bytes (proxy_ext.agent.limits.max_request_bytes)", status=413)
-    return bytes(body)
+    return parse_json_object(bytes(body), max_depth)
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -55,51 +62,82 @@ def _stream(prepared: service.PreparedRun, limit: int) -> StreamingResponse:
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
     async def emit(event: str, data: dict[str, Any]) -> None:
-        await queue.put(_sse(event, data))
+        queue.put_nowait(_sse(event, data))
 
     async def answer_delta(text: str) -> None:
-        await queue.put(_sse("answer_delta", {"text": text}))
-
-    async def produce() -> None:
-        try:
-            outcome = await service.execute(prepared, emit, on_text=answer_delta)
-            await queue.put(_sse("run_completed", outcome.envelope.to_dict()))
-        except Exception as exc:  # never leave the client hanging
-            await queue.put(_sse("run_failed", {"message": f"{type(exc).__name__}: {exc}"}))
-        finally:
-            await queue.put(None)
+        queue.put_nowait(_sse("answer_delta", {"text": text}))
 
     async def events() -> AsyncIterator[bytes]:
-        # The slot is taken here, not before the response: a stream that never starts (the client
-        # left first) then never holds one.
+        # The run starts with the stream, not before the response: a stream that never starts (the
+        # client left first) never holds a slot. The run task owns its slot and is cancelled when
+        # the client hangs up (proxy_ext.request_context), whatever happens to this generator.
         try:
-            service.run_slots.acquire(limit)
+            task = service.start_run(prepared, limit, emit, on_text=answer_delta)
         except AgentRequestError as exc:
             yield _sse("run_failed", {"message": exc.message, "status": exc.status})
             return
-        task = asyncio.create_task(produce())
+        task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (item := await queue.get()) is not None:
                 yield item
+            if task.cancelled():
+                yield _sse("run_failed", {"message": "the run was cancelled"})
+            elif task.exception() is not None:
+                exc = task.exception()
+                yield _sse("run_failed", {"message": f"{type(exc).__name__}: {exc}"})
+            else:
+                yield _sse("run_completed", task.result().envelope.to_dict())
         finally:
-            # The client went away (or the stream ended): cancel the run and its tool calls.
-            if not task.done():
-                task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            service.run_slots.release()
+            task.cancel()  # no await here: this may run inside a cancelled scope; the task cleans up itself
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"cache-control": "no-store", "x-accel-buffering": "no", "x-proxy-ext-trace-id": prepared.trace_id})
 
 
-_CREDENTIAL_HEADERS = ("authorization", "x-litellm-api-key", "api-key", "x-api-key", "x-goog-api-key")
+_SCHEMA_PREFIX = "ProxyExt"
 
 
-async def require_credentials(request: Request) -> None:
-    """401 when no key is sent at all (LiteLLM's own auth answers that case with a bare 500 when no
-    database is configured); every other decision is the proxy's ``user_api_key_auth``."""
-    if not any(request.headers.get(name) for name in _CREDENTIAL_HEADERS):
-        raise HTTPException(status_code=401, detail="no API key: send Authorization: Bearer <proxy key>")
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{_SCHEMA_PREFIX}{name}"}
+
+
+def openapi_components() -> dict[str, Any]:
+    """JSON schemas of the /agent/run request, its envelope and the error body, named
+    ``ProxyExt<Model>`` so they never collide with LiteLLM's own components."""
+    from pydantic import TypeAdapter
+
+    from proxy_ext.agent.envelope import Envelope
+
+    error = {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["message", "type", "code"],
+        "properties": {"message": {"type": "string"}, "type": {"type": "string"},
+                       "param": {"type": ["string", "null"]}, "code": {"type": "string"}}}}}
+    components: dict[str, Any] = {f"{_SCHEMA_PREFIX}Error": error}
+    for name, model, mode in (("AgentRunRequest", AgentRunRequest, "validation"), ("Envelope", Envelope, "serialization")):
+        schema = TypeAdapter(model).json_schema(mode=mode, ref_template=f"#/components/schemas/{_SCHEMA_PREFIX}{{model}}")
+        components.update({f"{_SCHEMA_PREFIX}{key}": value for key, value in schema.pop("$defs", {}).items()})
+        components[f"{_SCHEMA_PREFIX}{name}"] = schema
+    return components
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+_RUN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The run's envelope (``ok`` says whether the agent answered), or its SSE events with ``stream``",
+          "content": {"application/json": {"schema": _ref("Envelope")}, "text/event-stream": {"schema": {"type": "string"}}}},
+    400: _error("Not a JSON object, too deep, unknown model / profile / tool, a value over an operator cap"),
+    401: _error("No key, or a key the proxy does not accept"),
+    403: _error("The key may not call /agent/run or a model of the run"),
+    408: _error("The request body stopped arriving"),
+    413: _error("The body is larger than agent.limits.max_request_bytes"),
+    415: _error("The body is not application/json"),
+    422: _error("The body does not match the request schema (field paths named)"),
+    429: _error("Too many runs in progress (agent.limits.max_concurrent_runs)"),
+    503: _error("The tool backend is unavailable"),
+}
+_RUN_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": _ref("AgentRunRequest")}}}}
 
 
 def build_router() -> APIRouter:
@@ -108,18 +146,14 @@ def build_router() -> APIRouter:
 
     router = APIRouter()
 
-    @router.post("/agent/run", tags=["proxy_ext"], dependencies=[Depends(require_credentials), Depends(glue.user_api_key_auth)])
+    @router.post("/agent/run", tags=["proxy_ext"], dependencies=[Depends(glue.user_api_key_auth)],
+                 summary="Run the agent loop over this proxy's models", responses=_RUN_RESPONSES, openapi_extra=_RUN_BODY)
     async def agent_run(request: Request) -> Any:
+        """One agent run: the body is an ``AgentRunRequest``, the answer its envelope (or SSE events)."""
         runtime = get_runtime()
         agent = runtime.settings.agent
         try:
-            raw = await _read_body(request, agent.limits.max_request_bytes)
-            try:
-                payload = json.loads(raw or b"null")
-            except ValueError as exc:
-                raise AgentRequestError(f"request body is not valid JSON: {exc}") from None
-            if not isinstance(payload, dict):
-                raise AgentRequestError("request body must be a JSON object with messages or input")
+            payload = await _json_body(request, agent.limits.max_request_bytes, runtime.settings.guard.max_json_depth)
             try:
                 parsed = AgentRunRequest.model_validate(payload)
             except ValidationError as exc:
@@ -130,8 +164,7 @@ def build_router() -> APIRouter:
             if spec.stream:
                 service.run_slots.check(agent.limits.max_concurrent_runs)
                 return _stream(prepared, agent.limits.max_concurrent_runs)
-            with service.run_slots.held(agent.limits.max_concurrent_runs):
-                outcome = await service.execute(prepared)
+            outcome = await service.run_for_client(prepared, agent.limits.max_concurrent_runs)
         except AgentRequestError as exc:
             return error_response(exc.status, exc.message)
         if outcome.refused_status:

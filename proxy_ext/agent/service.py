@@ -6,27 +6,29 @@ Shared by the /agent/run route and the ``mini-agent/<profile>`` model provider.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from proxy_ext.agent import metrics as agent_metrics
 from proxy_ext.agent.backends import backend_for
 from proxy_ext.agent.errors import AgentRequestError
+from proxy_ext.exceptions import ClientDisconnected
 from proxy_ext.agent.model_client import ModelClient, forwardable_headers
 from proxy_ext.agent.request import RunSpec
 from proxy_ext.agent.runner import Emit, RunOutcome, RunSettings, run_agent
 from proxy_ext.agent.traces import Redactor, TraceWriter, environment_secrets
+from proxy_ext.request_context import cancel_on_disconnect, watch_client
 from proxy_ext.state import Runtime
 from proxy_ext.tools.base import ToolContext, ToolSpec
 
-__all__ = ["PreparedRun", "execute", "prepare", "proxy_base_url", "run_slots"]
+__all__ = ["PreparedRun", "RUN_TASK_PREFIX", "execute", "prepare", "proxy_base_url", "run_for_client", "run_slots", "start_run"]
 
 
 _clients: dict[tuple[int, str], httpx.AsyncClient] = {}
@@ -62,7 +64,12 @@ def _http_client(transport: str) -> httpx.AsyncClient:
 
 
 class RunSlots:
-    """Counts runs in progress in this worker (``agent.limits.max_concurrent_runs``)."""
+    """Counts runs in progress in this worker (``agent.limits.max_concurrent_runs``).
+
+    A slot belongs to a run task (:func:`start_run`) and is given back by the task's done
+    callback: a plain function that runs however the task ends (answer, error, cancellation by a
+    client that left), so no code path can forget it or be cancelled before reaching it.
+    """
 
     def __init__(self) -> None:
         self.active = 0
@@ -80,17 +87,61 @@ class RunSlots:
     def release(self) -> None:
         self.active -= 1
 
-    @contextlib.contextmanager
-    def held(self, limit: int) -> Iterator[None]:
-        """A slot for the duration of the block (429 when none is free)."""
-        self.acquire(limit)
-        try:
-            yield
-        finally:
-            self.release()
-
 
 run_slots = RunSlots()
+TASK_PREFIX = "proxy_ext."
+"""Name prefix of every asyncio task proxy_ext starts for a run (runs, streamed model calls,
+disconnect watchers), counted by the ``proxy_ext_agent_tasks`` gauge: 0 when the worker is idle."""
+RUN_TASK_PREFIX = TASK_PREFIX + "run:"
+
+
+def _live_run_tasks() -> int:
+    try:
+        return sum(1 for task in asyncio.all_tasks() if task.get_name().startswith(TASK_PREFIX))
+    except RuntimeError:  # scraped outside the event loop
+        return 0
+
+
+agent_metrics.watch_runs(lambda: run_slots.active, _live_run_tasks)
+
+
+def start_run(run: "PreparedRun", limit: int, emit: Emit | None = None,
+              on_text: Callable[[str], Awaitable[None]] | None = None) -> "asyncio.Task[RunOutcome]":
+    """Start ``run`` as a task of its own (429 when ``limit`` runs are in progress).
+
+    The task holds a run slot for exactly its lifetime and is cancelled when the client of the
+    current HTTP request hangs up (or the request ends first): its model and tool calls are
+    cancelled with it. Awaiting the task from a coroutine that is cancelled cancels it too.
+    """
+    run_slots.acquire(limit)
+    watch_client()  # before the task exists: a client that already left cancels it before it starts
+    try:
+        task = asyncio.get_running_loop().create_task(execute(run, emit, on_text), name=RUN_TASK_PREFIX + run.trace_id)
+    except BaseException:
+        run_slots.release()
+        raise
+    unregister = cancel_on_disconnect(task)
+
+    def finished(_: "asyncio.Task[RunOutcome]") -> None:
+        run_slots.release()
+        unregister()
+
+    task.add_done_callback(finished)
+    return task
+
+
+async def run_for_client(run: "PreparedRun", limit: int, on_text: Callable[[str], Awaitable[None]] | None = None) -> RunOutcome:
+    """:func:`start_run` and wait for it. A run cancelled because its client hung up raises
+    :class:`ClientDisconnected` (499) here, not a bare CancelledError, unless this coroutine was
+    itself cancelled."""
+    task = start_run(run, limit, on_text=on_text)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if task.cancelled() and current is not None and not current.cancelling():
+            raise ClientDisconnected("the client disconnected; the agent run was cancelled") from None
+        raise
 
 
 @dataclass

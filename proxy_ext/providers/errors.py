@@ -33,6 +33,6 @@ def provider_error(provider: str, status: int, message: str, model: str, url: st
     if status == 408:
         return litellm.Timeout(text, model=model, llm_provider=provider)
     kind = _BY_STATUS.get(status)
-    if kind is None:
-        return litellm.APIError(status_code=status, message=text, llm_provider=provider, model=model, response=response)
+    if kind is None:  # any other status (409, 499, 504, …) keeps its code; APIError takes a request, not a response
+        return litellm.APIError(status_code=status, message=text, llm_provider=provider, model=model, request=response.request)
     return kind(text, model=model, llm_provider=provider, response=response)

@@ -175,7 +175,7 @@ class FakeUpstream:
 
         async def record(request: Request) -> dict[str, Any]:
             body = await request.json()
-            self.requests.append({"path": request.url.path, "body": body, "headers": dict(request.headers)})
+            self.requests.append({"path": request.url.path, "body": body, "headers": dict(request.headers), "at": time.time()})
             return body
 
         def error(reply: Reply) -> JSONResponse:

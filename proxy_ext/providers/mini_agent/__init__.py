@@ -72,8 +72,7 @@ async def _run(model: str, messages: list[dict[str, Any]], on_text: Callable[[st
         spec = resolve(parsed, agent)
         base_url = service.proxy_base_url(request.server, request.scheme, agent.proxy_base_url)
         prepared = await service.prepare(runtime, spec, request.headers, base_url)
-        with service.run_slots.held(agent.limits.max_concurrent_runs):
-            outcome = await service.execute(prepared, on_text=on_text)
+        outcome = await service.run_for_client(prepared, agent.limits.max_concurrent_runs, on_text=on_text)
     except ValidationError as exc:
         _raise_for(400, f"invalid messages for an agent run: {exc.errors()[0]['msg']}", model)
     except AgentRequestError as exc:
@@ -127,9 +126,9 @@ class MiniAgentLLM(CustomLLM):
                 yield _chunk(text)
             envelope, _ = await task  # a failed run raises its provider error here
         finally:
-            if not task.done():  # the client went away: cancel the run and its model and tool calls
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            # The client went away (or the stream ended): cancel the run. No await here: this may run
+            # in a cancelled scope; the run task cleans up after itself and frees its slot.
+            task.cancel()
         if not streamed and envelope.final_answer:  # e.g. a model that does not stream
             yield _chunk(envelope.final_answer)
         yield GenericStreamingChunk(text="", is_finished=True, finish_reason="stop", usage=_usage(envelope), index=0,

@@ -1,0 +1,284 @@
+"""A pure-ASGI request guard in front of the whole proxy (``proxy_ext.guard``).
+
+Every route, stock ones included:
+
+- a request body larger than its limit is refused with a 413 **before anyone reads it** when its
+  ``Content-Length`` says so, and cut off at the limit when it is sent chunked (the app then sees
+  the client leave; the 413 is already on its way);
+- a body that stops arriving (declared but never sent, or stalled mid-way) gets a 408 after
+  ``body_timeout_s`` of silence instead of holding a worker's connection forever.
+
+The extension's own JSON routes (``/agent/run`` …) also get their body checked here, before the
+proxy's auth parses it: it must be ``application/json``, at most the route's byte limit, valid
+JSON, a JSON object, and nested at most ``max_json_depth`` deep. A request without any credential
+header is refused with a 401 first (unless ``custom_auth`` decides who may call). The parsed object
+is handed on (``on_parsed``), so nobody parses the body twice.
+
+Errors are OpenAI-style bodies (:func:`proxy_ext.exceptions.error_body`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy_ext.exceptions import RequestError, error_body
+
+__all__ = ["CREDENTIAL_HEADERS", "GuardPolicy", "RequestGuard", "content_type_problem", "parse_json_object"]
+
+CREDENTIAL_HEADERS = (b"authorization", b"x-litellm-api-key", b"api-key", b"x-api-key", b"x-goog-api-key", b"anthropic-api-key")
+"""Headers the proxy's auth reads a key from."""
+
+_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+OBJECT_BODY_PREFIXES = ("/v1/", "/chat/", "/completions", "/embeddings", "/responses", "/engines/", "/openai/")
+"""LiteLLM's OpenAI-compatible routes: their JSON bodies must be objects (provider pass-through
+routes are left alone: they forward whatever the provider takes)."""
+_DISCONNECT = {"type": "http.disconnect"}
+
+
+@dataclass(frozen=True)
+class GuardPolicy:
+    """What the guard enforces (built from ``proxy_ext.guard`` and the extension's routes)."""
+
+    max_body_bytes: int
+    """Limit for any route without a more specific one."""
+    body_timeout_s: float
+    """Longest silence while a body is being received."""
+    max_json_depth: int
+    """Deepest nesting accepted in the JSON body of a JSON route."""
+    prefix_limits: tuple[tuple[str, int], ...] = ()
+    """(path prefix, limit), longest prefix first."""
+    json_routes: Mapping[str, int] = field(default_factory=dict)
+    """POST paths of the extension's JSON routes, each with its byte limit."""
+    require_credentials: bool = True
+    """401 on a JSON route when no credential header is sent (off when ``custom_auth`` decides)."""
+    rewrite_401_paths: tuple[str, ...] = ()
+    """Paths whose 401 bodies are rewritten into the OpenAI error shape (LiteLLM's ``/metrics``
+    auth answers with a bare JSON string)."""
+
+    def limit_for(self, path: str) -> int:
+        for prefix, limit in self.prefix_limits:
+            if path.startswith(prefix):
+                return limit
+        return self.max_body_bytes
+
+
+def content_type_problem(content_type: str | None) -> str | None:
+    """Why a JSON route refuses this ``Content-Type`` (None: it is JSON, or absent)."""
+    if not content_type:
+        return None
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return None
+    return f"Content-Type {media!r} is not accepted here: send the body as JSON with Content-Type: application/json"
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values() if isinstance(child, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node if isinstance(child, (dict, list)))
+    return False
+
+
+def parse_json_object(raw: bytes, max_depth: int) -> dict[str, Any]:
+    """The body as a JSON object; :class:`RequestError` (400) when it is not one."""
+    if not raw.strip():
+        raise RequestError("request body is empty: send a JSON object")
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise RequestError(f"request body is nested deeper than {max_depth} levels") from None
+    except ValueError as exc:
+        raise RequestError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise RequestError(f"request body must be a JSON object, not {type(value).__name__ if value is not None else 'null'}")
+    if _depth_exceeds(value, max_depth):
+        raise RequestError(f"request body is nested deeper than {max_depth} levels (proxy_ext.guard.max_json_depth)")
+    return value
+
+
+def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
+    for key, value in scope.get("headers") or ():
+        if key == name:
+            return value
+    return None
+
+
+async def _reply(send: Any, status: int, message: str, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    body = json.dumps(error_body(status, message)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close"), *extra_headers]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class _BoundedBody:
+    """The app's view of one request: body bytes counted against the limit, silence timed out.
+
+    When the guard has answered (413/408), the app sees the client leave and whatever it sends
+    afterwards is dropped.
+    """
+
+    __slots__ = ("_receive", "_send", "limit", "timeout_s", "received", "done", "started", "answered", "expect_object")
+
+    def __init__(self, receive: Any, send: Any, limit: int, timeout_s: float, expect_object: bool = False) -> None:
+        self._receive, self._send = receive, send
+        self.limit, self.timeout_s = limit, timeout_s
+        self.received = 0
+        self.done = self.started = self.answered = False
+        self.expect_object = expect_object
+
+    async def receive(self) -> Any:
+        if self.answered:
+            return _DISCONNECT
+        if self.done:
+            return await self._receive()
+        try:
+            async with asyncio.timeout(self.timeout_s):  # no extra task, unlike wait_for on 3.11
+                message = await self._receive()
+        except TimeoutError:
+            await self._answer(408, f"request body not received within {self.timeout_s:g} s of silence (proxy_ext.guard.body_timeout_s)")
+            return _DISCONNECT
+        if message["type"] == "http.request":
+            chunk = message.get("body") or b""
+            self.received += len(chunk)
+            if self.received > self.limit:
+                await self._answer(413, f"request body exceeds the limit of {self.limit} bytes (proxy_ext.guard)")
+                return _DISCONNECT
+            if self.expect_object and chunk.strip():
+                # LiteLLM's JSON routes crash (500) on a body that is JSON but not an object; its
+                # first byte tells, at no cost.
+                self.expect_object = False
+                if not chunk.lstrip().startswith(b"{"):
+                    await self._answer(400, "request body must be a JSON object ({...})")
+                    return _DISCONNECT
+            self.done = not message.get("more_body", False)
+        return message
+
+    async def send(self, message: Any) -> None:
+        if self.answered:
+            return
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+    async def _answer(self, status: int, text: str) -> None:
+        self.answered = True
+        if not self.started:
+            await _reply(self._send, status, text)
+
+    async def read_all(self) -> bytes | None:
+        """The whole body (None when the guard answered instead)."""
+        chunks = []
+        while not self.done:
+            message = await self.receive()
+            if message["type"] != "http.request":
+                return None
+            chunks.append(message.get("body") or b"")
+        return b"".join(chunks)
+
+
+class _Openai401:
+    """Rewrites a 401 whose JSON body is a bare string into ``{"error": {...}}``."""
+
+    __slots__ = ("_send", "_held")
+
+    def __init__(self, send: Any) -> None:
+        self._send = send
+        self._held: dict[str, Any] | None = None
+
+    async def send(self, message: Any) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 401:
+            self._held = message
+            return
+        if self._held is None or message["type"] != "http.response.body":
+            await self._send(message)
+            return
+        try:
+            text = json.loads(message.get("body") or b"null")
+        except ValueError:
+            text = None
+        start, self._held = self._held, None
+        if not isinstance(text, str):
+            await self._send(start)
+            await self._send(message)
+            return
+        await _reply(self._send, 401, text, tuple((k, v) for k, v in start.get("headers") or () if k.lower() == b"www-authenticate"))
+
+
+class RequestGuard:
+    """The ASGI middleware. ``on_parsed(scope, body)`` receives each JSON route's parsed object."""
+
+    def __init__(self, app: Any, policy: GuardPolicy, on_parsed: Callable[[dict[str, Any], dict[str, Any]], None] | None = None) -> None:
+        self.app = app
+        self.policy = policy
+        self.on_parsed = on_parsed
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        json_limit = self.policy.json_routes.get(path) if scope["method"] == "POST" else None
+        if json_limit is not None:
+            await self._json_route(scope, receive, send, json_limit)
+            return
+        if path in self.policy.rewrite_401_paths:
+            send = _Openai401(send).send
+        declared = _header(scope, b"content-length")
+        if declared is None and scope["method"] in _BODYLESS and _header(scope, b"transfer-encoding") is None:
+            await self.app(scope, receive, send)  # no body to guard: the common GET costs one header scan
+            return
+        limit = self.policy.limit_for(path)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _reply(send, 413, f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes (proxy_ext.guard)")
+            return
+        content_type = _header(scope, b"content-type")
+        expect_object = (scope["method"] == "POST" and path.startswith(OBJECT_BODY_PREFIXES)
+                         and (content_type is None or content_type_problem(content_type.decode("latin-1")) is None))
+        body = _BoundedBody(receive, send, limit, self.policy.body_timeout_s, expect_object)
+        await self.app(scope, body.receive, body.send)
+
+    async def _json_route(self, scope: dict[str, Any], receive: Any, send: Any, limit: int) -> None:
+        if self.policy.require_credentials and not any(_header(scope, name) for name in CREDENTIAL_HEADERS):
+            await _reply(send, 401, "no API key: send Authorization: Bearer <proxy key>", ((b"www-authenticate", b"Bearer"),))
+            return
+        content_type = _header(scope, b"content-type")
+        problem = content_type_problem(content_type.decode("latin-1") if content_type else None)
+        if problem:
+            await _reply(send, 415, problem)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _reply(send, 413, f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes (proxy_ext.agent.limits.max_request_bytes)")
+            return
+        body = _BoundedBody(receive, send, limit, self.policy.body_timeout_s)
+        raw = await body.read_all()
+        if raw is None:
+            return  # answered (413/408) or the client left
+        try:
+            parsed = parse_json_object(raw, self.policy.max_json_depth)
+        except RequestError as exc:
+            await _reply(send, exc.status, exc.message)
+            return
+        if self.on_parsed is not None:
+            self.on_parsed(scope, parsed)
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

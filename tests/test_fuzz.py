@@ -1,0 +1,63 @@
+"""schemathesis over every extension route, against the real proxy: no input makes it answer 5xx.
+
+The schema is the proxy's own ``/openapi.json`` (the extension publishes its request and response
+schemas there), cut down to the extension's routes. Cases are generated from a fixed seed and
+bounded so the module takes about a minute; valid (positive) and invalid (negative) bodies alike.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given, seed, settings
+from schemathesis.generation.modes import GenerationMode
+
+EXTENSION_OPERATIONS = [("/agent/run", "POST"), ("/ready", "GET")]
+
+
+@pytest.fixture(scope="module")
+def extension_schema(proxy):
+    document = httpx.get(f"{proxy.base_url}/openapi.json", timeout=60).json()
+    wanted = {path for path, _ in EXTENSION_OPERATIONS}
+    document["paths"] = {path: item for path, item in document["paths"].items() if path in wanted}
+    assert set(document["paths"]) == wanted, "an extension route is missing from /openapi.json"
+    return schemathesis.openapi.from_dict(document)
+
+
+def test_agent_run_publishes_request_and_response_schemas(extension_schema, proxy):
+    document = httpx.get(f"{proxy.base_url}/openapi.json", timeout=60).json()
+    operation = document["paths"]["/agent/run"]["post"]
+    request_schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert request_schema == {"$ref": "#/components/schemas/ProxyExtAgentRunRequest"}
+    components = document["components"]["schemas"]
+    assert {"messages", "input", "model", "stream", "budget"} <= set(components["ProxyExtAgentRunRequest"]["properties"])
+    envelope = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert set(components[envelope]["properties"]) == {"ok", "final_answer", "stopped_reason", "messages", "metrics"}
+    assert operation["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("ProxyExtError")
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])
+@pytest.mark.parametrize("path, method", EXTENSION_OPERATIONS, ids=[p for p, _ in EXTENSION_OPERATIONS])
+def test_no_input_gets_a_5xx(extension_schema, proxy, path, method, mode):
+    operation = extension_schema[path][method]
+    failures: list[str] = []
+    statuses: set[int] = set()
+    with requests.Session() as session:
+
+        @seed(20261201)
+        @settings(max_examples=120, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy(generation_mode=mode))
+        def check(case):
+            response = case.call(base_url=proxy.base_url, session=session, headers=proxy.headers, timeout=30)
+            statuses.add(response.status_code)
+            if response.status_code >= 500:
+                failures.append(f"{response.status_code} for {case.body!r:.300}: {response.text[:300]}")
+            elif response.status_code >= 400:
+                assert "error" in response.json(), response.text  # every refusal is an OpenAI-style error body
+
+        check()
+    assert not failures, "\n".join(failures[:10])
+    assert any(400 <= s < 500 for s in statuses) and (200 in statuses or mode == GenerationMode.NEGATIVE), statuses

@@ -1,0 +1,203 @@
+"""What clients send that they should not: each gets a clear 4xx, and none can cost the proxy memory
+or a worker. Against the real proxy subprocess, with the request guard on."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import base_config
+from tests.harness import ProxyProcess
+
+GUARD_LIMIT = 1_000_000
+BODY_TIMEOUT_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def guarded(upstream, tmp_path_factory):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    tool_host = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()
+    config = base_config(upstream, {
+        "agent": {"default_model": "echo", "limits": {"max_request_bytes": 50_000}},
+        "guard": {"max_body_bytes": GUARD_LIMIT, "body_timeout_s": BODY_TIMEOUT_S, "route_max_body_bytes": {"/v1/files": 2_000_000}},
+        "metrics": {"require_auth": False},
+        "tools": {"http": {"base_url": tool_host}},
+        "providers": {"codex_agent": {"enabled": True, "mode": "cli", "cli": {"binary": str(tmp_path_factory.mktemp("nocodex") / "codex")}}},
+    })
+    with ProxyProcess(config) as process:
+        yield process
+
+
+def _post(proxy, path: str, content: bytes | str, content_type: str | None = "application/json", key: str | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key or proxy.master_key}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    return httpx.post(f"{proxy.base_url}{path}", content=content, headers=headers, timeout=30)
+
+
+def _error(response: httpx.Response, status: int, needle: str) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) >= {"message", "type", "code"} and error["code"] == str(status)
+    assert needle in error["message"], error["message"]
+
+
+# ----------------------------------------------------------------------------------- bodies
+
+@pytest.mark.parametrize("body, status, needle", [
+    ("null", 400, "must be a JSON object"),
+    ("[]", 400, "must be a JSON object"),
+    ('"x"', 400, "must be a JSON object"),
+    ("5", 400, "must be a JSON object"),
+    ("", 400, "empty"),
+    ("{nope", 400, "not valid JSON"),
+    ('{"messages": [{"role": {}}]}', 422, "role must be one of"),
+    ('{"messages": [{"role": []}]}', 422, "role must be one of"),
+    ('{"messages": [{"role": 5, "content": "x"}]}', 422, "role must be one of"),
+    ('{"messages": [{"role": "user"}]}', 422, "content"),
+    ('{"messages": [{"role": "tool", "content": "x"}]}', 422, "tool_call_id"),
+    ('{"messages": [{"role": "assistant", "tool_calls": [{"id": "c1"}]}]}', 422, "function"),
+    ('{"input": "x", "max_iterations": true}', 422, "max_iterations"),
+    ('{"input": "x", "max_iterations": 2.5}', 422, "max_iterations"),
+    ('{"input": "x", "stream": "yes"}', 422, "stream"),
+    ('{"input": "x", "model": ""}', 422, "model"),
+    ('{"input": ""}', 422, "input"),
+    ('{"input": "x", "tools": [""]}', 422, "tools"),
+    ('{"input": "x", "tools": ["nope"]}', 400, "unknown tool"),
+    ('{"input": "x", "budget": {"timeout_s": true}}', 422, "timeout_s"),
+    ('{"input": "x", "metadata": []}', 422, "metadata"),
+    ("[" * 1000 + "]" * 1000, 400, "nested deeper"),
+    ('{"input": "x", "metadata": ' + '{"a": ' * 80 + "1" + "}" * 80 + "}", 400, "nested deeper than 64"),
+])
+def test_bad_agent_run_bodies_get_a_clear_4xx(guarded, body, status, needle):
+    _error(_post(guarded, "/agent/run", body), status, needle)
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/plain"])
+def test_non_json_bodies_get_415(guarded, content_type):
+    _error(_post(guarded, "/agent/run", "input=hello", content_type), 415, "application/json")
+
+
+def test_a_json_body_without_content_type_is_accepted(guarded):
+    response = _post(guarded, "/agent/run", json.dumps({"input": "plain"}), content_type=None)
+    assert response.status_code == 200 and response.json()["final_answer"] == "plain"
+
+
+@pytest.mark.parametrize("body", ["null", "[]", '"x"', "7"])
+def test_stock_json_routes_refuse_non_object_bodies_with_400(guarded, body):
+    _error(_post(guarded, "/v1/chat/completions", body), 400, "JSON object")
+
+
+def test_a_valid_stock_request_passes_the_guard(guarded):
+    reply = guarded.openai().chat.completions.create(model="echo", messages=[{"role": "user", "content": "through"}])
+    assert reply.choices[0].message.content == "through"
+
+
+# ----------------------------------------------------------------------------------- memory and time
+
+def _peak_rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:"))
+
+
+def _raw_request(proxy, head: str, body_chunks, read_timeout: float = 30) -> bytes:
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=read_timeout) as sock:
+        sock.sendall(head.encode())
+        try:
+            for chunk in body_chunks:
+                sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the proxy answered and closed before the client finished sending
+        answer = b""
+        try:
+            while b"\r\n\r\n" not in answer:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+        except ConnectionResetError:
+            pass
+    return answer
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/agent/run"])
+def test_a_300_mb_body_is_refused_without_being_read(guarded, path):
+    pid = guarded.process.pid
+    before = _peak_rss_kb(pid)
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-bogus\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {300 * 1024 * 1024}\r\n\r\n")
+    megabyte = b"{" + b" " * (1024 * 1024 - 1)
+    answer = _raw_request(guarded, head, (megabyte for _ in range(300)))
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert (_peak_rss_kb(pid) - before) < 50 * 1024, "the worker's peak RSS grew by 50 MB or more"
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(guarded):
+    pid = guarded.process.pid
+    before = _peak_rss_kb(pid)
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {guarded.master_key}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    piece = b"{" + b" " * (256 * 1024 - 1)
+    chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    answer = _raw_request(guarded, head, (chunk for _ in range(400)))  # 100 MB, no Content-Length
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert (_peak_rss_kb(pid) - before) < 50 * 1024
+
+
+def test_route_limits_override_the_default(guarded):
+    head = (f"POST /v1/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {guarded.master_key}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {3_000_000}\r\n\r\n")
+    assert _raw_request(guarded, head, []).startswith(b"HTTP/1.1 413")
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/agent/run"])
+def test_a_body_that_never_comes_is_answered_within_the_read_timeout(guarded, path):
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {guarded.master_key}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 20000\r\n\r\n")
+    started = time.monotonic()
+    answer = _raw_request(guarded, head, [b'{"input": '], read_timeout=BODY_TIMEOUT_S + 10)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert time.monotonic() - started < BODY_TIMEOUT_S + 3
+
+
+# ----------------------------------------------------------------------------------- auth
+
+@pytest.mark.parametrize("method, path", [("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("POST", "/agent/run"), ("GET", "/metrics")])
+@pytest.mark.parametrize("key", [None, "sk-wrong-key", "not-even-sk"], ids=["no-key", "wrong-key", "malformed-key"])
+def test_no_or_wrong_key_is_401_with_an_openai_error_body(proxy, method, path, key):
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    body = {"model": "echo", "messages": [{"role": "user", "content": "x"}]} if path != "/agent/run" else {"input": "x"}
+    response = httpx.request(method, f"{proxy.base_url}{path}", headers=headers, json=body if method == "POST" else None, timeout=30)
+    assert response.status_code == 401, response.text
+    error = response.json()["error"]
+    assert error["code"] == "401" and error["message"] and "prisma" not in error["message"] and "db" not in error["message"].lower()
+
+
+def test_metrics_require_auth_false_opens_the_scrape(guarded):
+    response = httpx.get(f"{guarded.base_url}/metrics", timeout=10)
+    assert response.status_code == 200 and "proxy_ext_agent_runs_in_progress" in response.text
+
+
+# ----------------------------------------------------------------------------------- readiness
+
+def test_a_missing_optional_capability_is_degraded_not_unready(guarded):
+    response = httpx.get(f"{guarded.base_url}/ready", timeout=10)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ready"] is True and body["status"] == "degraded"
+    assert set(body["failing"]) == {"codex_cli", "tool_host"}
+    assert body["checks"]["codex_cli"] == {"ok": False, "reason": "codex binary not found"}
+    assert body["checks"]["router"] == {"ok": True}
+
+
+def test_readiness_per_capability(guarded):
+    codex = httpx.get(f"{guarded.base_url}/ready", params={"capability": "codex_cli"}, timeout=10)
+    assert codex.status_code == 503 and codex.json() == {"ready": False, "capability": "codex_cli", "check": {"ok": False, "reason": "codex binary not found"}}
+    assert httpx.get(f"{guarded.base_url}/ready", params={"capability": "router"}, timeout=10).status_code == 200
+    _error(httpx.get(f"{guarded.base_url}/ready", params={"capability": "nope"}, timeout=10), 404, "no readiness check")
