@@ -20,28 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from bench._common import Cpu, orders
 from tests.harness import FakeUpstream, ProxyProcess, Reply, fake_model_entry
 
 LATENCY_N = 600
 THROUGHPUT_ROUNDS, THROUGHPUT_REQUESTS, CONCURRENCY = 8, 100, 8
 STREAM_N, STREAM_CHUNKS = 40, 500
 TARGETS = {"p50 latency ratio": (1.02, "<="), "throughput ratio": (0.98, ">="), "500-chunk stream time ratio": (1.02, "<=")}
-
-
-class _Cpu:
-    """CPU ms per request of each proxy over a section."""
-
-    def __init__(self, proxies: dict[str, ProxyProcess]) -> None:
-        self.proxies = proxies
-        self.start = {name: p.cpu_seconds() for name, p in proxies.items()}
-
-    def per_request_ms(self, requests: int) -> dict[str, float]:
-        return {name: (p.cpu_seconds() - self.start[name]) * 1000 / requests for name, p in self.proxies.items()}
-
-
-def _orders(names: list[str], rounds: int):
-    for index in range(rounds):
-        yield names if index % 2 == 0 else names[::-1]
 
 
 def _config(upstream: FakeUpstream, extension: bool, cost: bool = True) -> dict:
@@ -62,8 +47,8 @@ STREAM = {"model": "bench-stream", "messages": [{"role": "user", "content": "hi"
 
 def _latency(clients: dict[str, httpx.Client], proxies: dict[str, ProxyProcess]) -> dict[str, float]:
     timings: dict[str, list[float]] = {name: [] for name in clients}
-    cpu = _Cpu(proxies)
-    for order in _orders(list(clients), LATENCY_N):
+    cpu = Cpu(proxies)
+    for order in orders(list(clients), LATENCY_N):
         for name in order:
             client = clients[name]
             started = time.perf_counter()
@@ -92,7 +77,7 @@ async def _round(base_url: str, headers: dict[str, str]) -> float:
 
 def _throughput(proxies: dict[str, ProxyProcess]) -> dict[str, float]:
     elapsed = {name: 0.0 for name in proxies}
-    for order in _orders(list(proxies), THROUGHPUT_ROUNDS):
+    for order in orders(list(proxies), THROUGHPUT_ROUNDS):
         for name in order:
             proxy = proxies[name]
             elapsed[name] += asyncio.run(_round(proxy.base_url, proxy.headers))
@@ -104,8 +89,8 @@ def _throughput(proxies: dict[str, ProxyProcess]) -> dict[str, float]:
 
 def _stream(clients: dict[str, httpx.Client], proxies: dict[str, ProxyProcess]) -> dict[str, float]:
     timings: dict[str, list[float]] = {name: [] for name in clients}
-    cpu = _Cpu(proxies)
-    for order in _orders(list(clients), STREAM_N):
+    cpu = Cpu(proxies)
+    for order in orders(list(clients), STREAM_N):
         for name in order:
             client = clients[name]
             started = time.perf_counter()
