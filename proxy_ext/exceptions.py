@@ -11,7 +11,7 @@ from typing import Any
 __all__ = ["ERROR_TYPES", "ClientDisconnected", "ModelCallError", "ProxyExtError", "RequestError", "error_body"]
 
 ERROR_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error", 405: "method_not_allowed",
     408: "request_timeout", 409: "conflict_error", 413: "request_too_large", 415: "unsupported_media_type",
     422: "invalid_request_error", 429: "rate_limit_error", 499: "client_closed_request", 501: "not_implemented", 503: "service_unavailable",
 }

@@ -228,10 +228,14 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        json_limit = self.policy.json_routes.get(path) if scope["method"] == "POST" else None
+        json_limit = self.policy.json_routes.get(path)
         if json_limit is not None:
-            await self._json_route(scope, receive, send, json_limit)
-            return
+            if scope["method"] == "POST":
+                await self._json_route(scope, receive, send, json_limit)
+                return
+            if scope["method"] != "OPTIONS":  # CORS preflights are the app's (its CORS middleware answers)
+                await _reply(send, 405, f"{path} takes POST with a JSON body", ((b"allow", b"POST"),))
+                return
         if path in self.policy.rewrite_401_paths:
             send = _Openai401(send).send
         declared = _header(scope, b"content-length")

@@ -44,7 +44,7 @@ class _Channel:
     of reading the connection a second time.
     """
 
-    __slots__ = ("scope", "_receive", "_body_done", "_watcher", "tasks")
+    __slots__ = ("scope", "_receive", "_body_done", "_watcher", "tasks", "gone")
 
     def __init__(self, scope: dict[str, Any], receive: Any) -> None:
         self.scope = scope
@@ -52,6 +52,8 @@ class _Channel:
         self._body_done = False
         self._watcher: asyncio.Task[Any] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.gone = False
+        """The client hung up (or the request ended): tasks registered from now on are cancelled at once."""
 
     async def receive(self) -> Any:
         if self._watcher is not None:
@@ -76,6 +78,7 @@ class _Channel:
                 return message
 
     def cancel_tasks(self) -> None:
+        self.gone = True
         for task in list(self.tasks):
             task.cancel()
         self.tasks.clear()
@@ -117,6 +120,9 @@ def cancel_on_disconnect(task: asyncio.Task[Any]) -> Callable[[], None]:
     is done with the client). Outside an HTTP request this does nothing."""
     channel = _current.get()
     if channel is None:
+        return lambda: None
+    if channel.gone:  # e.g. a Router retry of a call whose client already left
+        task.cancel()
         return lambda: None
     channel.tasks.add(task)
     channel.watch()

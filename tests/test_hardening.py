@@ -201,3 +201,17 @@ def test_readiness_per_capability(guarded):
     assert codex.status_code == 503 and codex.json() == {"ready": False, "capability": "codex_cli", "check": {"ok": False, "reason": "codex binary not found"}}
     assert httpx.get(f"{guarded.base_url}/ready", params={"capability": "router"}, timeout=10).status_code == 200
     _error(httpx.get(f"{guarded.base_url}/ready", params={"capability": "nope"}, timeout=10), 404, "no readiness check")
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "HEAD", "PATCH"])
+def test_other_methods_on_agent_run_get_405(guarded, method):
+    response = httpx.request(method, f"{guarded.base_url}/agent/run", headers=guarded.headers, timeout=10)
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    if method != "HEAD":
+        assert response.json()["error"]["code"] == "405"
+
+
+def test_cors_preflight_on_agent_run_reaches_the_proxy(guarded):
+    response = httpx.options(f"{guarded.base_url}/agent/run", timeout=10, headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"})
+    assert response.status_code == 200 and response.headers.get("access-control-allow-methods")
