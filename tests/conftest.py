@@ -14,6 +14,20 @@ from tests.harness.proxy import RUNNING
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
+_PROXY_FIXTURES = {"upstream", "proxy", "default_proxy"}
+_SLOW_MODULES = {"test_make_run", "test_node_gateway", "test_codex_cli_e2e"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that start a real proxy (or run make / node) are ``integration``; the rest is the unit
+    tier that ``make test-fast`` runs (``-m "not integration"``)."""
+    for item in items:
+        module = getattr(item, "module", None)
+        starts_processes = module is not None and ("ProxyProcess" in vars(module) or module.__name__.rsplit(".", 1)[-1] in _SLOW_MODULES)
+        if starts_processes or _PROXY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
     outcome = yield

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from proxy_ext.cli import diagnose, main
@@ -40,6 +41,7 @@ def test_default_config_is_healthy_and_lists_capabilities(capsys, monkeypatch):
     assert "extension              on" in out and "exec tools             off" in out
 
 
+@pytest.mark.integration  # runs the installed console script (imports LiteLLM in a subprocess)
 def test_console_script_exit_status(tmp_path):
     bad = write(tmp_path, base(agent={"default_model": "missing-model"}))
     result = subprocess.run([CLI, "doctor", "--config", str(bad)], capture_output=True, text=True, timeout=120)

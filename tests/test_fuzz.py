@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, given, seed, settings
 from schemathesis.generation.modes import GenerationMode
 
 EXTENSION_OPERATIONS = [("/agent/run", "POST"), ("/ready", "GET")]
+EXAMPLES = {("/agent/run", GenerationMode.POSITIVE): 80, ("/agent/run", GenerationMode.NEGATIVE): 150,
+            ("/ready", GenerationMode.POSITIVE): 40, ("/ready", GenerationMode.NEGATIVE): 60}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,7 @@ def test_no_input_gets_a_5xx(extension_schema, proxy, path, method, mode):
     with requests.Session() as session:
 
         @seed(20261201)
-        @settings(max_examples=120, deadline=None, database=None, derandomize=True,
+        @settings(max_examples=EXAMPLES[path, mode], deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy(generation_mode=mode))
         def check(case):

@@ -22,10 +22,14 @@ IGNORE = shutil.ignore_patterns(".git", ".env", ".venv", ".tools", "node_modules
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    # A copy of the project without .env and without environments: `make run` bootstraps itself,
-    # and the developer's own .env is never touched.
+    # A copy of the project without .env, so the developer's own .env is never touched. It shares
+    # this checkout's environment (.venv, .tools): building one from uv.lock is what CI does on
+    # every fresh clone anyway, and would double this module's time.
     work = tmp_path_factory.mktemp("make-run") / "proj"
     shutil.copytree(REPO_ROOT, work, ignore=IGNORE, symlinks=True)
+    for name in (".venv", ".tools"):
+        if (REPO_ROOT / name).exists():
+            (work / name).symlink_to(REPO_ROOT / name)
     return work
 
 
