@@ -65,7 +65,8 @@ async def _bare(argv: list[str]) -> None:
 
 
 async def bench_exec() -> None:
-    backend = ExecToolBackend(ExecToolConfig(enabled=True))
+    backend = ExecToolBackend(ExecToolConfig(enabled=True, isolation="none"))
+    isolated = ExecToolBackend(ExecToolConfig(enabled=True, isolation="auto"))
     try:
         _user, python = backend._resolve()
         assert python is not None
@@ -74,17 +75,29 @@ async def bench_exec() -> None:
             result = await backend.invoke(name, args, CTX)
             assert result.ok and result.content["rc"] == 0, result
 
+        async def isolated_tool(name: str, args: dict) -> None:
+            result = await isolated.invoke(name, args, CTX)
+            assert result.ok and result.content["rc"] == 0, result
+
         cases = {
             "bare sh -c true": lambda: _bare(["/bin/sh", "-c", "true"]),
             "exec_shell 'true'": lambda: tool("exec_shell", {"command": "true"}),
             f"bare python3 -I -S -c pass": lambda: _bare([python, "-I", "-S", "-c", "pass"]),
             "exec_python 'pass'": lambda: tool("exec_python", {"code": "pass"}),
         }
-        print(f"exec tools (sandbox user: {backend._user.name if backend._user else '?'}, python: {python})")
+        mode = (await asyncio.to_thread(isolated.isolation)).describe()
+        if mode.startswith("bwrap"):
+            cases["exec_shell 'true' (bwrap)"] = lambda: isolated_tool("exec_shell", {"command": "true"})
+            cases["exec_python 'pass' (bwrap)"] = lambda: isolated_tool("exec_python", {"code": "pass"})
+        print(f"exec tools (sandbox user: {backend._user.name if backend._user else '?'}, python: {python}, isolation auto: {mode})")
         timings = await _alternate(N_EXEC, cases)
-        _report(timings, [("exec_shell 'true'", "bare sh -c true", 5.0), ("exec_python 'pass'", "bare python3 -I -S -c pass", 5.0)])
+        pairs = [("exec_shell 'true'", "bare sh -c true", 5.0), ("exec_python 'pass'", "bare python3 -I -S -c pass", 5.0)]
+        if mode.startswith("bwrap"):
+            pairs += [("exec_shell 'true' (bwrap)", "exec_shell 'true'", 5.0), ("exec_python 'pass' (bwrap)", "exec_python 'pass'", 5.0)]
+        _report(timings, pairs)
     finally:
         backend.close()
+        isolated.close()
 
 
 async def bench_http(host: ToolHostProcess) -> None:

@@ -242,6 +242,18 @@ class ExecToolConfig(_Section):
     """Largest ``code`` (exec_python) or ``command`` (exec_shell) argument, in bytes."""
     max_concurrent_calls: int = Field(default=16, ge=1, le=1024)
     """Exec tool calls running at the same time in this proxy; more wait for a free slot."""
+    isolation: Literal["auto", "bwrap", "none"] = "auto"
+    """Namespace isolation of tool processes with bubblewrap: no network, no view of the proxy's
+    files, own PID/IPC/UTS namespaces, a seccomp filter (docs/tools.md). ``auto``: bwrap when it
+    works here, else the plain sandbox with a warning (/ready shows it degraded). ``bwrap``: exec
+    tools are refused when bwrap cannot run. ``none``: the plain sandbox (user, rlimits, fresh
+    directory, scrubbed environment) only."""
+    allow_network: list[Literal["exec_python", "exec_shell"]] = Field(default_factory=list)
+    """Tools that keep the host's network (and its loopback services) under bwrap isolation."""
+    ro_paths: list[str] = Field(default_factory=list)
+    """Extra absolute paths tools may read under bwrap isolation (e.g. a data directory)."""
+    bwrap: str = "bwrap"
+    """The bubblewrap executable (a name looked up on ``path`` and /usr/bin, or a path)."""
     idle_supervisors: int = Field(default=2, ge=1, le=64)
     """Call supervisors the fork server keeps alive and reuses (at least one is always idle, so no
     call waits for a fork; more absorb bursts of parallel calls)."""
@@ -257,6 +269,14 @@ class ExecToolConfig(_Section):
             if _SECRET_NAME.search(name):
                 raise ValueError(f"{name} looks like a secret; tool processes never receive secrets")
         return names
+
+    @field_validator("ro_paths")
+    @classmethod
+    def _absolute_paths(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if not path.startswith("/") or os.path.normpath(path) in ("/", "/root", "/home", "/etc", "/proc", "/sys"):
+                raise ValueError(f"{path!r} must be an absolute path below the top level (not /, /root, /home, /etc, /proc or /sys)")
+        return paths
 
     @model_validator(mode="after")
     def _timeout_within_max(self) -> "ExecToolConfig":

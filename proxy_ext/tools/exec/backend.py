@@ -12,6 +12,7 @@ from typing import Any
 
 from proxy_ext.config import ExecToolConfig
 from proxy_ext.tools.base import ToolContext, ToolResult, ToolSpec
+from proxy_ext.tools.exec.isolation import Isolation, resolve_isolation
 from proxy_ext.tools.exec.sandbox import Sandbox, SandboxError, SandboxUser, dir_usable_by, find_python, resolve_user, usable_by
 from proxy_ext.tools.exec.shell import CommandRefused, parse_allowlisted
 from proxy_ext.tools.metrics import observe_call
@@ -79,6 +80,7 @@ class ExecToolBackend:
         self.specs = _specs(config)
         self._user: SandboxUser | None = None
         self._python: str | None = None
+        self._isolation: Isolation | None = None
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
     async def list_tools(self, ctx: ToolContext) -> list[ToolSpec]:
@@ -100,6 +102,13 @@ class ExecToolBackend:
             self._user = resolve_user(self.config)
             self._python = find_python(self.config, self._user)
         return self._user, self._python
+
+    def isolation(self) -> Isolation:
+        """How this backend's tools are isolated (bwrap is probed once, on first use)."""
+        if self._isolation is None:
+            user, python = self._resolve()
+            self._isolation = resolve_isolation(self.config, user.uid, user.gid, python)
+        return self._isolation
 
     def _timeout(self, arguments: dict[str, Any], ctx: ToolContext) -> float:
         timeout = min(float(arguments.get("timeout_s") or self.config.timeout_s), self.config.max_timeout_s)
@@ -148,13 +157,16 @@ class ExecToolBackend:
         try:
             user, python = self._resolve()
             executable, argv = self._command(name, arguments, user, python)
+            isolation = await asyncio.to_thread(self.isolation) if self._isolation is None else self._isolation
         except CommandRefused as exc:
             return failed("refused", str(exc))
         except SandboxError as exc:
             return failed("error", str(exc))
+        if isolation.mode == "unavailable":
+            return failed("error", isolation.reason)
         try:
             async with self._slot():
-                outcome = await self.sandbox.run(executable, argv, timeout, user)
+                outcome = await self.sandbox.run(executable, argv, timeout, user, isolation.request(name in self.config.allow_network))
         except SandboxError as exc:
             return failed("error", str(exc))
         label = "timeout" if outcome.timed_out else ("ok" if outcome.rc == 0 else "nonzero_exit")

@@ -33,6 +33,7 @@ and exits.
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import gc
 import json
@@ -135,13 +136,42 @@ _SIGNALS_TO_RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGXCPU, signal.SIGC
                      signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
+def _bwrap_argv(req: dict, cwd: str, seccomp_fd: int | None) -> list[str]:
+    """The bwrap command line of a call: the proxy's static view (``mounts``), the network
+    namespace unless the tool may use the network, the working directory, the seccomp program."""
+    isolate = req["bwrap"]
+    argv = [isolate["path"], *isolate["mounts"]]
+    if not isolate.get("network"):
+        argv.append("--unshare-net")
+    argv += ["--bind", cwd, cwd, "--remount-ro", "/", "--chdir", cwd]  # only cwd and /tmp are writable
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
+    return [*argv, "--", req["executable"], *req["argv"][1:]]
+
+
+def _seccomp_fd(req: dict) -> int | None:
+    """A pipe holding the call's seccomp program for bwrap to read (inheritable), or None."""
+    program = (req.get("bwrap") or {}).get("seccomp")
+    if not program:
+        return None
+    data = base64.b64decode(program)
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, data)  # a few hundred bytes: far below the pipe's capacity
+    finally:
+        os.close(write_fd)
+    os.set_inheritable(read_fd, True)
+    return read_fd
+
+
 def _spawn_tool(req: dict, cwd: str, out_w: int, err_w: int) -> int:
     """Start the tool with posix_spawn (vfork: no page-table copy); its pid. Raises OSError.
 
     This supervisor has already become the sandbox user, entered ``cwd``, set the umask and the
     resource limits (see :func:`_enter_sandbox`), so the child inherits all of that. posix_spawn
     adds a new process group, stdin from /dev/null, stdout/stderr to our pipes, default signal
-    dispositions and an empty signal mask; every other descriptor is close-on-exec.
+    dispositions and an empty signal mask; every other descriptor is close-on-exec. With
+    ``bwrap`` in the request the tool starts inside bubblewrap's namespaces (see isolation.py).
 
     A process group, not a new session: the fork server already runs in a session of its own
     without a controlling terminal, and a session per call would also put every call in a new
@@ -153,8 +183,17 @@ def _spawn_tool(req: dict, cwd: str, out_w: int, err_w: int) -> int:
         (os.POSIX_SPAWN_DUP2, out_w, 1),
         (os.POSIX_SPAWN_DUP2, err_w, 2),
     ]
-    return os.posix_spawn(req["executable"], req["argv"], env, file_actions=actions, setpgroup=0,
-                          setsigdef=_SIGNALS_TO_RESET, setsigmask=())
+    executable, argv = req["executable"], req["argv"]
+    seccomp_fd = _seccomp_fd(req) if req.get("bwrap") else None
+    try:
+        if req.get("bwrap"):
+            argv = _bwrap_argv(req, cwd, seccomp_fd)
+            executable = argv[0]
+        return os.posix_spawn(executable, argv, env, file_actions=actions, setpgroup=0,
+                              setsigdef=_SIGNALS_TO_RESET, setsigmask=())
+    finally:
+        if seccomp_fd is not None:
+            os.close(seccomp_fd)
 
 
 def _enter_sandbox(req: dict, cwd: str) -> None:
@@ -349,6 +388,9 @@ def run_call(req: dict, conn: socket.socket) -> dict:
             rc = -os.WTERMSIG(status)
         else:
             rc = os.WEXITSTATUS(status)
+            if req.get("bwrap") and 128 < rc <= 128 + 64:
+                rc = 128 - rc  # bwrap reports a tool killed by signal N as exit 128+N, as shells do
+
         return {
             "rc": rc,
             "stdout": kept[out_r].decode(errors="replace"),

@@ -195,9 +195,12 @@ class Sandbox:
         env["PATH"] = self.config.path
         return env
 
-    async def run(self, executable: str, argv: list[str], timeout_s: float, user: SandboxUser) -> ExecOutcome:
-        """Run ``argv`` in the sandbox; raises :class:`SandboxError` when the sandbox fails."""
+    async def run(self, executable: str, argv: list[str], timeout_s: float, user: SandboxUser,
+                  isolate: dict[str, Any] | None = None) -> ExecOutcome:
+        """Run ``argv`` in the sandbox (inside bwrap when ``isolate`` is given, see
+        :meth:`Isolation.request`); raises :class:`SandboxError` when the sandbox fails."""
         request = {
+            "bwrap": isolate,
             "executable": executable,
             "argv": argv,
             "env": self.environment(),
