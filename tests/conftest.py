@@ -37,7 +37,7 @@ def base_config(upstream: FakeUpstream, proxy_ext: dict[str, Any] | None = None,
     """
     config: dict[str, Any] = {
         "model_list": [
-            {"model_name": "echo", "litellm_params": {"model": "echo/echo"}},
+            {"model_name": "echo", "litellm_params": {"model": "echo/echo-1"}},
             fake_model_entry("fake/*", upstream.base_url, "*"),
             *(models or []),
         ],
