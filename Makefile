@@ -37,8 +37,11 @@ run: env
 	  echo "proxy_ext: serving on http://$(HOST):$(PORT) — master key in $$where"; \
 	  exec $(VENV)/bin/litellm --config proxy_config.yaml --host $(HOST) --port $(PORT)
 
+# Checks the config with the environment `make run` would give the proxy (.env included).
 doctor: env
-	$(VENV)/bin/proxy-ext doctor --config proxy_config.yaml
+	@preset="$$LITELLM_MASTER_KEY"; set -a; if [ -f .env ]; then source .env; fi; set +a; \
+	  if [ -n "$$preset" ]; then export LITELLM_MASTER_KEY="$$preset"; fi; \
+	  exec $(VENV)/bin/proxy-ext doctor --config proxy_config.yaml
 
 CODEX_CLI_STAMP := tests/codex_cli/node_modules/.package-lock.json
 
