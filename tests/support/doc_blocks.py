@@ -3,7 +3,9 @@
 A block runs literally: shell blocks through ``bash -c`` in a fresh environment (a system PATH,
 HOME, LANG, and ``LITELLM_LOCAL_MODEL_COST_MAP=True`` for this offline host, as
 docs/troubleshooting.md tells), in a copy of the project where the README's ``make run`` has
-written ``.env``; Python blocks as files run by ``.venv/bin/python``; JavaScript blocks by ``node``.
+written ``.env``; Python blocks as files run by ``.venv/bin/python`` and JavaScript blocks by ``node``,
+in the reader's shell: after the environment lines (``set -a``, ``source``, ``export``) of the
+document's earlier shell blocks, and nothing else.
 The one rewrite is the port: a documented port (4000, 4001, …) becomes a free one, in URLs and
 ``--port N``, and servers without ``--port`` get it through ``PORT`` (``make run`` and
 ``litellm`` both read it). Port 8800 is the documented codex-agent service: the fake upstream.
@@ -32,10 +34,8 @@ import httpx
 
 from tests.harness import REPO_ROOT, free_port
 
-__all__ = ["Block", "SETUP", "Terminal", "all_blocks"]
+__all__ = ["Block", "Terminal", "all_blocks", "shell_state"]
 
-SETUP = "set -a; source .env; set +a"
-"""How the docs load ``.env`` (no ``export`` in it) into a shell; Python/JS blocks run after it."""
 MAIN_PORT = 4000
 SERVICE_PORT = 8800
 FENCE = re.compile(r"^```([\w-]*)\n(.*?)^```\s*$", re.S | re.M)
@@ -146,22 +146,24 @@ class Terminal:
         return re.sub(r"((?:127\.0\.0\.1|localhost):|--port[ =])(\d{4,5})\b", replace, block.text)
 
     # ------------------------------------------------------------------------------ running
-    def run(self, block: Block, timeout_s: float = 180) -> Result:
-        """Run a bash, python or js block to completion."""
+    def run(self, block: Block, blocks: list[Block], timeout_s: float = 180) -> Result:
+        """Run a bash, python or js block to completion. Python and JS run in the reader's shell:
+        after the lines of this document's earlier shell blocks that set its environment."""
         script = self.rewrite(block)
+        shell = "; ".join(shell_state(block, blocks)) or "true"
         scratch = self.workdir.parent / f"block-{block.index}-{Path(block.doc).stem}"
         scratch.mkdir(exist_ok=True)
         if block.lang == "bash":
             command = script
         elif block.lang == "python":
             (scratch / "snippet.py").write_text(script)
-            command = f"{SETUP}; exec .venv/bin/python {scratch / 'snippet.py'}"
+            command = f"{shell}; exec .venv/bin/python {scratch / 'snippet.py'}"
         elif block.lang == "js":
             (scratch / "snippet.mjs").write_text(script)
             modules = scratch / "node_modules"
             if not modules.exists():
                 modules.symlink_to(REPO_ROOT / "tests" / "node" / "node_modules")
-            command = f"{SETUP}; exec node {scratch / 'snippet.mjs'}"
+            command = f"{shell}; exec node {scratch / 'snippet.mjs'}"
         else:
             raise ValueError(f"{block.id}: cannot run a {block.lang!r} block")
         done = subprocess.run(["bash", "-c", command], cwd=self.workdir, env=self.env, capture_output=True, text=True,
@@ -216,6 +218,17 @@ class Terminal:
                 _kill_group(server.process)
                 self.done.discard(server.block.id)
             self.ports.pop(name, None)
+
+
+ENV_LINE = re.compile(r"^\s*(set [-+]a\b|source |\. |export [A-Za-z_])")
+
+
+def shell_state(block: Block, blocks: list[Block]) -> list[str]:
+    """The lines of the document's earlier shell blocks (not servers: they run in their own
+    terminal) that change the shell's environment, in order: what a reader's terminal holds."""
+    return [line.split("  #")[0].strip() for b in blocks
+            if b.doc == block.doc and b.index < block.index and b.lang == "bash" and b.kind not in ("server", "skip", "needs")
+            for line in b.text.splitlines() if ENV_LINE.match(line)]
 
 
 def _group_alive(pgid: int) -> bool:
