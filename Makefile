@@ -12,7 +12,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test bench doctor env node-deps codex-e2e clean
+.PHONY: run test smoke-live bench doctor env node-deps codex-e2e clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -64,6 +64,13 @@ codex-e2e: env node-deps
 test: env node-deps
 	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
+
+# The live tier (tests/test_live.py): the key flows against real providers. Each flow runs when its
+# variables are set (OPENAI_API_KEY, ANTHROPIC_API_KEY, CODEX_AGENT_API_BASE, ...) and is skipped,
+# naming them, otherwise. Variables may come from .env; the environment wins over it.
+smoke-live: env node-deps
+	@saved="$$(export -p)"; set -a; if [ -f .env ]; then source .env; fi; set +a; eval "$$saved"; \
+	  $(VENV)/bin/python -m pytest tests/test_live.py --live -m live -rs $(PYTEST_ARGS)
 
 bench: env
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)

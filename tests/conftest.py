@@ -14,6 +14,22 @@ from tests.harness.proxy import RUNNING
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
+LIVE_SKIP = "live tier (real providers): run `make smoke-live`"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--live", action="store_true", default=False,
+                     help="run the tests marked `live` against real providers (make smoke-live)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Without --live the live tier is skipped here, from one place with one reason (before each
+    # test's own skip conditions), so `make test` reports it as a single folded line.
+    if item.get_closest_marker("live") is not None and not item.config.getoption("--live"):
+        pytest.skip(LIVE_SKIP)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
     outcome = yield
