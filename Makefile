@@ -67,8 +67,9 @@ test: env node-deps
 
 # The live tier (tests/test_live.py): the key flows against real providers. Each flow runs when its
 # variables are set (OPENAI_API_KEY, ANTHROPIC_API_KEY, CODEX_AGENT_API_BASE, ...) and is skipped,
-# naming them, otherwise. Variables may come from .env; the environment wins over it.
-smoke-live: env node-deps
+# naming them, otherwise (the codex CLI flow uses the binary `make node-deps` installs, or CODEX_BIN).
+# Variables may come from .env; the environment wins over it.
+smoke-live: env
 	@saved="$$(export -p)"; set -a; if [ -f .env ]; then source .env; fi; set +a; eval "$$saved"; \
 	  $(VENV)/bin/python -m pytest tests/test_live.py --live -m live -rs $(PYTEST_ARGS)
 

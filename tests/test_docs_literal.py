@@ -43,6 +43,20 @@ def contains(*fragments: str) -> Callable[[Result], None]:
     return check
 
 
+def both(*checks: Callable[[Result], None]) -> Callable[[Result], None]:
+    def check(result: Result) -> None:
+        for one in checks:
+            one(result)
+    return check
+
+
+def lacks(*fragments: str) -> Callable[[Result], None]:
+    def check(result: Result) -> None:
+        for fragment in fragments:
+            assert fragment not in result.stdout, f"{fragment!r} in the output"
+    return check
+
+
 def _count(result: Result, fragment: str, times: int) -> None:
     assert result.stdout.count(fragment) == times, f"{fragment!r} should appear {times} times"
 
@@ -54,9 +68,11 @@ EXPECT: dict[tuple[str, str], Callable[[Result], None]] = {
         '{"ready":true', '"content":"hello"', '"final_answer":"hello agent"', '"text":"hello responses"'),
     ("README.md", 'print(client.responses.create(model="echo", input="hello responses").output_text)   # hello responses'): lines(
         "hello", "one two", "hello responses"),
-    ("README.md", "make doctor   # check the config without starting the server (reads .env like make run)"): contains(
-        "ok: no problems found"),
+    ("README.md", "make doctor   # check the config without starting the server (reads .env like make run)"): both(
+        contains("ok: no problems found"), lacks("no master key")),
     ("README.md", ".venv/bin/proxy-ext doctor --config proxy_config.yaml"): contains("ok: no problems found"),
+    ("README.md", "make smoke-live   # with no provider variables set, every flow is skipped, naming what it needs"): contains(
+        "set OPENAI_API_KEY to run this live flow", "set CODEX_AGENT_API_BASE to run this live flow", "6 skipped"),
     ("docs/agent.md", "  -d '{\"input\": \"hello agent\"}'"): contains('"ok":true', '"final_answer":"hello agent"'),
     ("docs/agent.md", 'print(run["ok"], run["stopped_reason"], run["final_answer"])'): lines("True final_answer hello agent", "echo 0.0"),
     ("docs/agent.md", 'reply = client.chat.completions.create(model="mini-agent/demo",'): contains(
