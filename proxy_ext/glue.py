@@ -10,7 +10,8 @@ A LiteLLM upgrade should only ever need changes here. The rest of proxy_ext talk
 
 Entry point: ``callbacks: ["proxy_ext.extension"]`` makes LiteLLM import ``proxy_ext`` and read its
 ``extension`` attribute, which calls :func:`get_extension` — that validates the ``proxy_ext:``
-section, registers the routes (exactly once per app) and returns the process-wide callback.
+section, registers proxy_ext's model providers (:func:`register_providers`) and the routes (exactly
+once per app) and returns the process-wide callback.
 """
 
 from __future__ import annotations
@@ -175,8 +176,7 @@ def get_extension() -> ProxyExtension:
         if problem is not None:  # outside the except block: no chained traceback in the log
             _fail_startup(problem)
         set_runtime(runtime)
-        register_providers()
-        announce_migrations(runtime)
+        register_providers(runtime)
         register_routes(proxy_app())
         install_request_context(proxy_app())
         _extension = CostProxyExtension() if runtime.settings.cost.enabled else ProxyExtension()
@@ -185,14 +185,13 @@ def get_extension() -> ProxyExtension:
 
 
 # ------------------------------------------------------------------------- provider registration
-# The callbacks line registers proxy_ext's providers (echo, codex-agent, codex_cli_agent, mini-agent)
-# so that custom_provider_map lines are optional. LiteLLM loads callbacks inside the same loop over
-# litellm_settings that handles custom_provider_map, before it builds the Router: registering here
-# puts the names into litellm.provider_list in time for the Router to accept the deployments. A
-# custom_provider_map key that comes *after* the callbacks line replaces litellm.custom_provider_map
-# and then calls litellm.utils.custom_llm_setup(); the guard below re-adds our missing entries at
-# that moment, so the order of the two keys does not matter. An operator's own entry for one of
-# these names always wins.
+# The callbacks line registers proxy_ext's providers, so custom_provider_map lines are optional.
+# LiteLLM loads callbacks in the same loop over litellm_settings that handles custom_provider_map,
+# before it builds the Router: registering here puts the names into litellm.provider_list in time
+# for the Router to accept the deployments. A custom_provider_map key *after* the callbacks line
+# replaces litellm.custom_provider_map and then calls litellm.utils.custom_llm_setup(); the guard
+# re-adds our missing entries at that moment, so the keys' order does not matter. An operator's own
+# entry for one of these names always wins.
 
 
 def _add_missing_providers() -> list[str]:
@@ -223,40 +222,29 @@ def _install_registration_guard() -> None:
     litellm.utils.custom_llm_setup = custom_llm_setup
 
 
-def register_providers() -> list[str]:
-    """Register proxy_ext's providers with LiteLLM unless the config already maps those names;
-    returns the names added now. Idempotent."""
+def register_providers(runtime: Any = None) -> list[str]:
+    """Register proxy_ext's providers with LiteLLM unless the config already maps those names, and
+    (given the runtime) print the start-up message for configs written for an older meaning of a
+    provider name. Returns the names added now. Idempotent."""
     from litellm.utils import custom_llm_setup
+
+    from proxy_ext.providers.registry import announce_migrations
 
     _install_registration_guard()
     added = _add_missing_providers()
     custom_llm_setup()
+    if runtime is not None:
+        announce_migrations(runtime.document, runtime.settings.providers.codex_agent)
     return added
-
-
-def announce_migrations(runtime: Any) -> None:
-    """Start-up message for configs written for the fork's or an older meaning of a setting."""
-    from proxy_ext.providers import registry
-
-    legacy = registry.legacy_cli_models(runtime.document, runtime.settings.providers.codex_agent)
-    if legacy:
-        message = registry.legacy_cli_message(legacy)
-        print(f"\nproxy_ext: warning: {message}\n", file=sys.stderr, flush=True)
-        logger.warning("%s", message)
 
 
 def known_provider(name: str) -> bool:
     """Whether LiteLLM itself knows provider ``name`` (built in, JSON-configured, or registered)."""
     import litellm
     from litellm.litellm_core_utils.get_llm_provider_logic import is_registered_custom_provider
+    from litellm.llms.openai_like.json_loader import JSONProviderRegistry
 
-    try:
-        from litellm.llms.openai_like.json_loader import JSONProviderRegistry
-
-        json_provider = JSONProviderRegistry.exists(name)
-    except Exception:  # the registry moved: only the enum list and custom providers count
-        json_provider = False
-    return name in litellm.provider_list or json_provider or is_registered_custom_provider(name)
+    return name in litellm.provider_list or JSONProviderRegistry.exists(name) or is_registered_custom_provider(name)
 
 
 def model_is_served(name: str) -> bool:

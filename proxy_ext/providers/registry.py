@@ -14,6 +14,8 @@ No LiteLLM import here: ``proxy-ext doctor`` and ``/ready`` read this module too
 from __future__ import annotations
 
 import importlib
+import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +24,7 @@ from proxy_ext.config import CodexAgentConfig
 
 __all__ = [
     "CODEX_ALIASES", "PROVIDERS", "CodexModel", "cli_in_use", "codex_models", "legacy_cli_message",
-    "legacy_cli_models", "load_handler", "model_entries", "provider_of",
+    "legacy_cli_models", "load_handler", "announce_migrations", "model_entries", "provider_of",
 ]
 
 PROVIDERS: dict[str, str] = {
@@ -132,3 +134,15 @@ def legacy_cli_message(models: list[CodexModel]) -> str:
         "for every codex model); for HTTP, set CODEX_AGENT_API_BASE or the model's api_base. "
         "See docs/migrating-from-the-fork.md."
     )
+
+
+def announce_migrations(document: dict[str, Any], section: CodexAgentConfig) -> str | None:
+    """At start-up: tell the operator (stderr and the log) what to change in a config written for the
+    old meaning of ``codex_cli_agent``; returns the message (None: nothing to say)."""
+    legacy = legacy_cli_models(document, section)
+    if not legacy:
+        return None
+    message = legacy_cli_message(legacy)
+    print(f"\nproxy_ext: warning: {message}\n", file=sys.stderr, flush=True)
+    logging.getLogger("proxy_ext").warning("%s", message)
+    return message
