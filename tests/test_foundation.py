@@ -53,6 +53,13 @@ def test_default_config_serves_echo_on_the_responses_api(default_proxy):
     assert completed.response.usage.cost == 0.0
 
 
+def test_virtual_keys_need_a_database_as_the_troubleshooting_page_says(default_proxy):
+    # docs/troubleshooting.md: without DATABASE_URL, /key/generate answers 500 (LiteLLM 1.108.7).
+    response = httpx.post(f"{default_proxy.base_url}/key/generate", headers=default_proxy.headers,
+                          json={"models": ["echo"], "allowed_routes": ["llm_api_routes", "/agent/run"]}, timeout=30)
+    assert response.status_code == 500 and response.text == "Internal Server Error"
+
+
 def test_default_config_is_ready(default_proxy):
     response = httpx.get(f"{default_proxy.base_url}/ready")
     assert response.status_code == 200
