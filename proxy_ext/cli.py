@@ -133,7 +133,9 @@ def _check_providers(document: dict[str, Any], extension_on: bool, report: Docto
         if provider is None:
             continue
         model = str(params.get("model"))
-        if provider not in mapped | ours and not glue.known_provider(provider):
+        # proxy_ext's own names are registered by this config or not at all (never LiteLLM built-ins).
+        registered = provider in mapped | ours or (provider not in registry.PROVIDERS and glue.known_provider(provider))
+        if not registered:
             hint = (f" (proxy_ext registers it when litellm_settings.callbacks contains {EXTENSION_CALLBACK!r})"
                     if provider in registry.PROVIDERS else " (not a LiteLLM provider, nor in custom_provider_map)")
             report.warnings.append(f"model_list: {name} ({model}) names the provider {provider!r}, which is not registered{hint}: "

@@ -22,7 +22,7 @@ __all__ = ["render"]
 
 HEADER = """# `proxy_ext:` configuration reference
 
-Generated from `proxy_ext/config.py` by `python -m proxy_ext.config_reference` — do not edit by hand.
+Generated from `proxy_ext/config.py` by `.venv/bin/python -m proxy_ext.config_reference > docs/config.md` — do not edit by hand.
 
 The section lives in the same `proxy_config.yaml` as LiteLLM's own sections (LiteLLM ignores it).
 Every key is optional. Unknown keys, wrong types and out-of-range values stop the proxy at start-up
