@@ -14,8 +14,10 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Compile .pyc at install time: with PYTHONDONTWRITEBYTECODE set (as on these machines) Python
 # never caches bytecode itself, and every proxy start would recompile LiteLLM (~10 s of CPU).
 export UV_COMPILE_BYTECODE ?= 1
+# The system trust store (it holds this network's registry CA), also in a shell without SSL_CERT_FILE.
+export UV_NATIVE_TLS ?= 1
 
-.PHONY: run test test-fast bench doctor env node-deps codex-e2e clean
+.PHONY: run test test-fast smoke-live bench doctor env node-deps codex-e2e clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -40,8 +42,11 @@ run: env
 	  echo "proxy_ext: serving on http://$(HOST):$(PORT) — master key in $$where"; \
 	  exec $(VENV)/bin/litellm --config proxy_config.yaml --host $(HOST) --port $(PORT)
 
+# Checks the config with the environment `make run` would give the proxy (.env included).
 doctor: env
-	$(VENV)/bin/proxy-ext doctor --config proxy_config.yaml
+	@preset="$$LITELLM_MASTER_KEY"; set -a; if [ -f .env ]; then source .env; fi; set +a; \
+	  if [ -n "$$preset" ]; then export LITELLM_MASTER_KEY="$$preset"; fi; \
+	  exec $(VENV)/bin/proxy-ext doctor --config proxy_config.yaml
 
 CODEX_CLI_STAMP := tests/codex_cli/node_modules/.package-lock.json
 
@@ -68,6 +73,14 @@ test: env node-deps
 # The unit tier: no proxy subprocess, no make, no node (well under a minute).
 test-fast: env
 	$(VENV)/bin/python -m pytest -m "not integration" -q $(PYTEST_ARGS)
+
+# The live tier (tests/test_live.py): the key flows against real providers. Each flow runs when its
+# variables are set (OPENAI_API_KEY, ANTHROPIC_API_KEY, CODEX_AGENT_API_BASE, ...) and is skipped,
+# naming them, otherwise (the codex CLI flow uses the binary `make node-deps` installs, or CODEX_BIN).
+# Variables may come from .env; the environment wins over it.
+smoke-live: env
+	@saved="$$(export -p)"; set -a; if [ -f .env ]; then source .env; fi; set +a; eval "$$saved"; \
+	  $(VENV)/bin/python -m pytest tests/test_live.py --live -m live -rs $(PYTEST_ARGS)
 
 bench: env
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)

@@ -26,19 +26,15 @@ MESSAGES = [{"role": "user", "content": "hello"}]
 
 
 def _config(upstream: FakeUpstream, fake_codex: Path) -> dict:
-    handler = "proxy_ext.providers.codex_agent.handler"
     return {
         "model_list": [
             fake_model_entry("stock", upstream.base_url, "bench"),
             fake_model_entry("fake/*", upstream.base_url, "*"),
             {"model_name": "agent-http", "litellm_params": {"model": "codex-agent/bench", "api_base": upstream.base_url, "api_key": "sk-x"}},
-            {"model_name": "agent-cli-fake", "litellm_params": {"model": "codex_cli_agent/ok", "codex_agent": {"cli": {"binary": str(fake_codex)}}}},
-            {"model_name": "agent-cli-real", "litellm_params": {"model": "codex_cli_agent/fake/bench"}},
+            {"model_name": "agent-cli-fake", "litellm_params": {"model": "codex-agent/ok", "codex_agent": {"mode": "cli", "cli": {"binary": str(fake_codex)}}}},
+            {"model_name": "agent-cli-real", "litellm_params": {"model": "codex-agent/fake/bench", "codex_agent": {"mode": "cli"}}},
         ],
-        "litellm_settings": {
-            "callbacks": ["proxy_ext.extension"],
-            "custom_provider_map": [{"provider": "codex-agent", "custom_handler": handler}, {"provider": "codex_cli_agent", "custom_handler": handler}],
-        },
+        "litellm_settings": {"callbacks": ["proxy_ext.extension"]},  # registers codex-agent itself
         "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
         "proxy_ext": {"providers": {"codex_agent": {"enabled": True}}},
     }

@@ -99,15 +99,51 @@ def _check_litellm_sections(document: dict[str, Any], config_path: Path, report:
             getattr(module, attribute)
         except Exception as exc:  # report any import failure, whatever it is
             report.problems.append(f"custom_handler {handler} cannot be loaded: {type(exc).__name__}: {exc}")
+    _check_master_key(document, report)
+    return enabled
+
+
+_NO_MASTER_KEY = ("the proxy refuses to start without a strong master key (`make run` keeps a generated one in .env, "
+                  "and `make doctor` reads it from there)")
+
+
+def _check_master_key(document: dict[str, Any], report: DoctorReport) -> None:
     general = document.get("general_settings") or {}
     master_key = general.get("master_key") if isinstance(general, dict) else None
     if isinstance(master_key, str) and master_key.startswith("os.environ/"):
         var = master_key.removeprefix("os.environ/")
         if not os.environ.get(var):
-            report.warnings.append(f"general_settings.master_key names ${var}, which is not set in this environment")
+            report.warnings.append(f"no master key is set: general_settings.master_key names ${var}, which is not set in this "
+                                   f"environment; {_NO_MASTER_KEY}")
     elif not master_key and not os.environ.get("LITELLM_MASTER_KEY"):
-        report.warnings.append("no master key configured (general_settings.master_key or LITELLM_MASTER_KEY)")
-    return enabled
+        report.warnings.append(f"no master key is set (general_settings.master_key or LITELLM_MASTER_KEY); {_NO_MASTER_KEY}")
+
+
+def _check_providers(document: dict[str, Any], extension_on: bool, report: DoctorReport) -> None:
+    """Every model names a provider LiteLLM will know at run time; model strings LiteLLM
+    mis-routes; codex_cli_agent models written for the alias's old meaning."""
+    from proxy_ext import glue
+    from proxy_ext.providers import registry
+
+    litellm_settings = document.get("litellm_settings") if isinstance(document.get("litellm_settings"), dict) else {}
+    mapped = {e.get("provider") for e in litellm_settings.get("custom_provider_map") or [] if isinstance(e, dict)}
+    ours = set(registry.PROVIDERS) if extension_on else set()
+    for name, params in registry.model_entries(document):
+        provider = registry.provider_of(params)
+        if provider is None:
+            continue
+        model = str(params.get("model"))
+        # proxy_ext's own names are registered by this config or not at all (never LiteLLM built-ins).
+        registered = provider in mapped | ours or (provider not in registry.PROVIDERS and glue.known_provider(provider))
+        if not registered:
+            hint = (f" (proxy_ext registers it when litellm_settings.callbacks contains {EXTENSION_CALLBACK!r})"
+                    if provider in registry.PROVIDERS else " (not a LiteLLM provider, nor in custom_provider_map)")
+            report.warnings.append(f"model_list: {name} ({model}) names the provider {provider!r}, which is not registered{hint}: "
+                                   "its calls will fail")
+        if model == f"{provider}/{provider}" and not params.get("custom_llm_provider"):
+            report.warnings.append(f"model_list: {name} ({model}): the model after the prefix repeats the provider name, and "
+                                   f"LiteLLM answers /v1/responses for it with a 400 (list index out of range); "
+                                   f"name it differently, e.g. {provider}/{provider}-1")
 
 
 def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport) -> None:
@@ -152,6 +188,11 @@ def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport)
         if problem:
             report.problems.append(f"tools.http: {problem} ({http.base_url})")
     codex = settings.providers.codex_agent
+    from proxy_ext.providers import registry
+
+    legacy = registry.legacy_cli_models(runtime.document, codex)
+    if legacy:
+        report.warnings.append(f"providers.codex_agent: {registry.legacy_cli_message(legacy)}")
     if ready.codex_cli_in_use(runtime):
         problem = ready.codex_cli_problem(runtime)
         if problem:
@@ -216,6 +257,7 @@ def diagnose(config_path: str | os.PathLike[str]) -> DoctorReport:
     runtime = Runtime(settings=settings, config_path=path.resolve(), document=document)
     names = _model_names(document, report)
     extension_on = _check_litellm_sections(document, path.resolve(), report)
+    _check_providers(document, extension_on, report)
     _check_dependencies(runtime, names, report)
     _capabilities(runtime, extension_on, report)
     return report

@@ -462,7 +462,8 @@ class CodexAgentConfig(_Section):
     enabled: bool = False
     """Allow the provider to run (also on when ``LITELLM_ENABLE_CODEX_AGENT=1``)."""
     mode: Literal["http", "cli"] = "http"
-    """Default mode when a model's ``litellm_params`` do not choose one."""
+    """Mode of codex models whose ``litellm_params.codex_agent.mode`` chooses none; the provider name
+    (``codex-agent`` or ``codex_cli_agent``) never implies one."""
     api_base: str | None = None
     """HTTP mode base URL (``CODEX_AGENT_API_BASE`` when unset)."""
     api_key: str | None = None

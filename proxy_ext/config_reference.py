@@ -22,12 +22,12 @@ __all__ = ["render"]
 
 HEADER = """# `proxy_ext:` configuration reference
 
-Generated from `proxy_ext/config.py` by `python -m proxy_ext.config_reference` — do not edit by hand.
+Generated from `proxy_ext/config.py` by `.venv/bin/python -m proxy_ext.config_reference > docs/config.md` — do not edit by hand.
 
 The section lives in the same `proxy_config.yaml` as LiteLLM's own sections (LiteLLM ignores it).
 Every key is optional. Unknown keys, wrong types and out-of-range values stop the proxy at start-up
-with a message naming the key, the value and what is allowed; `proxy-ext doctor --config FILE`
-reports the same without starting anything. String values may be `os.environ/NAME` to read an
+with a message naming the key, the value and what is allowed; `.venv/bin/proxy-ext doctor --config FILE`
+(or `make doctor`) reports the same without starting anything. String values may be `os.environ/NAME` to read an
 environment variable (as in LiteLLM's sections).
 
 Environment variables read through the same layer:

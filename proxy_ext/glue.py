@@ -10,7 +10,8 @@ A LiteLLM upgrade should only ever need changes here. The rest of proxy_ext talk
 
 Entry point: ``callbacks: ["proxy_ext.extension"]`` makes LiteLLM import ``proxy_ext`` and read its
 ``extension`` attribute, which calls :func:`get_extension` — that validates the ``proxy_ext:``
-section, registers the routes (exactly once per app) and returns the process-wide callback.
+section, registers proxy_ext's model providers (:func:`register_providers`) and the routes (exactly
+once per app) and returns the process-wide callback.
 """
 
 from __future__ import annotations
@@ -266,12 +267,76 @@ def get_extension() -> ProxyExtension:
         if problem is not None:  # outside the except block: no chained traceback in the log
             _fail_startup(problem)
         set_runtime(runtime)
+        register_providers(runtime)
         register_routes(proxy_app())
         install_middleware(proxy_app(), runtime)
         apply_metrics_auth(runtime)
         _extension = CostProxyExtension() if runtime.settings.cost.enabled else ProxyExtension()
         logger.info("proxy_ext enabled (config: %s)", runtime.config_path)
         return _extension
+
+
+# ------------------------------------------------------------------------- provider registration
+# The callbacks line registers proxy_ext's providers, so custom_provider_map lines are optional.
+# LiteLLM loads callbacks in the same loop over litellm_settings that handles custom_provider_map,
+# before it builds the Router: registering here puts the names into litellm.provider_list in time
+# for the Router to accept the deployments. A custom_provider_map key *after* the callbacks line
+# replaces litellm.custom_provider_map and then calls litellm.utils.custom_llm_setup(); the guard
+# re-adds our missing entries at that moment, so the keys' order does not matter. An operator's own
+# entry for one of these names always wins.
+
+
+def _add_missing_providers() -> list[str]:
+    import litellm
+
+    from proxy_ext.providers import registry
+
+    present = {item.get("provider") for item in litellm.custom_provider_map if isinstance(item, dict)}
+    added = [name for name in registry.PROVIDERS if name not in present]
+    for name in added:
+        litellm.custom_provider_map.append({"provider": name, "custom_handler": registry.load_handler(name)})
+    return added
+
+
+def _install_registration_guard() -> None:
+    import litellm.utils
+
+    original = litellm.utils.custom_llm_setup
+    if getattr(original, "_proxy_ext_guard", False):
+        return
+
+    def custom_llm_setup() -> None:
+        _add_missing_providers()
+        original()
+
+    custom_llm_setup._proxy_ext_guard = True  # type: ignore[attr-defined]
+    custom_llm_setup.__wrapped__ = original  # type: ignore[attr-defined]
+    litellm.utils.custom_llm_setup = custom_llm_setup
+
+
+def register_providers(runtime: Any = None) -> list[str]:
+    """Register proxy_ext's providers with LiteLLM unless the config already maps those names, and
+    (given the runtime) print the start-up message for configs written for an older meaning of a
+    provider name. Returns the names added now. Idempotent."""
+    from litellm.utils import custom_llm_setup
+
+    from proxy_ext.providers.registry import announce_migrations
+
+    _install_registration_guard()
+    added = _add_missing_providers()
+    custom_llm_setup()
+    if runtime is not None:
+        announce_migrations(runtime.document, runtime.settings.providers.codex_agent)
+    return added
+
+
+def known_provider(name: str) -> bool:
+    """Whether LiteLLM itself knows provider ``name`` (built in, JSON-configured, or registered)."""
+    import litellm
+    from litellm.litellm_core_utils.get_llm_provider_logic import is_registered_custom_provider
+    from litellm.llms.openai_like.json_loader import JSONProviderRegistry
+
+    return name in litellm.provider_list or JSONProviderRegistry.exists(name) or is_registered_custom_provider(name)
 
 
 def model_is_served(name: str) -> bool:

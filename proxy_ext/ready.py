@@ -112,22 +112,11 @@ async def check_exec(runtime: Runtime, timeout_s: float) -> CheckResult:
 
 
 def codex_cli_in_use(runtime: Runtime) -> bool:
-    """Whether the codex-agent provider is enabled and some model runs the codex CLI.
+    """Whether the codex-agent provider is enabled and some model runs the codex CLI (section
+    ``mode: cli``, or a model's ``codex_agent: {mode: cli}``; the alias never implies it)."""
+    from proxy_ext.providers.registry import cli_in_use
 
-    That is CLI mode for the section, or a model of the model_list using the ``codex_cli_agent/``
-    alias or choosing ``codex_agent: {mode: cli}`` in its litellm_params.
-    """
-    codex = runtime.settings.providers.codex_agent
-    if not codex.enabled:
-        return False
-    if codex.mode == "cli":
-        return True
-    for entry in runtime.document.get("model_list") or []:
-        params = (entry or {}).get("litellm_params") or {}
-        overrides = params.get("codex_agent")
-        if str(params.get("model", "")).startswith("codex_cli_agent/") or (isinstance(overrides, dict) and overrides.get("mode") == "cli"):
-            return True
-    return False
+    return cli_in_use(runtime.document, runtime.settings.providers.codex_agent)
 
 
 def codex_cli_problem(runtime: Runtime) -> str | None:

@@ -28,6 +28,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
+LIVE_SKIP = "live tier (real providers): run `make smoke-live`"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--live", action="store_true", default=False,
+                     help="run the tests marked `live` against real providers (make smoke-live)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Without --live the live tier is skipped here, from one place with one reason (before each
+    # test's own skip conditions), so `make test` reports it as a single folded line.
+    if item.get_closest_marker("live") is not None and not item.config.getoption("--live"):
+        pytest.skip(LIVE_SKIP)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
     outcome = yield
@@ -51,7 +67,7 @@ def base_config(upstream: FakeUpstream, proxy_ext: dict[str, Any] | None = None,
     """
     config: dict[str, Any] = {
         "model_list": [
-            {"model_name": "echo", "litellm_params": {"model": "echo/echo"}},
+            {"model_name": "echo", "litellm_params": {"model": "echo/echo-1"}},
             fake_model_entry("fake/*", upstream.base_url, "*"),
             *(models or []),
         ],

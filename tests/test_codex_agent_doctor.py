@@ -16,9 +16,10 @@ from proxy_ext.state import Runtime
 FAKE_CODEX = Path(__file__).parent / "codex_fake" / "codex"
 
 
-def config(tmp_path: Path, section: dict, model: str = "codex_cli_agent/default") -> Path:
+def config(tmp_path: Path, section: dict, model: str = "codex-agent/default", mode: str | None = "cli") -> Path:
+    params = {"model": model, **({"codex_agent": {"mode": mode}} if mode else {})}
     document = {
-        "model_list": [{"model_name": "agent", "litellm_params": {"model": model}}],
+        "model_list": [{"model_name": "agent", "litellm_params": params}],
         "litellm_settings": {
             "callbacks": ["proxy_ext.extension"],
             "custom_provider_map": [{"provider": p, "custom_handler": "proxy_ext.providers.codex_agent.handler"}
@@ -51,18 +52,22 @@ def test_disabled_provider_or_http_only_models_need_no_binary(tmp_path, monkeypa
     monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-doctor-test-key-0123456789abcdef")
     missing = {"binary": "no-such-codex-binary"}
     assert not [p for p in diagnose(config(tmp_path, {"enabled": False, "cli": missing})).problems if "codex" in p]
-    http_only = config(tmp_path, {"enabled": True, "api_base": "http://127.0.0.1:9/v1", "cli": missing}, model="codex-agent/a")
+    http_only = config(tmp_path, {"enabled": True, "api_base": "http://127.0.0.1:9/v1", "cli": missing}, model="codex-agent/a", mode=None)
     assert not [p for p in diagnose(http_only).problems if "codex" in p]
 
 
 def test_ready_check_follows_cli_usage(tmp_path):
-    def runtime(section, model):
-        document = {"model_list": [{"model_name": "m", "litellm_params": {"model": model}}]}
+    def runtime(section, model, mode=None):
+        params = {"model": model, **({"codex_agent": {"mode": mode}} if mode else {})}
+        document = {"model_list": [{"model_name": "m", "litellm_params": params}]}
         return Runtime(settings=parse_config({"providers": {"codex_agent": section}}, env={}), config_path=tmp_path / "c.yaml", document=document)
 
-    assert "codex_cli" in ready.enabled_checks(runtime({"enabled": True}, "codex_cli_agent/x"))
+    assert "codex_cli" in ready.enabled_checks(runtime({"enabled": True}, "codex-agent/x", "cli"))
+    assert "codex_cli" in ready.enabled_checks(runtime({"enabled": True, "mode": "cli"}, "codex_cli_agent/x"))
     assert "codex_cli" not in ready.enabled_checks(runtime({"enabled": True}, "codex-agent/x"))
+    assert "codex_cli" not in ready.enabled_checks(runtime({"enabled": True}, "codex_cli_agent/x"))  # the alias is HTTP
     assert "codex_cli" not in ready.enabled_checks(runtime({"enabled": False, "mode": "cli"}, "codex_cli_agent/x"))
-    result = asyncio.run(ready.check_codex_cli(runtime({"enabled": True, "cli": {"binary": "/nonexistent/codex"}}, "codex_cli_agent/x"), 1.0))
+    cli = {"enabled": True, "mode": "cli"}
+    result = asyncio.run(ready.check_codex_cli(runtime({**cli, "cli": {"binary": "/nonexistent/codex"}}, "codex_cli_agent/x"), 1.0))
     assert not result.ok and "not found" in result.reason
-    assert asyncio.run(ready.check_codex_cli(runtime({"enabled": True, "cli": {"binary": str(FAKE_CODEX)}}, "codex_cli_agent/x"), 1.0)).ok
+    assert asyncio.run(ready.check_codex_cli(runtime({**cli, "cli": {"binary": str(FAKE_CODEX)}}, "codex_cli_agent/x"), 1.0)).ok

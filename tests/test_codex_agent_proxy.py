@@ -60,7 +60,7 @@ def codex_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def codex_proxy(upstream, codex_dir):
     cli_model = lambda name, scenario, **overrides: {  # noqa: E731
-        "model_name": name, "litellm_params": {"model": f"codex_cli_agent/{scenario}", **PRICES, **({"codex_agent": overrides} if overrides else {})}}
+        "model_name": name, "litellm_params": {"model": f"codex-agent/{scenario}", **PRICES, "codex_agent": {"mode": "cli", **overrides}}}
     models = [
         {"model_name": "agent-http", "litellm_params": {"model": "codex-agent/agent-http", "api_base": upstream.base_url, "api_key": "sk-agent-key", **PRICES}},
         {"model_name": "agent-http-nokey", "litellm_params": {"model": "codex-agent/agent-http-nokey", "api_base": upstream.base_url}},
@@ -241,7 +241,7 @@ def test_env_enables_provider_without_the_callbacks_line(codex_proxy, upstream):
 @pytest.fixture(scope="module")
 def disabled_proxy(upstream):
     models = [{"model_name": "agent", "litellm_params": {"model": "codex-agent/agent-off", "api_base": upstream.base_url}},
-              {"model_name": "agent-cli", "litellm_params": {"model": "codex_cli_agent/ok"}}]
+              {"model_name": "agent-cli", "litellm_params": {"model": "codex-agent/ok", "codex_agent": {"mode": "cli"}}}]
     config = with_codex(base_config(upstream, {"providers": {"codex_agent": {"cli": {"binary": FAKE_CODEX}}}}, models=models))
     with ProxyProcess(config) as process:
         yield process

@@ -188,6 +188,22 @@ def test_per_model_overrides_are_validated_with_the_section_schema():
         litellm.completion(model="codex-agent/a", messages=MESSAGES, codex_agent={"enabled": True})
 
 
+@respx.mock
+def test_codex_cli_agent_alias_is_the_http_provider():
+    # Fork parity: the alias names the same HTTP provider; it never implies the codex CLI, even
+    # with CLI settings in the section.
+    use({"enabled": True, "api_base": BASE, "cli": {"binary": str(FAKE_CODEX)}})
+    route = respx.post(f"{BASE}/chat/completions").mock(return_value=httpx.Response(200, json=completion_body("over http")))
+    assert litellm.completion(model="codex_cli_agent/agent-1", messages=MESSAGES).choices[0].message.content == "over http"
+    assert json.loads(route.calls.last.request.content)["model"] == "agent-1"
+
+
+def test_codex_cli_agent_without_base_url_says_how_to_choose_the_cli():
+    use({"enabled": True})
+    with pytest.raises(litellm.BadRequestError, match=r"codex_agent\.mode: cli"):
+        litellm.completion(model="codex_cli_agent/a", messages=MESSAGES)
+
+
 def test_per_model_mode_override_runs_the_cli():
     use({"enabled": True, "api_base": BASE, "cli": {"binary": str(FAKE_CODEX)}})
     reply = litellm.completion(model="codex-agent/ok", messages=MESSAGES, codex_agent={"mode": "cli"})
@@ -219,9 +235,9 @@ def test_cli_command_environment_and_binary_resolution(tmp_path, monkeypatch):
 
 
 def test_missing_binary_is_a_clear_error():
-    use({"enabled": True, "cli": {"binary": "/nonexistent/codex"}})
+    use({"enabled": True, "mode": "cli", "cli": {"binary": "/nonexistent/codex"}})
     with pytest.raises(litellm.ServiceUnavailableError, match="cli.binary"):
-        litellm.completion(model="codex_cli_agent/ok", messages=MESSAGES)
+        litellm.completion(model="codex-agent/ok", messages=MESSAGES)
 
 
 def test_events_map_to_answer_usage_and_deltas():
@@ -262,8 +278,8 @@ def test_closing_a_sync_cli_stream_early_kills_the_process_group(tmp_path):
     from tests.codex_fake import install_fake_codex
 
     binary = install_fake_codex(tmp_path)
-    use({"enabled": True, "cli": {"binary": str(binary), "extra_env": {"FAKE_CODEX_DIR": str(tmp_path)}}})
-    stream = handler.streaming("slow-stream", MESSAGES, litellm_params={"custom_llm_provider": "codex_cli_agent"}, optional_params={})
+    use({"enabled": True, "mode": "cli", "cli": {"binary": str(binary), "extra_env": {"FAKE_CODEX_DIR": str(tmp_path)}}})
+    stream = handler.streaming("slow-stream", MESSAGES, litellm_params={"custom_llm_provider": "codex-agent"}, optional_params={})
     assert next(stream)["text"] == "first words"
     pid_file = tmp_path / "slow-stream.pids"
     deadline = time.monotonic() + 10
@@ -314,11 +330,11 @@ def test_http_connections_are_reused_within_a_loop_and_fresh_across_loops():
     ("failed", litellm.BadGatewayError, "Incorrect API key provided"),
 ])
 async def test_cli_failures_carry_codex_message(scenario, exception, text):
-    use({"enabled": True, "cli": {"binary": str(FAKE_CODEX)}})
+    use({"enabled": True, "mode": "cli", "cli": {"binary": str(FAKE_CODEX)}})
     with pytest.raises(exception, match=text):
-        await litellm.acompletion(model=f"codex_cli_agent/{scenario}", messages=MESSAGES)
+        await litellm.acompletion(model=f"codex-agent/{scenario}", messages=MESSAGES)
 
 
 def test_cli_recoverable_error_event_then_answer_succeeds():
-    use({"enabled": True, "cli": {"binary": str(FAKE_CODEX)}})
-    assert litellm.completion(model="codex_cli_agent/recovered", messages=MESSAGES).choices[0].message.content == "recovered answer"
+    use({"enabled": True, "mode": "cli", "cli": {"binary": str(FAKE_CODEX)}})
+    assert litellm.completion(model="codex-agent/recovered", messages=MESSAGES).choices[0].message.content == "recovered answer"

@@ -1,6 +1,6 @@
 """End to end with the real ``@openai/codex`` CLI (pinned in tests/codex_cli/package.json).
 
-One proxy plays both roles: the ``codex_cli_agent`` model ``codex-real`` runs the real codex binary,
+One proxy plays both roles: the CLI-mode model ``codex-real`` runs the real codex binary,
 and codex's model provider is this same proxy (``/v1/responses``, Responses wire API — current codex
 speaks nothing else), whose ``fake/*`` models are served by the fake upstream. So the answer travels
 client → proxy → codex CLI → proxy /v1/responses → fake upstream, and back as a chat completion.
@@ -28,12 +28,10 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def codex_e2e_proxy(upstream, tmp_path_factory):
     codex_home = tmp_path_factory.mktemp("codex-home")
-    models = [{"model_name": "codex-real", "litellm_params": {"model": "codex_cli_agent/fake/codex-e2e"}}]
+    models = [{"model_name": "codex-real", "litellm_params": {"model": "codex-agent/fake/codex-e2e", "codex_agent": {"mode": "cli"}}}]
     process = ProxyProcess(base_config(upstream, {}, models=models))
     # codex must know the proxy's port, which ProxyProcess has just chosen: finish the config now.
     config = yaml.safe_load(process.config_path.read_text())
-    config["litellm_settings"]["custom_provider_map"] += [
-        {"provider": "codex_cli_agent", "custom_handler": "proxy_ext.providers.codex_agent.handler"}]
     config["proxy_ext"]["providers"] = {"codex_agent": {"enabled": True, "cli": {
         "binary": str(CODEX_BIN),
         "timeout_s": 90,

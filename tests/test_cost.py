@@ -107,6 +107,34 @@ def test_non_streaming_usage_cost_equals_the_response_cost_header(proxies, path,
     assert usage["cost_details"]["input_cost"] == pytest.approx(PROMPT * IN_PRICE)
 
 
+# What LiteLLM 1.108.7 sends in its cost headers, as docs/cost.md states it: the figure equals
+# usage.cost where x-litellm-response-cost is sent at all; zero-priced calls and every stream get
+# no x-litellm-response-cost and "0.0" placeholders in -original/-input/-output.
+
+def test_cost_headers_of_a_priced_non_streaming_call_equal_usage_cost(proxies):
+    response = _post(proxies["on"], "/v1/chat/completions", CHAT)
+    usage, headers = response.json()["usage"], response.headers
+    assert float(headers["x-litellm-response-cost"]) == float(headers["x-litellm-response-cost-original"]) == usage["cost"]
+    assert float(headers["x-litellm-response-cost-input"]) == pytest.approx(usage["cost_details"]["input_cost"])
+    assert float(headers["x-litellm-response-cost-output"]) == pytest.approx(usage["cost_details"]["output_cost"])
+
+
+@pytest.mark.parametrize(("path", "body"), [("/v1/chat/completions", {**CHAT, **STREAM}), ("/v1/responses", {**RESP, "stream": True})],
+                         ids=["chat", "responses"])
+def test_streams_send_no_cost_header_only_zero_placeholders(proxies, path, body):
+    response = _post(proxies["on"], path, body)
+    assert "x-litellm-response-cost" not in response.headers
+    assert [response.headers[f"x-litellm-response-cost-{k}"] for k in ("original", "input", "output")] == ["0.0"] * 3
+    assert '"cost":' in response.text  # the body carries the real figure (checked exactly above)
+
+
+def test_a_zero_priced_model_gets_no_cost_header_and_usage_cost_zero(proxies):
+    response = _post(proxies["on"], "/v1/chat/completions", {"model": "echo", "messages": [{"role": "user", "content": "hi"}]})
+    assert "x-litellm-response-cost" not in response.headers
+    assert response.headers["x-litellm-response-cost-original"] == "0.0"
+    assert response.json()["usage"]["cost"] == 0.0
+
+
 # ------------------------------------------------------------------------- streaming routes
 
 

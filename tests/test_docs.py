@@ -24,7 +24,7 @@ def yaml_blocks():
 
 
 def test_config_reference_is_generated_from_the_schema():
-    assert (REPO_ROOT / "docs" / "config.md").read_text() == render(), "run: python -m proxy_ext.config_reference > docs/config.md"
+    assert (REPO_ROOT / "docs" / "config.md").read_text() == render(), "run: .venv/bin/python -m proxy_ext.config_reference > docs/config.md"
 
 
 def test_every_schema_key_is_documented():

@@ -23,7 +23,7 @@ def write(tmp_path: Path, document: dict) -> Path:
 
 def base(**proxy_ext) -> dict:
     return {
-        "model_list": [{"model_name": "echo", "litellm_params": {"model": "echo/echo"}}],
+        "model_list": [{"model_name": "echo", "litellm_params": {"model": "echo/echo-1"}}],
         "litellm_settings": {
             "callbacks": ["proxy_ext.extension"],
             "custom_provider_map": [{"provider": "echo", "custom_handler": "proxy_ext.providers.echo.handler"}],
@@ -97,7 +97,7 @@ def test_doctor_checks_mini_agent_models_have_profiles(tmp_path, monkeypatch):
 
     monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-doctor-test-key-0123456789abcdef")
     config = {
-        "model_list": [{"model_name": "echo", "litellm_params": {"model": "echo/echo"}},
+        "model_list": [{"model_name": "echo", "litellm_params": {"model": "echo/echo-1"}},
                        {"model_name": "mini-agent/known", "litellm_params": {"model": "mini-agent/known"}},
                        {"model_name": "mini-agent/missing", "litellm_params": {"model": "mini-agent/missing"}}],
         "litellm_settings": {"callbacks": ["proxy_ext.extension"], "custom_provider_map": [
@@ -111,3 +111,67 @@ def test_doctor_checks_mini_agent_models_have_profiles(tmp_path, monkeypatch):
     report = diagnose(path)
     assert report.problems == ["model_list: 'mini-agent/missing' needs a profile 'missing' in proxy_ext.agent.profiles"]
     assert report.capabilities["agent as a model (mini-agent/*)"].startswith("on (mini-agent/known, mini-agent/missing")
+
+
+def _provider_warnings(report) -> list[str]:
+    return [w for w in report.warnings if "which is not registered" in w]
+
+
+def test_models_naming_unregistered_providers_are_warned_about(tmp_path, monkeypatch):
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-doctor-test-key-0123456789abcdef")
+    document = {
+        "model_list": [
+            {"model_name": "echo", "litellm_params": {"model": "echo/echo-1"}},
+            {"model_name": "codex", "litellm_params": {"model": "codex_cli_agent/x", "api_base": "http://127.0.0.1:9/v1"}},
+            {"model_name": "typo", "litellm_params": {"model": "opneai/gpt-4o"}},
+            {"model_name": "real", "litellm_params": {"model": "openai/gpt-4o"}},
+            {"model_name": "bare", "litellm_params": {"model": "gpt-4o"}},
+        ],
+        "litellm_settings": {"callbacks": ["proxy_ext.extension"]},  # registers echo and codex_cli_agent
+        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+    }
+    warnings = _provider_warnings(diagnose(write(tmp_path, document)))
+    assert len(warnings) == 1 and "typo (opneai/gpt-4o) names the provider 'opneai'" in warnings[0]
+
+    document["litellm_settings"] = {"custom_provider_map": [{"provider": "echo", "custom_handler": "proxy_ext.providers.echo.handler"}]}
+    warnings = _provider_warnings(diagnose(write(tmp_path, document)))
+    assert [w.split(" names")[0] for w in warnings] == ["model_list: codex (codex_cli_agent/x)", "model_list: typo (opneai/gpt-4o)"]
+    assert "proxy_ext registers it when litellm_settings.callbacks contains 'proxy_ext.extension'" in warnings[0]
+
+
+def test_a_model_repeating_its_provider_name_is_warned_about(tmp_path):
+    document = base()
+    document["model_list"].append({"model_name": "echo2", "litellm_params": {"model": "echo/echo"}})
+    report = diagnose(write(tmp_path, document))
+    assert report.ok
+    assert [w for w in report.warnings if "repeats the provider name" in w] == [
+        "model_list: echo2 (echo/echo): the model after the prefix repeats the provider name, and LiteLLM answers "
+        "/v1/responses for it with a 400 (list index out of range); name it differently, e.g. echo/echo-1"]
+
+
+def test_a_cli_config_for_the_old_alias_meaning_is_warned_about(tmp_path, monkeypatch):
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-doctor-test-key-0123456789abcdef")
+    monkeypatch.delenv("CODEX_AGENT_API_BASE", raising=False)
+    document = base(providers={"codex_agent": {"enabled": True, "cli": {"timeout_s": 60}}})
+    document["model_list"] += [
+        {"model_name": "old-cli", "litellm_params": {"model": "codex_cli_agent/default"}},
+        {"model_name": "new-cli", "litellm_params": {"model": "codex_cli_agent/default", "codex_agent": {"mode": "cli"}}},
+        {"model_name": "http", "litellm_params": {"model": "codex-agent/a", "api_base": "http://127.0.0.1:9/v1"}},
+    ]
+    report = diagnose(write(tmp_path, document))
+    legacy = [w for w in report.warnings if "no longer implies the codex CLI" in w]
+    assert len(legacy) == 1
+    assert "These models now run in HTTP mode: old-cli (codex_cli_agent/default)." in legacy[0]
+    assert "`codex_agent: {mode: cli}`" in legacy[0] and "new-cli" not in legacy[0]
+    document["proxy_ext"]["providers"]["codex_agent"]["mode"] = "cli"  # stating the mode for the section is enough
+    assert not [w for w in diagnose(write(tmp_path, document)).warnings if "no longer implies" in w]
+
+
+def test_no_master_key_is_a_warning_naming_the_consequence(tmp_path, monkeypatch):
+    monkeypatch.delenv("LITELLM_MASTER_KEY", raising=False)
+    report = diagnose(write(tmp_path, base()))
+    [warning] = [w for w in report.warnings if "master key" in w]
+    assert warning.startswith("no master key is set: general_settings.master_key names $LITELLM_MASTER_KEY")
+    assert "refuses to start" in warning
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-doctor-test-key-0123456789abcdef")
+    assert not [w for w in diagnose(write(tmp_path, base())).warnings if "master key" in w]

@@ -34,6 +34,32 @@ def test_default_config_serves_echo_without_provider_keys(default_proxy):
     assert any(c.usage and c.usage.completion_tokens == 3 for c in chunks)
 
 
+def test_default_config_serves_the_demo_agent_profile_as_a_model(default_proxy):
+    client = default_proxy.openai()
+    reply = client.chat.completions.create(model="mini-agent/demo", messages=[{"role": "user", "content": "hello demo"}])
+    assert reply.choices[0].message.content == "hello demo"
+    assert reply.choices[0].message.provider_specific_fields["mini_agent"]["used_model"] == "echo"
+    stream = client.chat.completions.create(model="mini-agent/demo", messages=[{"role": "user", "content": "one two"}], stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "one two"
+
+
+def test_default_config_serves_echo_on_the_responses_api(default_proxy):
+    client = default_proxy.openai()
+    response = client.responses.create(model="echo", input="hello responses")
+    assert response.output_text == "hello responses" and response.usage.cost == 0.0
+    events = list(client.responses.create(model="echo", input="one two", stream=True))
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "one two"
+    [completed] = [e for e in events if e.type == "response.completed"]
+    assert completed.response.usage.cost == 0.0
+
+
+def test_virtual_keys_need_a_database_as_the_troubleshooting_page_says(default_proxy):
+    # docs/troubleshooting.md: without DATABASE_URL, /key/generate answers 500 (LiteLLM 1.108.7).
+    response = httpx.post(f"{default_proxy.base_url}/key/generate", headers=default_proxy.headers,
+                          json={"models": ["echo"], "allowed_routes": ["llm_api_routes", "/agent/run"]}, timeout=30)
+    assert response.status_code == 500 and response.text == "Internal Server Error"
+
+
 def test_default_config_is_ready(default_proxy):
     response = httpx.get(f"{default_proxy.base_url}/ready")
     assert response.status_code == 200

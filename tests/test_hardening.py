@@ -28,8 +28,8 @@ def guarded(upstream, tmp_path_factory):
         "guard": {"max_body_bytes": GUARD_LIMIT, "body_timeout_s": BODY_TIMEOUT_S, "route_max_body_bytes": {"/v1/files": 2_000_000}},
         "metrics": {"require_auth": False},
         "tools": {"http": {"base_url": tool_host}},
-        "providers": {"codex_agent": {"enabled": True, "mode": "cli", "cli": {"binary": str(tmp_path_factory.mktemp("nocodex") / "codex")}}},
-    })
+        "providers": {"codex_agent": {"enabled": True, "cli": {"binary": str(tmp_path_factory.mktemp("nocodex") / "codex")}}},
+    }, models=[{"model_name": "codex-local", "litellm_params": {"model": "codex-agent/local", "codex_agent": {"mode": "cli"}}}])
     with ProxyProcess(config) as process:
         yield process
 

@@ -1,15 +1,12 @@
 """``codex-agent`` / ``codex_cli_agent``: a Codex agent as a LiteLLM model.
 
-Register both aliases with the same handler::
+Both names are aliases of this one handler, as in the fork. The extension's callbacks line
+registers them (``proxy_ext.providers.registry``); ``custom_provider_map`` entries naming
+``proxy_ext.providers.codex_agent.handler`` are optional and still accepted.
 
-    litellm_settings:
-      custom_provider_map:
-        - {provider: codex-agent,     custom_handler: proxy_ext.providers.codex_agent.handler}
-        - {provider: codex_cli_agent, custom_handler: proxy_ext.providers.codex_agent.handler}
-
-``codex-agent/<model>`` runs in the configured mode (``proxy_ext.providers.codex_agent.mode``,
-HTTP by default: :mod:`.http`); ``codex_cli_agent/<model>`` always runs the local codex CLI
-(:mod:`.cli`). The provider refuses every call with a 403 until it is enabled
+Every model runs in HTTP mode (:mod:`.http`) unless it chooses the local codex CLI (:mod:`.cli`)
+with ``litellm_params.codex_agent.mode: cli`` (or the section's ``mode: cli`` for all codex models);
+the alias never implies a mode. The provider refuses every call with a 403 until it is enabled
 (``providers.codex_agent.enabled: true`` or ``LITELLM_ENABLE_CODEX_AGENT=1``). See
 docs/providers/codex_agent.md.
 
@@ -135,4 +132,4 @@ def doctor_problems(settings: ProxyExtConfig, runtime: Runtime | None = None) ->
 
 
 handler = CodexAgentLLM()
-"""The instance named in ``custom_provider_map`` for both aliases."""
+"""The handler registered for both aliases."""

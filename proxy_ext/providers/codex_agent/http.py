@@ -36,9 +36,13 @@ MAX_ERROR_TEXT = 2000
 
 def _url(settings: CallSettings) -> str:
     if not settings.api_base:
+        hint = ""
+        if settings.alias == "codex_cli_agent":
+            hint = ("; codex_cli_agent/* is the HTTP provider (as in the fork): to run the local codex CLI, "
+                    "set litellm_params.codex_agent.mode: cli on the model")
         raise errors.bad_request(
             "HTTP mode needs a base URL: set litellm_params.api_base on the model, "
-            "proxy_ext.providers.codex_agent.api_base, or CODEX_AGENT_API_BASE",
+            f"proxy_ext.providers.codex_agent.api_base, or CODEX_AGENT_API_BASE{hint}",
             settings.model,
         )
     base = settings.api_base.rstrip("/")

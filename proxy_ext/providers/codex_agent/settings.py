@@ -7,7 +7,8 @@ Where settings come from:
   that runtime is reused; otherwise (the provider is used without ``callbacks: [proxy_ext.extension]``)
   the provider loads the file the proxy was started with itself, once.
 - Per model: ``litellm_params.api_base`` / ``api_key`` (LiteLLM's own keys) and
-  ``litellm_params.codex_agent`` (a mapping with the section's keys except ``enabled``). Inside the
+  ``litellm_params.codex_agent`` (a mapping with the section's keys except ``enabled``; its
+  ``mode: cli`` is how a model chooses the codex CLI). Inside the
   proxy these are read from the Router's deployment, never from the request body: a caller can add
   keys to a call's parameters, and must not be able to pick the codex binary, sandbox or mode.
 """
@@ -24,14 +25,10 @@ from pydantic import ValidationError
 from proxy_ext import glue
 from proxy_ext.config import CodexAgentConfig, ConfigError, _resolve_env_refs, format_validation_error
 from proxy_ext.providers.codex_agent import errors
+from proxy_ext.providers.registry import OVERRIDE_KEY
 from proxy_ext.state import Runtime, installed_runtime, load_runtime, set_runtime
 
-__all__ = ["CLI_ALIAS", "CallSettings", "OVERRIDE_KEY", "current_runtime", "resolve"]
-
-CLI_ALIAS = "codex_cli_agent"
-"""The provider alias that always runs in CLI mode."""
-OVERRIDE_KEY = "codex_agent"
-"""The ``litellm_params`` key holding per-model overrides."""
+__all__ = ["CallSettings", "OVERRIDE_KEY", "current_runtime", "resolve"]
 
 _lock = threading.Lock()
 
@@ -48,6 +45,8 @@ class CallSettings:
     api_base: str | None
     api_key: str | None
     runtime: Runtime
+    alias: str | None = None
+    """The provider name the model used (``codex-agent`` or ``codex_cli_agent``), for messages."""
 
 
 def current_runtime() -> Runtime:
@@ -110,12 +109,14 @@ def resolve(
             raise errors.bad_request(str(exc), model) from None
         except ValidationError as exc:
             raise errors.bad_request(format_validation_error(exc, prefix=where), model) from None
-    mode: Literal["http", "cli"] = "cli" if provider == CLI_ALIAS else config.mode
+    # Both aliases (codex-agent, codex_cli_agent) run the mode the model or the section chose: the
+    # alias never implies the CLI (fork parity).
     return CallSettings(
-        mode=mode,
+        mode=config.mode,
         model=model,
         config=config,
         api_base=api_base or config.api_base,
         api_key=api_key or config.api_key,
         runtime=runtime,
+        alias=provider,
     )

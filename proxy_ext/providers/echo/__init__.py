@@ -1,14 +1,15 @@
 """``echo``: a hermetic model provider that answers with the last user message.
 
 It needs no key and no network, so the default ``proxy_config.yaml`` answers
-``/v1/chat/completions`` (streaming included) on a fresh machine. Register it with::
+``/v1/chat/completions`` and ``/v1/responses`` (streaming included) on a fresh machine. The
+extension's callbacks line registers the provider; a model entry is all a config needs::
 
-    litellm_settings:
-      custom_provider_map:
-        - {provider: echo, custom_handler: proxy_ext.providers.echo.handler}
     model_list:
       - model_name: echo
-        litellm_params: {model: echo/echo}
+        litellm_params: {model: echo/echo-1}
+
+(Not ``echo/echo``: LiteLLM 1.108.7 cannot route ``/v1/responses`` for a model whose name after the
+prefix equals the provider's name.)
 
 The reply is the text of the last user message (``"(empty)"`` when there is none); usage counts
 whitespace-separated words as tokens so LiteLLM's accounting has numbers to work with.
@@ -91,4 +92,4 @@ class EchoLLM(CustomLLM):
 
 
 handler = EchoLLM()
-"""The instance named in ``custom_provider_map``."""
+"""The handler registered for the ``echo`` provider."""

@@ -3,9 +3,7 @@
 Any OpenAI client runs an agent with a plain chat completion::
 
     litellm_settings:
-      callbacks: ["proxy_ext.extension"]          # required: it carries the caller's identity
-      custom_provider_map:
-        - {provider: mini-agent, custom_handler: proxy_ext.providers.mini_agent.handler}
+      callbacks: ["proxy_ext.extension"]          # required: registers the provider, carries the caller's identity
     model_list:
       - model_name: mini-agent/researcher
         litellm_params: {model: mini-agent/researcher}
@@ -142,4 +140,4 @@ class MiniAgentLLM(CustomLLM):
 
 
 handler = MiniAgentLLM()
-"""The instance named in ``custom_provider_map``."""
+"""The handler registered for the ``mini-agent`` provider."""
