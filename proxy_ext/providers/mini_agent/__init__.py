@@ -1,20 +1,28 @@
 """``mini-agent/<profile>``: agent profiles as models of the proxy.
 
-Any OpenAI client runs an agent with a plain chat completion::
+Any OpenAI client runs an agent with a plain chat completion (or a Responses API call)::
 
     litellm_settings:
       callbacks: ["proxy_ext.extension"]          # required: it carries the caller's identity
       custom_provider_map:
         - {provider: mini-agent, custom_handler: proxy_ext.providers.mini_agent.handler}
     model_list:
-      - model_name: mini-agent/researcher
+      - model_name: agent-researcher              # no "prefix/": every client library accepts it
         litellm_params: {model: mini-agent/researcher}
 
 The chat messages are the run's input; the final answer is the assistant message; usage sums the
-run's model turns; the envelope's metrics are in ``choices[0].message.provider_specific_fields
-["mini_agent"]``. The agent's own model calls go through the proxy *as the caller* (their key, model
-list, budget and rate limits), exactly as for ``POST /agent/run``; a profile can never name a
-``mini-agent/*`` model (rejected at start-up), so runs cannot recurse.
+run's model turns, and the cost hook makes ``usage.cost`` the run's summed cost (noted on the
+request by :func:`proxy_ext.hooks.cost.note_agent_run_cost`; the spend logs already hold the run's
+model calls, LiteLLM prices this outer call at 0). The envelope's metrics are in
+``choices[0].message.provider_specific_fields["mini_agent"]`` of non-streamed replies; streams carry
+standard chunks only.
+
+The client's OpenAI ``tools`` join the run's tools (:mod:`.client_tools`): a call to one ends the run
+and is handed back as a ``finish_reason: "tool_calls"`` turn for the client to execute.
+
+The agent's own model calls go through the proxy *as the caller* (their key, model list, budget and
+rate limits), exactly as for ``POST /agent/run``; a profile can never name a model served by an
+agent profile (rejected at start-up), so runs cannot recurse.
 
 A run that does not end with an answer (budget, timeout, errors) is an error response (400 with the
 stopped reason and trace id), never an empty answer; LiteLLM does not retry 400s, so a failed run is
