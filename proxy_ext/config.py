@@ -149,6 +149,14 @@ class AgentConfig(_Section):
     profiles: dict[str, AgentProfile] = Field(default_factory=dict)
     """Named agent profiles."""
 
+    def named_models(self) -> list[tuple[str, str]]:
+        """Every model the agent may call, as (config key, model name)."""
+        named = [("agent.default_model", self.default_model), ("agent.fallback_model", self.fallback_model),
+                 *(("agent.escalation", m) for m in self.escalation)]
+        for name, profile in self.profiles.items():
+            named += [(f"agent.profiles.{name}", m) for m in [profile.model, *(profile.escalation or [])]]
+        return [(where, model) for where, model in named if model]
+
     @model_validator(mode="after")
     def _defaults_within_limits(self) -> "AgentConfig":
         if self.max_iterations > self.limits.max_iterations:
@@ -161,12 +169,8 @@ class AgentConfig(_Section):
                 f"agent.budget.timeout_s ({self.budget.timeout_s}) exceeds agent.limits.timeout_s "
                 f"({self.limits.timeout_s})"
             )
-        named = [("agent.default_model", self.default_model), ("agent.fallback_model", self.fallback_model),
-                 *(("agent.escalation", m) for m in self.escalation)]
-        for name, profile in self.profiles.items():
-            named += [(f"agent.profiles.{name}", m) for m in [profile.model, *(profile.escalation or [])]]
-        for where, model in named:
-            if model and model.startswith("mini-agent/"):
+        for where, model in self.named_models():
+            if model.startswith("mini-agent/"):
                 raise ValueError(
                     f"{where} names the model {model!r}: the agent cannot use a mini-agent/* model "
                     "(that would recurse); name a model of the model_list"
@@ -621,6 +625,27 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> ProxyExtConf
         raise ConfigError(format_validation_error(exc)) from None
 
 
+def agent_model_names(document: Mapping[str, Any]) -> set[str]:
+    """``model_name``s of the model_list that serve an agent profile (``litellm_params.model:
+    mini-agent/<profile>``), e.g. ``agent-demo``."""
+    names = set()
+    for entry in document.get("model_list") or []:
+        params = entry.get("litellm_params") if isinstance(entry, dict) else None
+        model = params.get("model") if isinstance(params, dict) else None
+        if isinstance(model, str) and model.startswith("mini-agent/") and isinstance(entry.get("model_name"), str):
+            names.add(entry["model_name"])
+    return names
+
+
+def _check_no_agent_aliases(document: Mapping[str, Any], settings: "ProxyExtConfig") -> None:
+    aliases = agent_model_names(document)
+    for where, model in settings.agent.named_models():
+        if model in aliases:
+            raise ConfigError(f"{where} names the model {model!r}, which the model_list routes to an agent profile: "
+                              "the agent cannot use an agent profile as its model (that would recurse); "
+                              "name a model of the model_list")
+
+
 def load_config_file(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> tuple[dict[str, Any], ProxyExtConfig]:
     """Read a LiteLLM YAML config file; return the whole mapping and the validated ``proxy_ext:`` section."""
     file = Path(path)
@@ -635,6 +660,7 @@ def load_config_file(path: str | os.PathLike[str], env: Mapping[str, str] | None
     if not isinstance(document, dict):
         raise ConfigError(f"config file {file} must hold a mapping at the top level")
     settings = parse_config(document.get("proxy_ext"), env)
+    _check_no_agent_aliases(document, settings)
     theirs = (document.get("litellm_settings") or {}).get("require_auth_for_metrics_endpoint")
     ours = settings.metrics.require_auth
     if ours is not None and theirs is not None and bool(theirs) != ours:

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RequestContextMiddleware", "RequestInfo", "cancel_on_disconnect", "current_request", "watch_client"]
+__all__ = ["RequestContextMiddleware", "RequestInfo", "cancel_on_disconnect", "current_request", "request_note",
+           "set_request_note", "watch_client"]
 
 _DISCONNECT = {"type": "http.disconnect"}
 
@@ -44,7 +45,7 @@ class _Channel:
     of reading the connection a second time.
     """
 
-    __slots__ = ("scope", "_receive", "_body_done", "_watcher", "tasks", "gone")
+    __slots__ = ("scope", "_receive", "_body_done", "_watcher", "tasks", "gone", "notes")
 
     def __init__(self, scope: dict[str, Any], receive: Any) -> None:
         self.scope = scope
@@ -54,6 +55,7 @@ class _Channel:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.gone = False
         """The client hung up (or the request ended): tasks registered from now on are cancelled at once."""
+        self.notes: dict[str, Any] | None = None
 
     async def receive(self) -> Any:
         if self._watcher is not None:
@@ -102,6 +104,24 @@ def current_request() -> RequestInfo | None:
     scope = channel.scope
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
     return RequestInfo(headers, scope.get("server"), scope.get("scheme", "http"))
+
+
+def set_request_note(name: str, value: Any) -> bool:
+    """Leave ``value`` for later code serving the same HTTP request (e.g. a provider's figure for a
+    response hook); False outside an HTTP request. Notes live exactly as long as the request."""
+    channel = _current.get()
+    if channel is None:
+        return False
+    if channel.notes is None:
+        channel.notes = {}
+    channel.notes[name] = value
+    return True
+
+
+def request_note(name: str) -> Any:
+    """A note left by :func:`set_request_note` for the current request, or None."""
+    channel = _current.get()
+    return None if channel is None or channel.notes is None else channel.notes.get(name)
 
 
 def watch_client() -> None:

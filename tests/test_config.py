@@ -107,3 +107,20 @@ def test_missing_prometheus_client_turns_metrics_off_instead_of_failing():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False b''"
+
+
+def test_a_profile_naming_a_model_routed_to_an_agent_profile_is_rejected(tmp_path):
+    import yaml
+
+    from proxy_ext.config import load_config_file
+
+    document = {"model_list": [{"model_name": "agent-loop", "litellm_params": {"model": "mini-agent/loop"}}],
+                "proxy_ext": {"agent": {"profiles": {"loop": {"escalation": ["fake/x", "agent-loop"]}}}}}
+    path = tmp_path / "proxy_config.yaml"
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(ConfigError) as info:
+        load_config_file(path, env={})
+    assert "agent.profiles.loop names the model 'agent-loop'" in str(info.value) and "recurse" in str(info.value)
+    document["proxy_ext"]["agent"]["profiles"]["loop"]["escalation"] = ["fake/x"]
+    path.write_text(yaml.safe_dump(document))
+    assert load_config_file(path, env={})[1].agent.profiles["loop"].escalation == ["fake/x"]

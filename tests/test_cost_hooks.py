@@ -99,3 +99,44 @@ def test_with_cost_off_litellm_sees_no_hooks_at_all():
     for hook in ("async_post_call_streaming_iterator_hook", "async_post_call_success_hook", "async_pre_call_hook", "async_post_call_streaming_hook"):
         assert hook not in glue.ProxyExtension.__dict__
     assert "async_post_call_streaming_iterator_hook" in glue.CostProxyExtension.__dict__
+
+
+async def test_an_agent_runs_cost_is_added_to_the_outer_calls_own_figure():
+    from proxy_ext.hooks.cost import Cost
+
+    run = Cost(0.004, 0.001, 0.003)
+    hooks = CostHooks(enabled=True, kind_of=glue.cost_response_kind, call_cost=lambda r, d: (0.0, 0.0, 0.0),
+                      chunk_cost=lambda r, d: (0.0, 0.0, 0.0), run_cost=lambda: run)
+    result = await hooks.post_call_success({}, _response(cost=0.0))
+    assert result.usage.cost == 0.004 and result.usage.cost_details == {"input_cost": 0.001, "output_cost": 0.003}
+    # An operator who prices the agent model itself: both figures, still one split.
+    priced = CostHooks(enabled=True, kind_of=glue.cost_response_kind, call_cost=lambda r, d: (0.5, 0.2, 0.3),
+                       chunk_cost=lambda r, d: (0.5, 0.2, 0.3), run_cost=lambda: run)
+    result = await priced.post_call_success({}, _response(cost=0.5))
+    assert result.usage.cost == pytest.approx(0.504)
+    assert result.usage.cost_details == {"input_cost": pytest.approx(0.201), "output_cost": pytest.approx(0.303)}
+    # A run without a split (an unpriced turn) gives the total only.
+    bare = CostHooks(enabled=True, kind_of=glue.cost_response_kind, call_cost=lambda r, d: (None, None, None),
+                     chunk_cost=lambda r, d: (None, None, None), run_cost=lambda: Cost(0.004))
+    result = await bare.post_call_success({}, _response())
+    assert result.usage.cost == 0.004 and not hasattr(result.usage, "cost_details")
+
+
+async def test_the_run_cost_note_belongs_to_its_request_only():
+    from proxy_ext.hooks.cost import Cost, RUN_COST_NOTE, _noted_run_cost, note_agent_run_cost
+    from proxy_ext.request_context import RequestContextMiddleware, request_note
+
+    seen = {}
+
+    async def app(scope, receive, send):
+        seen[scope["path"]] = _noted_run_cost()
+        if scope["path"] == "/agent":
+            note_agent_run_cost(0.25, 0.1, 0.15)
+            seen["after"] = request_note(RUN_COST_NOTE)
+
+    middleware = RequestContextMiddleware(app)
+    for path in ("/agent", "/other"):
+        await middleware({"type": "http", "path": path, "headers": []}, None, None)
+    assert seen == {"/agent": None, "after": Cost(0.25, 0.1, 0.15), "/other": None}
+    note_agent_run_cost(1.0, None, None)  # outside a request: nowhere to put it, and no error
+    assert _noted_run_cost() is None

@@ -36,10 +36,10 @@ def test_default_config_serves_echo_without_provider_keys(default_proxy):
 
 def test_default_config_serves_the_demo_agent_profile_as_a_model(default_proxy):
     client = default_proxy.openai()
-    reply = client.chat.completions.create(model="mini-agent/demo", messages=[{"role": "user", "content": "hello demo"}])
+    reply = client.chat.completions.create(model="agent-demo", messages=[{"role": "user", "content": "hello demo"}])
     assert reply.choices[0].message.content == "hello demo"
     assert reply.choices[0].message.provider_specific_fields["mini_agent"]["used_model"] == "echo"
-    stream = client.chat.completions.create(model="mini-agent/demo", messages=[{"role": "user", "content": "one two"}], stream=True)
+    stream = client.chat.completions.create(model="agent-demo", messages=[{"role": "user", "content": "one two"}], stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "one two"
 
 

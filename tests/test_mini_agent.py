@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
+import httpx
 import openai
 import pytest
 
 from tests.conftest import base_config
-from tests.harness import REPO_ROOT, ProxyProcess, Reply, call
+from tests.harness import REPO_ROOT, ProxyProcess, Reply, call, fake_model_entry
+
+PRICED = "ma-priced"
+PRICE_IN, PRICE_OUT = 1e-6, 2e-6
+TURN = 11 * PRICE_IN + 7 * PRICE_OUT  # one model turn of the fake upstream (11 prompt + 7 completion tokens)
 
 
 def _config(upstream, profiles: dict) -> dict:
@@ -26,17 +32,29 @@ def trace_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def agent_models(upstream, trace_file):
+def spend_file(tmp_path_factory):
+    return tmp_path_factory.mktemp("mini-agent-spend") / "spend.jsonl"
+
+
+@pytest.fixture(scope="module")
+def agent_models(upstream, trace_file, spend_file):
     config = _config(upstream, {
         "calc": {"escalation": ["fake/ma-cheap", "fake/ma-strong"], "tools": ["calculator"], "max_iterations": 3},
         "ghost": {"model": "fake/ma-ghost"},
+        "priced": {"model": PRICED, "tools": ["calculator"], "max_iterations": 4},
     })
-    config["model_list"].append({"model_name": "mini-agent/unconfigured", "litellm_params": {"model": "mini-agent/unconfigured"}})
+    config["model_list"] += [
+        {"model_name": "mini-agent/unconfigured", "litellm_params": {"model": "mini-agent/unconfigured"}},
+        fake_model_entry(PRICED, upstream.base_url, PRICED, input_cost_per_token=PRICE_IN, output_cost_per_token=PRICE_OUT),
+        {"model_name": "agent-priced", "litellm_params": {"model": "mini-agent/priced"}},
+    ]
     config["proxy_ext"]["traces"] = {"enabled": True, "path": str(trace_file)}
     config["general_settings"]["custom_auth"] = "tests.support.custom_auth.user_api_key_auth"
     config["general_settings"]["custom_auth_run_common_checks"] = True
     config["litellm_settings"]["enable_post_custom_auth_checks"] = True
-    with ProxyProcess(config, env={"PYTHONPATH": str(REPO_ROOT)}) as process:
+    config["litellm_settings"]["callbacks"].append("tests.support.spend_recorder.recorder")
+    env = {"PYTHONPATH": str(REPO_ROOT), "SPEND_RECORD_PATH": str(spend_file)}
+    with ProxyProcess(config, env=env) as process:
         yield process
 
 
@@ -137,3 +155,153 @@ def test_a_profile_naming_a_mini_agent_model_is_rejected_at_startup(upstream):
     process.spawn()
     assert process.wait_exit(timeout_s=90) != 0
     assert "agent.profiles.loop names the model 'mini-agent/loop'" in process.log(None)
+
+
+# ------------------------------------------------- cost of the run, as the client and the spend logs see it
+
+QUESTION = [{"role": "user", "content": "6 times 7?"}]
+WEATHER = {"type": "function", "function": {"name": "weather", "description": "The weather in a city.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def _two_turns(upstream) -> None:
+    upstream.script(PRICED, Reply(tool_calls=[call("calculator", {"expression": "6*7"})]), Reply(text="It is 42."))
+
+
+def _spend_records(path, wanted: Callable[[list[dict]], bool]) -> list[dict]:
+    deadline = time.monotonic() + 10
+    while True:
+        records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        if wanted(records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)
+
+
+def test_usage_cost_is_the_runs_cost_and_spend_counts_it_once(agent_models, upstream, spend_file):
+    before = _spend_records(spend_file, lambda r: True)
+    _two_turns(upstream)
+    raw = agent_models.openai().chat.completions.with_raw_response.create(model="agent-priced", messages=QUESTION)
+    reply = raw.parse()
+    metrics = reply.choices[0].message.provider_specific_fields["mini_agent"]
+    assert reply.choices[0].message.content == "It is 42."
+    assert reply.usage.cost == metrics["cost_usd"] == pytest.approx(2 * TURN)
+    assert reply.usage.cost_details == {"input_cost": pytest.approx(22 * PRICE_IN), "output_cost": pytest.approx(14 * PRICE_OUT)}
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.total_tokens) == (22, 14, 36)
+    # LiteLLM has no figure of its own for the outer call (no cost header; 0 in its spend log below).
+    assert "x-litellm-response-cost" not in raw.headers
+
+    def complete(records: list[dict]) -> bool:
+        new = records[len(before):]
+        return sum(r["model"] == PRICED for r in new) >= 2 and any(r["model"] == "agent-priced" for r in new)
+
+    new = _spend_records(spend_file, complete)[len(before):]
+    inner = [r["cost"] for r in new if r["model"] == PRICED]
+    outer = [r["cost"] for r in new if r["model"] == "agent-priced"]
+    assert len(inner) == 2 and sum(inner) == pytest.approx(reply.usage.cost)
+    assert outer == [0.0]
+
+
+def test_streamed_reply_carries_the_runs_cost_and_only_standard_chunks(agent_models, upstream):
+    _two_turns(upstream)
+    response = httpx.post(f"{agent_models.base_url}/v1/chat/completions", headers=agent_models.headers, timeout=30, json={
+        "model": "agent-priced", "messages": QUESTION, "stream": True, "stream_options": {"include_usage": True}})
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ") and line != "data: [DONE]"]
+    usages = [e["usage"] for e in events if e.get("usage")]
+    assert len(usages) == 1 and usages[0]["cost"] == pytest.approx(2 * TURN) and usages[0]["total_tokens"] == 36
+    assert usages[0]["cost_details"] == {"input_cost": pytest.approx(22 * PRICE_IN), "output_cost": pytest.approx(14 * PRICE_OUT)}
+    choices = [c for e in events for c in e["choices"]]
+    assert "".join(c["delta"].get("content") or "" for c in choices) == "It is 42."
+    assert [c["finish_reason"] for c in choices if c.get("finish_reason")] == ["stop"]
+    # No extra top-level key and no empty-content provider_specific_fields delta.
+    assert all(set(e) <= {"id", "object", "created", "model", "choices", "usage", "system_fingerprint"} for e in events), events
+    assert not any("provider_specific_fields" in c["delta"] for c in choices)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_responses_api_usage_carries_the_runs_cost(agent_models, upstream, stream):
+    _two_turns(upstream)
+    client = agent_models.openai()
+    if stream:
+        events = list(client.responses.create(model="agent-priced", input="6 times 7?", stream=True))
+        response = next(e for e in events if e.type == "response.completed").response
+    else:
+        response = client.responses.create(model="agent-priced", input="6 times 7?")
+    assert response.output_text == "It is 42."
+    assert response.usage.total_tokens == 36
+    assert response.usage.cost == pytest.approx(2 * TURN)
+
+
+# ------------------------------------------------------------------------------ the client's own tools
+
+
+def test_client_tools_join_the_run_and_a_call_to_one_is_handed_back(agent_models, upstream):
+    upstream.script(PRICED, Reply(tool_calls=[call("calculator", {"expression": "6*7"})]),
+                    Reply(text="Checking the weather.", tool_calls=[call("weather", {"city": "Paris"}, "call_w1")]),
+                    Reply(text="42, and sunny in Paris."))
+    client = agent_models.openai()
+    messages: list[dict] = [{"role": "user", "content": "6*7, and the weather in Paris?"}]
+    reply = client.chat.completions.create(model="agent-priced", messages=messages, tools=[WEATHER])
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content == "Checking the weather."
+    assert [(c.id, c.function.name, json.loads(c.function.arguments)) for c in choice.message.tool_calls] == [
+        ("call_w1", "weather", {"city": "Paris"})]
+    assert choice.message.provider_specific_fields["mini_agent"]["stopped_reason"] == "tool_calls"
+    assert reply.usage.cost == pytest.approx(2 * TURN)  # the calculator turn and the turn that called weather
+    offered = upstream.requests_for(PRICED)[-1]["body"]["tools"]
+    assert [t["function"]["name"] for t in offered] == ["calculator", "weather"]
+    # The client runs its tool and continues the conversation, as with any model.
+    messages += [{"role": "assistant", "content": choice.message.content,
+                  "tool_calls": [c.model_dump(include={"id", "type", "function"}) for c in choice.message.tool_calls]},
+                 {"role": "tool", "tool_call_id": "call_w1", "content": "sunny"}]
+    final = client.chat.completions.create(model="agent-priced", messages=messages, tools=[WEATHER])
+    assert final.choices[0].finish_reason == "stop" and final.choices[0].message.content == "42, and sunny in Paris."
+    sent = upstream.requests_for(PRICED)[-1]["body"]["messages"]
+    assert sent[-2]["tool_calls"][0]["id"] == "call_w1" and sent[-1] == {"role": "tool", "tool_call_id": "call_w1", "content": "sunny"}
+
+
+def test_a_streamed_client_tool_call(agent_models, upstream):
+    upstream.script(PRICED, Reply(tool_calls=[call("weather", {"city": "Oslo"}, "call_s1")]))
+    chunks = list(agent_models.openai().chat.completions.create(
+        model="agent-priced", messages=[{"role": "user", "content": "Oslo?"}], tools=[WEATHER], stream=True,
+        stream_options={"include_usage": True}))
+    calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert [(c.id, c.function.name, c.function.arguments) for c in calls] == [("call_s1", "weather", '{"city": "Oslo"}')]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+    assert next(c.usage for c in chunks if c.usage).cost == pytest.approx(TURN)
+
+
+def test_a_turn_calling_own_and_client_tools_hands_back_only_the_clients(agent_models, upstream):
+    upstream.script(PRICED, Reply(tool_calls=[call("calculator", {"expression": "1+1"}, "call_c"),
+                                              call("weather", {"city": "Rome"}, "call_w")]))
+    reply = agent_models.openai().chat.completions.create(model="agent-priced", messages=QUESTION, tools=[WEATHER])
+    assert [c.id for c in reply.choices[0].message.tool_calls] == ["call_w"]
+    assert reply.choices[0].message.provider_specific_fields["mini_agent"]["tool_calls"] == 0  # calculator not run
+
+
+def test_tool_choice_none_offers_only_the_profiles_tools(agent_models, upstream):
+    upstream.script(PRICED, Reply(text="no tools needed"))
+    reply = agent_models.openai().chat.completions.create(model="agent-priced", messages=QUESTION, tools=[WEATHER], tool_choice="none")
+    assert reply.choices[0].message.content == "no tools needed"
+    assert [t["function"]["name"] for t in upstream.requests_for(PRICED)[-1]["body"]["tools"]] == ["calculator"]
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ({"tools": [WEATHER], "tool_choice": "required"}, "agent profile 'priced' runs its own tool loop"),
+    ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "weather"}}}, "a named function"),
+    ({"tools": [{"type": "function", "function": {"name": "calculator"}}]}, "names of tools agent profile 'priced' runs itself"),
+    ({"tools": [WEATHER, WEATHER]}, "repeated: ['weather']"),
+    ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "function.name must be"),
+    ({"tools": [{"type": "custom", "custom": {"name": "grep"}}]}, "accepts only function tools from the client; tools[0] has type 'custom'"),
+], ids=["required", "named", "clash", "duplicate", "bad-name", "custom"])
+def test_client_tools_the_agent_cannot_honour_are_400s_naming_the_profile(agent_models, upstream, extra, needle):
+    before = len(upstream.requests_for(PRICED))
+    with pytest.raises(openai.BadRequestError) as error:
+        agent_models.openai().chat.completions.create(model="agent-priced", messages=QUESTION, **extra)
+    assert needle in str(error.value)
+    assert len(upstream.requests_for(PRICED)) == before
+
+
+def test_agent_runs_may_not_use_a_model_routed_to_an_agent_profile(agent_models):
+    response = httpx.post(f"{agent_models.base_url}/agent/run", headers=agent_models.headers, timeout=30,
+                          json={"input": "hi", "model": "agent-priced"})
+    assert response.status_code == 400 and "is an agent profile" in response.json()["error"]["message"]

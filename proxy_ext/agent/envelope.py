@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 __all__ = ["Envelope", "RunMetrics", "StoppedReason"]
 
-StoppedReason = Literal["final_answer", "max_iterations", "budget_exceeded", "timeout", "error", "fallback"]
+StoppedReason = Literal["final_answer", "max_iterations", "budget_exceeded", "timeout", "error", "fallback", "tool_calls"]
+"""``tool_calls``: the model called one of the client's own tools (agent profiles served as models,
+``mini-agent/<profile>``, with OpenAI ``tools`` in the request); the run hands the calls back."""
 
 
 @dataclass

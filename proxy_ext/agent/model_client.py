@@ -10,6 +10,7 @@ keeps the cost of the hop well under a millisecond.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,21 @@ class ModelTurn:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+    input_cost_usd: float | None = None
+    """Prompt side of ``cost_usd`` (None when LiteLLM gave no split)."""
+    output_cost_usd: float | None = None
+    """Completion side of ``cost_usd``."""
+
+
+def _usd(value: Any) -> float | None:
+    """A USD figure from a header or a usage field; None when absent or not a finite number."""
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -80,10 +96,8 @@ class ModelClient:
         except (KeyError, IndexError, TypeError):
             raise ModelCallError(model, 502, "model answer had no choices[0].message") from None
         usage = data.get("usage") or {}
-        try:
-            cost = float(response.headers.get("x-litellm-response-cost") or 0.0)
-        except ValueError:
-            cost = 0.0
+        headers = response.headers
+        cost = _usd(headers.get("x-litellm-response-cost")) or 0.0
         clean = {"role": "assistant", "content": message.get("content")}
         if message.get("tool_calls"):
             clean["tool_calls"] = [
@@ -91,7 +105,8 @@ class ModelClient:
                 for c in message["tool_calls"]
                 if isinstance(c, dict) and isinstance(c.get("function"), dict)
             ]
-        return ModelTurn(clean, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), cost)
+        return ModelTurn(clean, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), cost,
+                         _usd(headers.get("x-litellm-response-cost-input")), _usd(headers.get("x-litellm-response-cost-output")))
 
     async def complete_streaming(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                                  timeout_s: float, on_text: Callable[[str], Awaitable[None]]) -> ModelTurn:
@@ -157,6 +172,6 @@ async def _read_stream(model: str, response: httpx.Response, on_text: Callable[[
     if calls:
         message["tool_calls"] = [{"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"] or "{}"}}
                                  for _, c in sorted(calls.items())]
-    cost = usage.get("cost")
+    details = usage.get("cost_details") if isinstance(usage.get("cost_details"), dict) else {}
     return ModelTurn(message, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
-                     float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else 0.0)
+                     _usd(usage.get("cost")) or 0.0, _usd(details.get("input_cost")), _usd(details.get("output_cost")))

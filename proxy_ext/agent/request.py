@@ -92,6 +92,9 @@ class RunSpec:
     stream: bool
     metadata: dict[str, Any]
     profile: str | None
+    client_tools: tuple[dict[str, Any], ...] = ()
+    """OpenAI function tools the *client* executes (``mini-agent/<profile>`` requests with ``tools``):
+    offered to the model next to the run's own tools; a call to one ends the run (``tool_calls``)."""
 
 
 def _capped(name: str, value: float | int | None, cap: float | int) -> None:

@@ -67,6 +67,11 @@ class RunOutcome:
     refused_status: int = 0
     """401/403 when the proxy refused the caller's key for a model before anything was done: the
     route answers with that status instead of an envelope."""
+    input_cost_usd: float | None = None
+    """Prompt side of ``metrics.cost_usd`` summed over the model turns (None unless every priced
+    turn had LiteLLM's input/output split)."""
+    output_cost_usd: float | None = None
+    """Completion side of ``metrics.cost_usd``."""
 
 
 class _BudgetExceeded(Exception):
@@ -78,6 +83,10 @@ class _Escalate(Exception):
         super().__init__(reason)
         self.reason = reason
         self.error = error
+
+
+class _HandBack(Exception):
+    """The model called a client tool: the run ends and hands the calls to the client."""
 
 
 class _Stop(Exception):
@@ -107,7 +116,10 @@ class _Run:
     conversation: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.tool_payload = [t.openai_tool() for t in self.tools]  # the same for every turn of the run
+        # The same for every turn of the run: the run's own tools, then the client's.
+        self.tool_payload = [t.openai_tool() for t in self.tools] + list(self.spec.client_tools)
+        self.client_tool_names = {t["function"]["name"] for t in self.spec.client_tools}
+        self.split: list[float] | None = [0.0, 0.0]  # input, output USD; None once a priced turn had no split
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -128,7 +140,7 @@ class _Run:
         started = time.perf_counter()
         timeout = max(self.remaining(), 0.001)
         try:
-            tools = self.tool_payload if with_tools and self.tools else None
+            tools = self.tool_payload if with_tools and self.tool_payload else None
             if self.on_text is not None:
                 turn = await self.client.complete_streaming(model, prompt, tools, timeout, self.on_text)
             else:
@@ -143,6 +155,7 @@ class _Run:
         self.metrics.prompt_tokens += turn.prompt_tokens
         self.metrics.completion_tokens += turn.completion_tokens
         self.metrics.cost_usd += turn.cost_usd
+        self.add_split(turn)
         step = {"type": "model_turn", "model": model, "ok": True, "iteration": self.metrics.iterations,
                 "prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.completion_tokens,
                 "cost_usd": turn.cost_usd, "duration_ms": _ms(started),
@@ -150,6 +163,16 @@ class _Run:
         self.steps.append(step)
         await self.emit("model_turn", {**step, "message": turn.message})
         return turn
+
+    def add_split(self, turn: ModelTurn) -> None:
+        if self.split is None:
+            return
+        if turn.input_cost_usd is None or turn.output_cost_usd is None:
+            if turn.cost_usd:
+                self.split = None
+            return
+        self.split[0] += turn.input_cost_usd
+        self.split[1] += turn.output_cost_usd
 
     async def run_tools(self, calls: list[dict[str, Any]]) -> list[ToolResult]:
         allowed = {t.name for t in self.tools}
@@ -205,8 +228,14 @@ class _Run:
                 if exc.is_auth_error:
                     raise _Stop("error", exc.message, exc.status) from None
                 raise _Escalate("model_error", str(exc)) from None
-            self.append(turn.message)
             calls = turn.message.get("tool_calls") or []
+            handed = [c for c in calls if c["function"]["name"] in self.client_tool_names]
+            if handed:
+                # The client runs these; calls of the run's own tools from the same turn are not
+                # executed (the client's conversation holds only what it is handed back).
+                self.append({**turn.message, "tool_calls": handed})
+                raise _HandBack()
+            self.append(turn.message)
             if not calls:
                 return turn.message.get("content") or ""
             results = await self.run_tools(calls)
@@ -255,12 +284,13 @@ async def run_agent(spec: RunSpec, settings: RunSettings, client: ModelClient, b
         reason, error = "error", f"internal error: {type(exc).__name__}: {exc}"
     metrics.duration_ms = int((time.perf_counter() - started) * 1000)
     metrics.cost_usd = round(metrics.cost_usd, 10)
-    ok = reason in ("final_answer", "fallback")
+    ok = reason in ("final_answer", "fallback", "tool_calls")
     metrics.error = None if ok else error
     agent_metrics.RUNS.labels(reason).inc()
     agent_metrics.RUN_SECONDS.observe(metrics.duration_ms / 1000)
     envelope = Envelope(ok=ok, final_answer=answer if ok else None, stopped_reason=reason, messages=run.added, metrics=metrics)
-    return RunOutcome(envelope, run.steps, refused)
+    split = run.split or (None, None)
+    return RunOutcome(envelope, run.steps, refused, *(round(v, 10) if v is not None else None for v in split))
 
 
 async def _walk(run: _Run) -> tuple[StoppedReason, str | None, str | None]:
@@ -277,6 +307,8 @@ async def _walk(run: _Run) -> tuple[StoppedReason, str | None, str | None]:
             await run.emit("escalation", {"to": model, "reason": last.reason if last else None})
         try:
             return "final_answer", await run.on_model(model), None
+        except _HandBack:
+            return "tool_calls", None, None
         except _BudgetExceeded as exc:
             return "budget_exceeded", None, str(exc)
         except _Stop as exc:

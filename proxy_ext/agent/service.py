@@ -24,6 +24,7 @@ from proxy_ext.agent.model_client import ModelClient, forwardable_headers
 from proxy_ext.agent.request import RunSpec
 from proxy_ext.agent.runner import Emit, RunOutcome, RunSettings, run_agent
 from proxy_ext.agent.traces import Redactor, TraceWriter, environment_secrets
+from proxy_ext.config import agent_model_names
 from proxy_ext.request_context import cancel_on_disconnect, watch_client
 from proxy_ext.state import Runtime
 from proxy_ext.tools.base import ToolContext, ToolSpec
@@ -174,10 +175,10 @@ def proxy_base_url(server: tuple[str, int] | None, scheme: str, configured: str 
     return f"{'https' if scheme == 'https' else 'http'}://{host}:{port}"
 
 
-def _model_problem(name: str) -> str | None:
+def _model_problem(name: str, agent_models: set[str]) -> str | None:
     from proxy_ext import glue
 
-    if name.startswith("mini-agent/"):
+    if name.startswith("mini-agent/") or name in agent_models:
         return f"model {name!r} is an agent profile; an agent run must name a model of the model_list"
     if not glue.model_is_served(name):
         return f"unknown model {name!r}: it is not in this proxy's model_list"
@@ -202,8 +203,9 @@ async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], b
     """Check models, backend and tools against this proxy; raise AgentRequestError (4xx) on problems."""
     agent = runtime.settings.agent
     if spec.backend != "echo":
+        agent_models = agent_model_names(runtime.document)
         for model in dict.fromkeys([*spec.ladder, *([agent.fallback_model] if agent.fallback and agent.fallback_model else [])]):
-            problem = _model_problem(model)
+            problem = _model_problem(model, agent_models)
             if problem:
                 raise AgentRequestError(problem)
     lower = {k.lower(): v for k, v in headers.items()}
@@ -225,6 +227,10 @@ async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], b
                 raise AgentRequestError(f"unknown tool(s) {unknown} for backend {spec.backend!r}; available: {sorted(available)}")
             wanted = set(spec.tool_names)
             tools = [t for t in tools if t.name in wanted]
+        clash = sorted({t.name for t in tools} & {c["function"]["name"] for c in spec.client_tools})
+        if clash:
+            raise AgentRequestError(f"client tool(s) {clash} have the names of tools agent profile {spec.profile!r} runs itself; "
+                                    "rename the client's tools")
     settings = RunSettings(
         max_history_tokens=agent.max_history_tokens,
         tool_error_escalation=agent.tool_error_escalation,

@@ -9,6 +9,12 @@
 
 LiteLLM's own objects are never mutated (copies go out), so its spend logs see stock responses.
 A failure never fails the call: the response goes out without cost and the error is logged once.
+
+Agent profiles served as models (``mini-agent/<profile>``): the run's own model calls are separate
+proxy calls, priced and logged against the caller's key as they happen; LiteLLM prices the outer
+call itself at 0 (the model is not in its price map). The provider leaves the run's summed cost as
+a note on the request (:func:`note_agent_run_cost`), and the client sees ``usage.cost`` = that sum
+plus LiteLLM's figure for the outer call — spend logs are untouched, so nothing is counted twice.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Cost", "CostHooks", "build_cost_hooks"]
+__all__ = ["Cost", "CostHooks", "RUN_COST_NOTE", "build_cost_hooks", "note_agent_run_cost"]
 
 logger = logging.getLogger("proxy_ext.cost")
 
@@ -27,6 +33,10 @@ FAULT_ENV = "PROXY_EXT_TEST_COST_FAULT"
 """Test-only: when set to 1, every price lookup raises (exercises the failure path in a real proxy)."""
 
 Pricer = Callable[[Any, "dict[str, Any] | None"], "tuple[float | None, float | None, float | None]"]
+
+RUN_COST_NOTE = "proxy_ext.agent_run_cost"
+"""Request note (:mod:`proxy_ext.request_context`) holding the :class:`Cost` of the agent run that
+answered the request."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,31 @@ def _cost(priced: tuple[float | None, float | None, float | None]) -> Cost | Non
     return None if total is None else Cost(total, input_cost, output_cost)
 
 
+def note_agent_run_cost(total: float, input_cost: float | None, output_cost: float | None) -> None:
+    """Record the summed cost of the agent run answering the current request (the run's model calls
+    are already in the spend logs): the response's ``usage.cost`` will include it."""
+    from proxy_ext.request_context import set_request_note
+
+    set_request_note(RUN_COST_NOTE, Cost(total, input_cost, output_cost))
+
+
+def _noted_run_cost() -> Cost | None:
+    from proxy_ext.request_context import request_note
+
+    noted = request_note(RUN_COST_NOTE)
+    return noted if isinstance(noted, Cost) else None
+
+
+def _plus(run: Cost | None, call: Cost | None) -> Cost | None:
+    """The client's figure: an agent run's cost plus LiteLLM's own figure for the outer call."""
+    if run is None or call is None:
+        return run or call
+    total = run.total + call.total
+    if run.details() is None or (call.details() is None and call.total):
+        return Cost(total)
+    return Cost(total, (run.input or 0.0) + (call.input or 0.0), (run.output or 0.0) + (call.output or 0.0))
+
+
 def _with_cost_usage(usage: Any, cost: Cost) -> Any:
     """A copy of a usage object (pydantic model or dict) with ``cost`` and ``cost_details`` set."""
     update: dict[str, Any] = {"cost": cost.total}
@@ -91,11 +126,13 @@ def _with_cost(holder: Any, cost: Cost) -> Any:
 class CostHooks:
     """The cost behaviour behind ``ProxyExtension``'s hooks (one instance per proxy)."""
 
-    def __init__(self, *, enabled: bool, kind_of: Callable[[Any], str | None], call_cost: Pricer, chunk_cost: Pricer) -> None:
+    def __init__(self, *, enabled: bool, kind_of: Callable[[Any], str | None], call_cost: Pricer, chunk_cost: Pricer,
+                 run_cost: Callable[[], Cost | None] = _noted_run_cost) -> None:
         self.enabled = enabled
         self._kind_of = kind_of
         self._call_cost = call_cost
         self._chunk_cost = chunk_cost
+        self._run_cost = run_cost
         self._failures_logged: set[str] = set()
 
     def _failed(self, where: str, exc: BaseException) -> None:
@@ -115,7 +152,7 @@ class CostHooks:
         try:
             if self._kind_of(response) is None or getattr(response, "usage", None) is None:
                 return None
-            cost = _cost(self._call_cost(response, data))
+            cost = _plus(self._run_cost(), _cost(self._call_cost(response, data)))
             return None if cost is None else _with_cost(response, cost)
         except Exception as exc:  # never fail the call over cost
             self._failed("post_call_success", exc)
@@ -123,10 +160,10 @@ class CostHooks:
 
     def _priced_chunk(self, chunk: Any, request_data: dict[str, Any]) -> Any:
         if _field(chunk, "usage") is not None:
-            cost = _cost(self._chunk_cost(chunk, request_data))
+            cost = _plus(self._run_cost(), _cost(self._chunk_cost(chunk, request_data)))
             return chunk if cost is None else _with_cost(chunk, cost)
         if _field(chunk, "type") == "response.completed" and _field(chunk.response, "usage") is not None:
-            cost = _cost(self._chunk_cost(chunk, request_data))
+            cost = _plus(self._run_cost(), _cost(self._chunk_cost(chunk, request_data)))
             if cost is None:
                 return chunk
             return chunk.model_copy(update={"response": _with_cost(chunk.response, cost)})

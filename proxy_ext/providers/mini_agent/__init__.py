@@ -1,18 +1,26 @@
 """``mini-agent/<profile>``: agent profiles as models of the proxy.
 
-Any OpenAI client runs an agent with a plain chat completion::
+Any OpenAI client runs an agent with a plain chat completion (or a Responses API call)::
 
     litellm_settings:
       callbacks: ["proxy_ext.extension"]          # required: registers the provider, carries the caller's identity
     model_list:
-      - model_name: mini-agent/researcher
+      - model_name: agent-researcher              # no "prefix/": every client library accepts it
         litellm_params: {model: mini-agent/researcher}
 
 The chat messages are the run's input; the final answer is the assistant message; usage sums the
-run's model turns; the envelope's metrics are in ``choices[0].message.provider_specific_fields
-["mini_agent"]``. The agent's own model calls go through the proxy *as the caller* (their key, model
-list, budget and rate limits), exactly as for ``POST /agent/run``; a profile can never name a
-``mini-agent/*`` model (rejected at start-up), so runs cannot recurse.
+run's model turns, and the cost hook makes ``usage.cost`` the run's summed cost (noted on the
+request by :func:`proxy_ext.hooks.cost.note_agent_run_cost`; the spend logs already hold the run's
+model calls, LiteLLM prices this outer call at 0). The envelope's metrics are in
+``choices[0].message.provider_specific_fields["mini_agent"]`` of non-streamed replies; streams carry
+standard chunks only.
+
+The client's OpenAI ``tools`` join the run's tools (:mod:`.client_tools`): a call to one ends the run
+and is handed back as a ``finish_reason: "tool_calls"`` turn for the client to execute.
+
+The agent's own model calls go through the proxy *as the caller* (their key, model list, budget and
+rate limits), exactly as for ``POST /agent/run``; a profile can never name a model served by an
+agent profile (rejected at start-up), so runs cannot recurse.
 
 A run that does not end with an answer (budget, timeout, errors) is an error response (400 with the
 stopped reason and trace id), never an empty answer; LiteLLM does not retry 400s, so a failed run is
@@ -22,14 +30,16 @@ not silently paid for twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, NoReturn
 
 from litellm.llms.custom_llm import CustomLLM
-from litellm.types.utils import GenericStreamingChunk, ModelResponse, Usage
+from litellm.types.utils import GenericStreamingChunk, Message, ModelResponse, Usage
 
 from proxy_ext.providers.errors import provider_error
+from proxy_ext.providers.mini_agent.client_tools import ClientToolError, client_tools
 
 __all__ = ["MiniAgentLLM", "handler"]
 
@@ -44,14 +54,16 @@ def _raise_for(status: int, message: str, model: str) -> NoReturn:
     raise provider_error(PROVIDER, status, message, model)
 
 
-async def _run(model: str, messages: list[dict[str, Any]], on_text: Callable[[str], Awaitable[None]] | None = None) -> tuple[Any, str]:
-    """Run the profile's agent on ``messages``; return (envelope, profile). ``on_text`` receives
-    answer text as the models produce it."""
+async def _run(model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any] | None,
+               on_text: Callable[[str], Awaitable[None]] | None = None) -> tuple[Any, str]:
+    """Run the profile's agent on ``messages`` (with the client's ``tools``); return (outcome,
+    profile). ``on_text`` receives answer text as the models produce it."""
     from pydantic import ValidationError
 
     from proxy_ext.agent import service
     from proxy_ext.agent.errors import AgentRequestError
     from proxy_ext.agent.request import AgentRunRequest, resolve
+    from proxy_ext.hooks.cost import note_agent_run_cost
     from proxy_ext.request_context import current_request
     from proxy_ext.state import get_runtime
 
@@ -66,11 +78,14 @@ async def _run(model: str, messages: list[dict[str, Any]], on_text: Callable[[st
         known = ", ".join(sorted(agent.profiles)) or "none configured"
         _raise_for(400, f"no agent profile {profile!r} in proxy_ext.agent.profiles (known: {known})", model)
     try:
+        tools = client_tools(profile, optional_params)
         parsed = AgentRunRequest(messages=[dict(m) for m in messages], profile=profile)
-        spec = resolve(parsed, agent)
+        spec = dataclasses.replace(resolve(parsed, agent), client_tools=tools)
         base_url = service.proxy_base_url(request.server, request.scheme, agent.proxy_base_url)
         prepared = await service.prepare(runtime, spec, request.headers, base_url)
         outcome = await service.run_for_client(prepared, agent.limits.max_concurrent_runs, on_text=on_text)
+    except ClientToolError as exc:
+        _raise_for(400, str(exc), model)
     except ValidationError as exc:
         _raise_for(400, f"invalid messages for an agent run: {exc.errors()[0]['msg']}", model)
     except AgentRequestError as exc:
@@ -81,7 +96,8 @@ async def _run(model: str, messages: list[dict[str, Any]], on_text: Callable[[st
     if not envelope.ok:
         _raise_for(400, f"agent run stopped: {envelope.stopped_reason}: {envelope.metrics.error} "
                         f"(trace_id {envelope.metrics.trace_id})", model)
-    return envelope, profile
+    note_agent_run_cost(envelope.metrics.cost_usd, outcome.input_cost_usd, outcome.output_cost_usd)
+    return outcome, profile
 
 
 def _metrics(envelope: Any) -> dict[str, Any]:
@@ -94,43 +110,65 @@ def _usage(envelope: Any) -> dict[str, int]:
     return {"prompt_tokens": m.prompt_tokens, "completion_tokens": m.completion_tokens, "total_tokens": m.prompt_tokens + m.completion_tokens}
 
 
+def _answer(envelope: Any) -> tuple[str, list[dict[str, Any]]]:
+    """(text, client tool calls) of the reply: the final answer, or the turn that called client tools."""
+    if envelope.stopped_reason == "tool_calls":
+        message = envelope.messages[-1]
+        return message.get("content") or "", list(message["tool_calls"])
+    return envelope.final_answer or "", []
+
+
 def _chunk(text: str) -> GenericStreamingChunk:
     return GenericStreamingChunk(text=text, is_finished=False, finish_reason="", usage=None, index=0, tool_use=None)
+
+
+def _tool_chunk(index: int, call: dict[str, Any]) -> GenericStreamingChunk:
+    tool_use = {"id": call["id"], "type": "function", "index": index,
+                "function": {"name": call["function"]["name"], "arguments": call["function"]["arguments"]}}
+    return GenericStreamingChunk(text="", is_finished=False, finish_reason="", usage=None, index=0, tool_use=tool_use)  # type: ignore[typeddict-item]
 
 
 class MiniAgentLLM(CustomLLM):
     """LiteLLM CustomLLM handler for ``mini-agent/<profile>`` models (async paths; the proxy uses those)."""
 
-    async def acompletion(self, model: str, messages: list, *args: Any, model_response: ModelResponse, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
-        envelope, profile = await _run(model, messages)
-        message = model_response.choices[0].message  # type: ignore[union-attr]
-        message.content = envelope.final_answer or ""
-        message.provider_specific_fields = {"mini_agent": _metrics(envelope)}
-        model_response.choices[0].finish_reason = "stop"
+    async def acompletion(self, model: str, messages: list, *args: Any, model_response: ModelResponse,  # type: ignore[override]
+                          optional_params: dict[str, Any] | None = None, **kwargs: Any) -> ModelResponse:
+        outcome, profile = await _run(model, messages, optional_params)
+        envelope = outcome.envelope
+        text, calls = _answer(envelope)
+        model_response.choices[0].message = Message(  # type: ignore[union-attr]
+            content=text or (None if calls else ""), role="assistant", tool_calls=calls or None,
+            provider_specific_fields={"mini_agent": _metrics(envelope)})
+        model_response.choices[0].finish_reason = "tool_calls" if calls else "stop"
         model_response.model = f"{PROVIDER}/{profile}"
         model_response.created = int(time.time())
         setattr(model_response, "usage", Usage(**_usage(envelope)))
         return model_response
 
-    async def astreaming(self, model: str, messages: list, *args: Any, **kwargs: Any) -> AsyncIterator[GenericStreamingChunk]:  # type: ignore[override]
-        """Answer text streams as the agent's models produce it; usage and metrics come last."""
+    async def astreaming(self, model: str, messages: list, *args: Any, optional_params: dict[str, Any] | None = None,  # type: ignore[override]
+                         **kwargs: Any) -> AsyncIterator[GenericStreamingChunk]:
+        """Answer text streams as the agent's models produce it; client tool calls and usage come
+        last (the run's metrics are in the trace record and non-streamed replies)."""
         queue: asyncio.Queue[str | None] = asyncio.Queue()
-        task = asyncio.create_task(_run(model, messages, on_text=queue.put))
+        task = asyncio.create_task(_run(model, messages, optional_params, on_text=queue.put))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         streamed = False
         try:
             while (text := await queue.get()) is not None:
                 streamed = True
                 yield _chunk(text)
-            envelope, _ = await task  # a failed run raises its provider error here
+            outcome, _ = await task  # a failed run raises its provider error here
         finally:
             # The client went away (or the stream ended): cancel the run. No await here: this may run
             # in a cancelled scope; the run task cleans up after itself and frees its slot.
             task.cancel()
-        if not streamed and envelope.final_answer:  # e.g. a model that does not stream
-            yield _chunk(envelope.final_answer)
-        yield GenericStreamingChunk(text="", is_finished=True, finish_reason="stop", usage=_usage(envelope), index=0,
-                                    tool_use=None, provider_specific_fields={"mini_agent": _metrics(envelope)})  # type: ignore[typeddict-unknown-key]
+        text, calls = _answer(outcome.envelope)
+        if not streamed and text:  # e.g. a model that does not stream
+            yield _chunk(text)
+        for index, call in enumerate(calls):
+            yield _tool_chunk(index, call)
+        yield GenericStreamingChunk(text="", is_finished=True, finish_reason="tool_calls" if calls else "stop",
+                                    usage=_usage(outcome.envelope), index=0, tool_use=None)  # type: ignore[typeddict-item]
 
     def completion(self, model: str, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
         _raise_for(400, "mini-agent models are served by the proxy's async path only; call them through the proxy", model)

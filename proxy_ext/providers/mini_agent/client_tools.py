@@ -1,0 +1,68 @@
+"""The client's own tools on a ``mini-agent/<profile>`` request (OpenAI ``tools`` / ``tool_choice``).
+
+Behaviour (docs/agent.md, "Tools the client offers"): the client's function tools join the run's
+tools. When the model calls one, the run ends and the reply is an ordinary tool-call turn
+(``finish_reason: "tool_calls"``); the client executes the call and continues the conversation
+with a ``tool`` message, as with any model. Nothing the client sends is dropped silently: what the
+agent cannot honour is a 400 naming the profile.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["ClientToolError", "client_tools"]
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TOOL_CHOICES = ("auto", "none")
+
+
+class ClientToolError(ValueError):
+    """A request whose tools the agent cannot honour (a 400)."""
+
+
+def _function_tool(profile: str, index: int, tool: Any) -> dict[str, Any]:
+    where = f"tools[{index}]"
+    if not isinstance(tool, dict):
+        raise ClientToolError(f"{where} must be an object")
+    if tool.get("type") != "function":
+        raise ClientToolError(f"agent profile {profile!r} accepts only function tools from the client; "
+                              f"{where} has type {tool.get('type')!r}")
+    function = tool.get("function")
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ClientToolError(f"{where}.function.name must be 1-64 letters, digits, '_' or '-'")
+    clean: dict[str, Any] = {"name": name}
+    for key, kind in (("description", str), ("parameters", dict), ("strict", bool)):
+        value = function.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, kind):
+            raise ClientToolError(f"{where}.function.{key} must be a {kind.__name__}")
+        clean[key] = value
+    return {"type": "function", "function": clean}
+
+
+def client_tools(profile: str, optional_params: dict[str, Any] | None) -> tuple[dict[str, Any], ...]:
+    """The client's function tools to offer next to the profile's, cleaned; ``()`` when there are
+    none or ``tool_choice`` is ``"none"``. Raises :class:`ClientToolError` for what the agent cannot
+    honour: non-function tools, duplicate names, ``tool_choice`` ``"required"`` or a named function
+    (the agent decides its own tool calls)."""
+    params = optional_params or {}
+    tools = params.get("tools")
+    choice = params.get("tool_choice")
+    if choice is not None and choice not in _TOOL_CHOICES:
+        shown = choice if isinstance(choice, str) else "a named function"
+        raise ClientToolError(f"agent profile {profile!r} runs its own tool loop and chooses its tool calls itself: "
+                              f"tool_choice {shown!r} is not supported (use 'auto' or 'none')")
+    if tools is None:
+        return ()
+    if not isinstance(tools, list):
+        raise ClientToolError("tools must be a list")
+    cleaned = [_function_tool(profile, index, tool) for index, tool in enumerate(tools)]
+    names = [t["function"]["name"] for t in cleaned]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ClientToolError(f"tool names must be unique; repeated: {duplicates}")
+    return () if choice == "none" else tuple(cleaned)
