@@ -17,7 +17,7 @@ export UV_COMPILE_BYTECODE ?= 1
 # The system trust store (it holds this network's registry CA), also in a shell without SSL_CERT_FILE.
 export UV_NATIVE_TLS ?= 1
 
-.PHONY: run test test-fast smoke-live bench doctor env node-deps codex-e2e clean
+.PHONY: run test test-fast smoke-live bench doctor env node-deps system-deps codex-e2e clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -65,8 +65,20 @@ $(CODEX_CLI_STAMP): tests/codex_cli/package-lock.json
 codex-e2e: env node-deps
 	$(VENV)/bin/python -m pytest tests/test_codex_cli_e2e.py -q $(PYTEST_ARGS)
 
+# bubblewrap isolates the exec tools (tools.exec.isolation); a Debian package, installed here when
+# missing and possible (root with apt-get), so the isolation tests run instead of skipping.
+system-deps:
+	@if ! command -v bwrap >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing bubblewrap (exec tool isolation)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null 2>&1; } || \
+	      echo "bubblewrap could not be installed: the exec isolation tests will be skipped"; \
+	  else echo "bwrap not found (and not root with apt-get): the exec isolation tests will be skipped"; fi; \
+	fi
+
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
-test: env node-deps
+test: env node-deps system-deps
 	@$(VENV)/bin/python -m pytest --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 

@@ -182,6 +182,9 @@ def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport)
             report.problems.append(f"tools.exec: {problem}")
         if settings.tools.exec.shell_mode == "unrestricted":
             report.warnings.append("tools.exec.shell_mode is 'unrestricted': exec_shell runs any command line")
+        isolation = ready.exec_isolation(runtime)
+        if settings.tools.exec.isolation == "auto" and getattr(isolation, "mode") != "bwrap":
+            report.warnings.append(f"tools.exec.isolation: {getattr(isolation, 'reason')} (install bubblewrap: apt-get install bubblewrap)")
     http = settings.tools.http
     if http.base_url:
         problem = asyncio.run(ready.tool_host_problem(http.base_url, dict(http.headers), settings.ready.check_timeout_s))
@@ -218,6 +221,12 @@ def _mini_agent_models(runtime: Runtime) -> list[str]:
     return models
 
 
+def _isolation_line(runtime: Runtime) -> str:
+    from proxy_ext.ready import exec_isolation
+
+    return exec_isolation(runtime).describe()  # type: ignore[attr-defined]
+
+
 def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) -> None:
     from proxy_ext import metrics
 
@@ -238,7 +247,8 @@ def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) ->
         ),
         "cost in responses": state(on and s.cost.enabled),
         "traces": state(on and s.traces.enabled, str(runtime.resolve_path(s.traces.path)) if s.traces.enabled else ""),
-        "exec tools": state(s.tools.exec.enabled, f"shell_mode={s.tools.exec.shell_mode}" if s.tools.exec.enabled else ""),
+        "exec tools": state(s.tools.exec.enabled, f"shell_mode={s.tools.exec.shell_mode}, isolation={_isolation_line(runtime)}"
+                            if s.tools.exec.enabled else ""),
         "http tool host": state(bool(s.tools.http.base_url), s.tools.http.base_url or ""),
         "agent as a model (mini-agent/*)": state(on and bool(served), ", ".join(served)),
         "codex-agent provider": state(s.providers.codex_agent.enabled, f"mode={s.providers.codex_agent.mode}"),

@@ -100,14 +100,36 @@ async def check_tool_host(runtime: Runtime, timeout_s: float) -> CheckResult:
 
 def exec_problem(runtime: Runtime) -> str | None:
     """Why the exec tools cannot run here (None when they can): Linux with pidfd, the sandbox user
-    exists, and an interpreter for exec_python that user may run."""
+    exists, an interpreter for exec_python that user may run, and bwrap when it is required."""
     from proxy_ext.tools.exec import sandbox_problem
 
-    return sandbox_problem(runtime.settings.tools.exec)
+    problem = sandbox_problem(runtime.settings.tools.exec)
+    if problem is None and runtime.settings.tools.exec.isolation == "bwrap" and getattr(exec_isolation(runtime), "mode") != "bwrap":
+        return "tools.exec.isolation is bwrap but bwrap cannot run here"
+    return problem
+
+
+def exec_isolation(runtime: Runtime) -> object:
+    """The exec tools' isolation (``tools.exec.isolation``), as the tools themselves get it."""
+    from proxy_ext.tools.exec.isolation import isolation_for
+
+    return isolation_for(runtime.settings.tools.exec)
+
+
+async def check_exec_isolation(runtime: Runtime, timeout_s: float) -> CheckResult:
+    """ok with ``bwrap`` active (or isolation switched off on purpose); failing (degraded) when
+    ``auto`` found no usable bwrap or ``bwrap`` was required and cannot run."""
+    isolation = await asyncio.to_thread(exec_isolation, runtime)
+    mode, reason = getattr(isolation, "mode"), getattr(isolation, "reason")
+    if mode == "bwrap":
+        return CheckResult(True, "bwrap")
+    if mode == "none" and runtime.settings.tools.exec.isolation == "none":
+        return CheckResult(True, "isolation off (tools.exec.isolation: none)")
+    return CheckResult(False, "bwrap required but not usable" if mode == "unavailable" else "bwrap not usable: no namespace isolation")
 
 
 async def check_exec(runtime: Runtime, timeout_s: float) -> CheckResult:
-    problem = exec_problem(runtime)
+    problem = await asyncio.to_thread(exec_problem, runtime)
     return CheckResult(problem is None, problem or "")
 
 
@@ -147,6 +169,7 @@ def enabled_checks(runtime: Runtime) -> dict[str, Check]:
         checks["tool_host"] = check_tool_host
     if settings.tools.exec.enabled:
         checks["exec_tools"] = check_exec
+        checks["exec_isolation"] = check_exec_isolation
     if codex_cli_in_use(runtime):
         checks["codex_cli"] = check_codex_cli
     return checks

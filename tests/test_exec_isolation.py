@@ -232,3 +232,40 @@ async def test_auto_without_bwrap_falls_back_to_the_plain_sandbox():
         assert backend.isolation().mode == "none" and "without namespace isolation" in backend.isolation().reason
     finally:
         backend.close()
+
+
+def test_ready_and_doctor_report_the_isolation(tmp_path):
+    import yaml
+
+    from proxy_ext.cli import diagnose
+    from proxy_ext.ready import CheckResult, check_exec, check_exec_isolation, readiness
+    from proxy_ext.state import load_runtime
+
+    def run_checks(runtime):  # the exec checks only (the router check needs a running proxy)
+        checks = {"router": CheckResult(True)}
+        checks["exec_tools"] = asyncio.run(check_exec(runtime, 1.0))
+        checks["exec_isolation"] = asyncio.run(check_exec_isolation(runtime, 1.0))
+        return checks
+
+    def config(isolation: dict) -> Path:
+        path = tmp_path / f"c{len(list(tmp_path.iterdir()))}.yaml"
+        path.write_text(yaml.safe_dump({"model_list": [{"model_name": "echo", "litellm_params": {"model": "echo/echo-1"}}],
+                                        "litellm_settings": {"callbacks": ["proxy_ext.extension"]},
+                                        "general_settings": {"master_key": "sk-doctor-test-key-0123456789abcdef"},
+                                        "proxy_ext": {"tools": {"exec": {"enabled": True, **isolation}}}}))
+        return path
+
+    active = load_runtime(config({"isolation": "bwrap"}))
+    checks = run_checks(active)
+    assert checks["exec_isolation"].ok and checks["exec_isolation"].reason == "bwrap"
+    assert "isolation=bwrap (seccomp filter)" in diagnose(config({"isolation": "bwrap"})).capabilities["exec tools"]
+
+    missing = load_runtime(config({"isolation": "auto", "bwrap": "/nonexistent/bwrap"}))
+    checks = run_checks(missing)
+    status, body = readiness(missing, checks)
+    assert status == 200 and body["status"] == "degraded" and body["failing"] == ["exec_isolation"], body
+    assert any("bubblewrap" in w for w in diagnose(config({"isolation": "auto", "bwrap": "/nonexistent/bwrap"})).warnings)
+
+    required = load_runtime(config({"isolation": "bwrap", "bwrap": "/nonexistent/bwrap"}))
+    checks = run_checks(required)
+    assert not checks["exec_tools"].ok and not checks["exec_isolation"].ok

@@ -12,7 +12,7 @@ from typing import Any
 
 from proxy_ext.config import ExecToolConfig
 from proxy_ext.tools.base import ToolContext, ToolResult, ToolSpec
-from proxy_ext.tools.exec.isolation import Isolation, resolve_isolation
+from proxy_ext.tools.exec.isolation import Isolation, isolation_for
 from proxy_ext.tools.exec.sandbox import Sandbox, SandboxError, SandboxUser, dir_usable_by, find_python, resolve_user, usable_by
 from proxy_ext.tools.exec.shell import CommandRefused, parse_allowlisted
 from proxy_ext.tools.metrics import observe_call
@@ -104,10 +104,9 @@ class ExecToolBackend:
         return self._user, self._python
 
     def isolation(self) -> Isolation:
-        """How this backend's tools are isolated (bwrap is probed once, on first use)."""
+        """How this backend's tools are isolated (bwrap is probed once per process, on first use)."""
         if self._isolation is None:
-            user, python = self._resolve()
-            self._isolation = resolve_isolation(self.config, user.uid, user.gid, python)
+            self._isolation = isolation_for(self.config)
         return self._isolation
 
     def _timeout(self, arguments: dict[str, Any], ctx: ToolContext) -> float:

@@ -14,25 +14,35 @@ directory and start the tool through bwrap (see ``forkserver.py``).
 
 from __future__ import annotations
 
+import atexit
 import base64
 import logging
 import os
 import shutil
 import subprocess
+import tempfile
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from proxy_ext.config import ExecToolConfig
 from proxy_ext.tools.exec.seccomp import seccomp_program
 
-__all__ = ["Isolation", "bwrap_arguments", "resolve_isolation"]
+__all__ = ["Isolation", "bwrap_arguments", "isolation_for", "resolve_isolation"]
 
 logger = logging.getLogger("proxy_ext.tools.exec")
 
 _TOP_LEVEL = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-_ETC = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/alternatives",
-        "/etc/passwd", "/etc/group", "/etc/nsswitch.conf")
-_ETC_NETWORK = ("/etc/resolv.conf", "/etc/hosts", "/etc/host.conf", "/etc/gai.conf", "/etc/ssl", "/etc/ca-certificates")
+# What programs need of /etc at run time (the linker's cache, /usr/bin's alternatives links, the
+# time zone, user and group names). Copied once into a private directory that is bound as /etc:
+# every bind mount costs ~0.2 ms per call, and this is one instead of five.
+_ETC = ("ld.so.cache", "alternatives", "localtime", "passwd", "group")
+# A minimal /dev: three device nodes and links (bwrap's --dev mounts about eight things).
+_DEV = ("--dev-bind", "/dev/null", "/dev/null", "--dev-bind", "/dev/zero", "/dev/zero", "--dev-bind", "/dev/urandom", "/dev/urandom",
+        "--symlink", "urandom", "/dev/random", "--symlink", "/proc/self/fd", "/dev/fd", "--symlink", "/proc/self/fd/0", "/dev/stdin",
+        "--symlink", "/proc/self/fd/1", "/dev/stdout", "--symlink", "/proc/self/fd/2", "/dev/stderr", "--symlink", "/tmp", "/dev/shm")
+_ETC_NETWORK = ("resolv.conf", "hosts", "nsswitch.conf", "gai.conf", "ssl", "ca-certificates")
+"""Also copied when some tool may use the network (a copy: re-read at proxy start)."""
 _NEVER_BIND = ("/", "/root", "/home", "/etc", "/proc", "/sys", "/dev", "/tmp", "/var", "/run")
 PROBE_TIMEOUT_S = 10.0
 
@@ -77,21 +87,39 @@ def _python_prefix(python: str | None) -> str | None:
     return prefix
 
 
-def bwrap_arguments(config: ExecToolConfig, python: str | None) -> tuple[str, ...]:
-    """The read-only view: ``/usr``, the top-level links, minimal ``/etc``, the interpreter's
-    prefix and ``ro_paths`` (network files only when some tool may use the network)."""
-    args: list[str] = ["--ro-bind", "/usr", "/usr"]
+def minimal_etc(network: bool) -> str:
+    """A private directory (mode 0755, removed when the proxy exits) holding copies of the /etc
+    entries tools need; bound read-only as the sandbox's /etc."""
+    path = tempfile.mkdtemp(prefix="proxy-ext-etc-")
+    os.chmod(path, 0o755)
+    atexit.register(shutil.rmtree, path, True)
+    for name in _ETC + (_ETC_NETWORK if network else ()):
+        source, target = os.path.join("/etc", name), os.path.join(path, name)
+        try:
+            if os.path.islink(source):
+                os.symlink(os.readlink(source), target)
+            elif os.path.isdir(source):
+                shutil.copytree(source, target, symlinks=True)
+            elif os.path.isfile(source):
+                shutil.copy2(source, target)
+        except OSError:
+            continue  # a missing or unreadable entry: programs do without it
+    return path
+
+
+def bwrap_arguments(config: ExecToolConfig, python: str | None, etc: str) -> tuple[str, ...]:
+    """The read-only view: ``/usr``, the top-level links, the minimal ``etc`` directory as /etc,
+    the interpreter's prefix and ``ro_paths`` (network files only when a tool may use the network)."""
+    args: list[str] = ["--ro-bind", "/usr", "/usr", "--ro-bind", etc, "/etc"]
     for path in _TOP_LEVEL:
         if os.path.islink(path):
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    for path in _ETC + (_ETC_NETWORK if config.allow_network else ()):
-        args += ["--ro-bind-try", path, path]
     for path in filter(None, [_python_prefix(python), *config.ro_paths]):
         args += ["--ro-bind-try", path, path]
     tmp_size = max(16, config.limits.file_size_mb * 4) * 1024 * 1024
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_size), "--tmpfs", "/tmp"]
+    args += ["--proc", "/proc", *_DEV, "--size", str(tmp_size), "--tmpfs", "/tmp"]
     return tuple(args)
 
 
@@ -125,7 +153,7 @@ def resolve_isolation(config: ExecToolConfig, uid: int | None, gid: int | None, 
     if config.isolation == "none":
         return Isolation("none", "isolation off (tools.exec.isolation: none)")
     bwrap = _find_bwrap(config)
-    mounts = bwrap_arguments(config, python)
+    mounts = bwrap_arguments(config, python, minimal_etc(bool(config.allow_network))) if bwrap else ()
     problem = "bwrap (bubblewrap) is not installed" if bwrap is None else _probe(bwrap, mounts, uid, gid)
     if problem is not None:
         if config.isolation == "bwrap":
@@ -138,3 +166,25 @@ def resolve_isolation(config: ExecToolConfig, uid: int | None, gid: int | None, 
         if program is not None:
             programs[network] = base64.b64encode(program).decode()
     return Isolation("bwrap", bwrap=bwrap, mounts=(*_NAMESPACES, *mounts), seccomp=programs)
+
+
+_resolved: dict[int, tuple[ExecToolConfig, Isolation]] = {}
+_resolved_lock = threading.Lock()
+
+
+def isolation_for(config: ExecToolConfig) -> Isolation:
+    """The isolation of exec tools with ``config`` in this process, resolved (and bwrap probed)
+    once: the tools, /ready and ``doctor`` all see the same answer."""
+    from proxy_ext.tools.exec.sandbox import SandboxError, find_python, resolve_user
+
+    with _resolved_lock:
+        cached = _resolved.get(id(config))
+        if cached is not None and cached[0] is config:
+            return cached[1]
+        try:
+            user = resolve_user(config)
+        except SandboxError as exc:
+            return Isolation("unavailable", str(exc))
+        isolation = resolve_isolation(config, user.uid, user.gid, find_python(config, user))
+        _resolved[id(config)] = (config, isolation)
+        return isolation
