@@ -122,7 +122,7 @@ def _check_master_key(document: dict[str, Any], report: DoctorReport) -> None:
 def _check_providers(document: dict[str, Any], extension_on: bool, report: DoctorReport) -> None:
     """Every model names a provider LiteLLM will know at run time; model strings LiteLLM
     mis-routes; codex_cli_agent models written for the alias's old meaning."""
-    from proxy_ext import glue
+    from proxy_ext import litellm_adapter as adapter
     from proxy_ext.providers import registry
 
     litellm_settings = document.get("litellm_settings") if isinstance(document.get("litellm_settings"), dict) else {}
@@ -134,7 +134,7 @@ def _check_providers(document: dict[str, Any], extension_on: bool, report: Docto
             continue
         model = str(params.get("model"))
         # proxy_ext's own names are registered by this config or not at all (never LiteLLM built-ins).
-        registered = provider in mapped | ours or (provider not in registry.PROVIDERS and glue.known_provider(provider))
+        registered = provider in mapped | ours or (provider not in registry.PROVIDERS and adapter.known_provider(provider))
         if not registered:
             hint = (f" (proxy_ext registers it when litellm_settings.callbacks contains {EXTENSION_CALLBACK!r})"
                     if provider in registry.PROVIDERS else " (not a LiteLLM provider, nor in custom_provider_map)")
@@ -247,8 +247,8 @@ def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) ->
         ),
         "cost in responses": state(on and s.cost.enabled),
         "traces": state(on and s.traces.enabled, str(runtime.resolve_path(s.traces.path)) if s.traces.enabled else ""),
-        "exec tools": state(s.tools.exec.enabled, f"shell_mode={s.tools.exec.shell_mode}, isolation={_isolation_line(runtime)}"
-                            if s.tools.exec.enabled else ""),
+        "exec tools": state(s.tools.exec.enabled, f"shell_mode={s.tools.exec.shell_mode}" if s.tools.exec.enabled else ""),
+        **({"exec isolation": _isolation_line(runtime)} if s.tools.exec.enabled else {}),
         "http tool host": state(bool(s.tools.http.base_url), s.tools.http.base_url or ""),
         "agent as a model (mini-agent/*)": state(on and bool(served), ", ".join(served)),
         "codex-agent provider": state(s.providers.codex_agent.enabled, f"mode={s.providers.codex_agent.mode}"),

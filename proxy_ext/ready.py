@@ -46,7 +46,7 @@ Check = Callable[[Runtime, float], Awaitable[CheckResult]]
 
 
 async def check_router(runtime: Runtime, timeout_s: float) -> CheckResult:
-    from proxy_ext.glue import llm_router
+    from proxy_ext.litellm_adapter import llm_router
 
     router = llm_router()
     if router is None:

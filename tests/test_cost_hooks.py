@@ -8,7 +8,7 @@ import logging
 import httpx
 import pytest
 
-from proxy_ext import glue
+from proxy_ext import glue, litellm_adapter
 from proxy_ext.hooks.cost import CostHooks
 
 
@@ -21,7 +21,7 @@ def _response(cost=None):
 
 
 def _hooks(*, enabled=True, price=lambda response, data: (0.5, 0.2, 0.3)):
-    return CostHooks(enabled=enabled, kind_of=glue.cost_response_kind, call_cost=price, chunk_cost=price)
+    return CostHooks(enabled=enabled, kind_of=litellm_adapter.cost_response_kind, call_cost=price, chunk_cost=price)
 
 
 async def test_success_hook_returns_a_copy_with_cost_and_leaves_litellms_object_alone():
@@ -105,18 +105,18 @@ async def test_an_agent_runs_cost_is_added_to_the_outer_calls_own_figure():
     from proxy_ext.hooks.cost import Cost
 
     run = Cost(0.004, 0.001, 0.003)
-    hooks = CostHooks(enabled=True, kind_of=glue.cost_response_kind, call_cost=lambda r, d: (0.0, 0.0, 0.0),
+    hooks = CostHooks(enabled=True, kind_of=litellm_adapter.cost_response_kind, call_cost=lambda r, d: (0.0, 0.0, 0.0),
                       chunk_cost=lambda r, d: (0.0, 0.0, 0.0), run_cost=lambda: run)
     result = await hooks.post_call_success({}, _response(cost=0.0))
     assert result.usage.cost == 0.004 and result.usage.cost_details == {"input_cost": 0.001, "output_cost": 0.003}
     # An operator who prices the agent model itself: both figures, still one split.
-    priced = CostHooks(enabled=True, kind_of=glue.cost_response_kind, call_cost=lambda r, d: (0.5, 0.2, 0.3),
+    priced = CostHooks(enabled=True, kind_of=litellm_adapter.cost_response_kind, call_cost=lambda r, d: (0.5, 0.2, 0.3),
                        chunk_cost=lambda r, d: (0.5, 0.2, 0.3), run_cost=lambda: run)
     result = await priced.post_call_success({}, _response(cost=0.5))
     assert result.usage.cost == pytest.approx(0.504)
     assert result.usage.cost_details == {"input_cost": pytest.approx(0.201), "output_cost": pytest.approx(0.303)}
     # A run without a split (an unpriced turn) gives the total only.
-    bare = CostHooks(enabled=True, kind_of=glue.cost_response_kind, call_cost=lambda r, d: (None, None, None),
+    bare = CostHooks(enabled=True, kind_of=litellm_adapter.cost_response_kind, call_cost=lambda r, d: (None, None, None),
                      chunk_cost=lambda r, d: (None, None, None), run_cost=lambda: Cost(0.004))
     result = await bare.post_call_success({}, _response())
     assert result.usage.cost == 0.004 and not hasattr(result.usage, "cost_details")

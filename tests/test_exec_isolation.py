@@ -258,7 +258,7 @@ def test_ready_and_doctor_report_the_isolation(tmp_path):
     active = load_runtime(config({"isolation": "bwrap"}))
     checks = run_checks(active)
     assert checks["exec_isolation"].ok and checks["exec_isolation"].reason == "bwrap"
-    assert "isolation=bwrap (seccomp filter)" in diagnose(config({"isolation": "bwrap"})).capabilities["exec tools"]
+    assert diagnose(config({"isolation": "bwrap"})).capabilities["exec isolation"] == "bwrap (seccomp filter)"
 
     missing = load_runtime(config({"isolation": "auto", "bwrap": "/nonexistent/bwrap"}))
     checks = run_checks(missing)

@@ -38,9 +38,9 @@ def _validation_message(exc: ValidationError) -> str:
 async def _json_body(request: Request, limit: int, max_depth: int) -> dict[str, Any]:
     """The request's JSON object: the one the request guard already parsed, else read and checked
     here the same way (guard switched off)."""
-    from proxy_ext import glue
+    from proxy_ext.litellm_adapter import PARSED_BODY_SCOPE_KEY
 
-    parsed = request.scope.get(glue.PARSED_BODY_SCOPE_KEY)
+    parsed = request.scope.get(PARSED_BODY_SCOPE_KEY)
     if isinstance(parsed, dict):
         return parsed
     problem = content_type_problem(request.headers.get("content-type"))
@@ -142,11 +142,11 @@ _RUN_BODY = {"requestBody": {"required": True, "content": {"application/json": {
 
 def build_router() -> APIRouter:
     """The /agent/run route, behind the proxy's own key auth."""
-    from proxy_ext import glue
+    from proxy_ext import litellm_adapter
 
     router = APIRouter()
 
-    @router.post("/agent/run", tags=["proxy_ext"], dependencies=[Depends(glue.user_api_key_auth)],
+    @router.post("/agent/run", tags=["proxy_ext"], dependencies=[Depends(litellm_adapter.auth_dependency())],
                  summary="Run the agent loop over this proxy's models", responses=_RUN_RESPONSES, openapi_extra=_RUN_BODY)
     async def agent_run(request: Request) -> Any:
         """One agent run: the body is an ``AgentRunRequest``, the answer its envelope (or SSE events)."""

@@ -49,15 +49,15 @@ def _http_client(transport: str) -> httpx.AsyncClient:
         client = _clients.get(key)
         if client is None or client.is_closed:
             if transport == "asgi-stream":
-                from proxy_ext import glue
+                from proxy_ext import litellm_adapter as adapter
                 from proxy_ext.agent.asgi_stream import StreamingASGITransport
 
-                client = httpx.AsyncClient(transport=StreamingASGITransport(glue.proxy_app()))
+                client = httpx.AsyncClient(transport=StreamingASGITransport(adapter.proxy_app()))
             elif transport == "asgi":
-                from proxy_ext import glue
+                from proxy_ext import litellm_adapter as adapter
 
                 # An exception escaping the app becomes a 500 the loop handles as a model error.
-                client = httpx.AsyncClient(transport=httpx.ASGITransport(app=glue.proxy_app(), client=("127.0.0.1", 0), raise_app_exceptions=False))
+                client = httpx.AsyncClient(transport=httpx.ASGITransport(app=adapter.proxy_app(), client=("127.0.0.1", 0), raise_app_exceptions=False))
             else:
                 client = httpx.AsyncClient(limits=httpx.Limits(max_connections=512, max_keepalive_connections=128), trust_env=False)
             _clients[key] = client
@@ -176,11 +176,11 @@ def proxy_base_url(server: tuple[str, int] | None, scheme: str, configured: str 
 
 
 def _model_problem(name: str, agent_models: set[str]) -> str | None:
-    from proxy_ext import glue
+    from proxy_ext import litellm_adapter as adapter
 
     if name.startswith("mini-agent/") or name in agent_models:
         return f"model {name!r} is an agent profile; an agent run must name a model of the model_list"
-    if not glue.model_is_served(name):
+    if not adapter.model_is_served(name):
         return f"unknown model {name!r}: it is not in this proxy's model_list"
     return None
 

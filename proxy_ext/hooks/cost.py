@@ -193,9 +193,9 @@ def _faulty(*_: Any) -> Any:
 
 
 def build_cost_hooks(enabled: bool) -> CostHooks:
-    """The hooks wired to LiteLLM through the glue."""
-    from proxy_ext import glue
+    """The hooks wired to LiteLLM through the LiteLLM adapter."""
+    from proxy_ext import litellm_adapter as adapter
 
     if os.environ.get(FAULT_ENV) == "1":
-        return CostHooks(enabled=enabled, kind_of=glue.cost_response_kind, call_cost=_faulty, chunk_cost=_faulty)
-    return CostHooks(enabled=enabled, kind_of=glue.cost_response_kind, call_cost=glue.call_cost, chunk_cost=glue.stream_chunk_cost)
+        return CostHooks(enabled=enabled, kind_of=adapter.cost_response_kind, call_cost=_faulty, chunk_cost=_faulty)
+    return CostHooks(enabled=enabled, kind_of=adapter.cost_response_kind, call_cost=adapter.call_cost, chunk_cost=adapter.stream_chunk_cost)

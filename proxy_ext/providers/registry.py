@@ -1,7 +1,7 @@
 """The model providers proxy_ext serves, and how a config's models use them.
 
 The extension's callbacks line registers every provider below with LiteLLM itself
-(:func:`proxy_ext.glue.register_providers`), so ``custom_provider_map`` lines for them are optional;
+(:func:`proxy_ext.glue.register_providers`, through :func:`proxy_ext.litellm_adapter.add_custom_providers`), so ``custom_provider_map`` lines for them are optional;
 an operator's own entry for one of these names wins over ours.
 
 ``codex-agent/*`` and ``codex_cli_agent/*`` are two names of the same HTTP provider (as in the

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from proxy_ext import glue
+from proxy_ext import litellm_adapter as adapter
 from proxy_ext.config import CodexAgentConfig, ConfigError, _resolve_env_refs, format_validation_error
 from proxy_ext.providers.codex_agent import errors
 from proxy_ext.providers.registry import OVERRIDE_KEY
@@ -57,7 +57,7 @@ def current_runtime() -> Runtime:
     with _lock:
         runtime = installed_runtime()
         if runtime is None:
-            runtime = load_runtime(glue.running_proxy_config_path())
+            runtime = load_runtime(adapter.running_proxy_config_path())
             set_runtime(runtime)
         return runtime
 
@@ -73,8 +73,8 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def _model_params(optional_params: dict[str, Any], litellm_params: dict[str, Any] | None) -> dict[str, Any]:
-    if glue.in_proxy():
-        return glue.deployment_litellm_params(glue.call_model_id(litellm_params)) or {}
+    if adapter.in_proxy():
+        return adapter.deployment_litellm_params(adapter.call_model_id(litellm_params)) or {}
     return optional_params  # SDK use: the caller is the operator
 
 

@@ -1,0 +1,195 @@
+"""The typed events of an agent run: the one record of what happened in it.
+
+The loop (:mod:`proxy_ext.agent.runner`) publishes them in order on the run's :class:`EventStream`;
+every consumer reads the same stream — SSE for ``/agent/run`` streams, the answer text of
+``mini-agent`` streams, the JSONL trace record, Prometheus and OpenTelemetry. Times are
+``time.time()`` seconds (wall clock, for traces and spans) next to a monotonic duration.
+
+Adding a consumer: a plain function ``(event) -> None`` passed to :meth:`EventStream.subscribe`
+runs synchronously as each event is published (keep it cheap; it must not raise); an async reader
+uses :meth:`EventStream.iterate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:
+    from proxy_ext.agent.envelope import Envelope
+
+__all__ = [
+    "AnswerDelta", "Escalated", "EventStream", "FellBack", "ModelTurnFinished", "ModelTurnStarted", "RunEvent",
+    "RunFinished", "RunStarted", "ToolCallFinished", "ToolCallStarted",
+]
+
+logger = logging.getLogger("proxy_ext.agent")
+
+
+def _now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """The run began (after validation; its slot is held)."""
+
+    trace_id: str
+    models: list[str]
+    backend: str
+    tools: list[str]
+    profile: str | None = None
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class ModelTurnStarted:
+    """A model call of the run is about to be made."""
+
+    model: str
+    iteration: int
+    """1-based number of this turn in the run (the turn that fails keeps the number)."""
+    with_tools: bool = True
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class ModelTurnFinished:
+    """A model call ended: an assistant message, or an error (``ok`` false)."""
+
+    model: str
+    iteration: int
+    ok: bool
+    duration_ms: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    message: dict[str, Any] | None = None
+    status: int = 0
+    """HTTP status of a failed call (0: no answer)."""
+    error: str | None = None
+    at: float = field(default_factory=_now)
+
+    @property
+    def tool_calls(self) -> list[str]:
+        """Names of the tools the model asked for."""
+        return [c["function"]["name"] for c in (self.message or {}).get("tool_calls") or []]
+
+
+@dataclass(frozen=True)
+class AnswerDelta:
+    """Answer text as a streamed model writes it (streamed runs only)."""
+
+    text: str
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class ToolCallStarted:
+    """A tool call the model asked for is about to run."""
+
+    id: str | None
+    name: str
+    arguments: str
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class ToolCallFinished:
+    """A tool call ended; ``content`` is the text the model sees."""
+
+    id: str | None
+    name: str
+    ok: bool
+    content: str
+    duration_ms: float
+    error: str | None = None
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class Escalated:
+    """The run moved up the model ladder."""
+
+    from_model: str
+    to_model: str | None
+    reason: str
+    detail: str | None = None
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class FellBack:
+    """The ladder is exhausted: one plain completion without tools is tried."""
+
+    model: str
+    reason: str | None
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    """The run ended; ``envelope`` is its answer (also when it failed)."""
+
+    envelope: "Envelope"
+    at: float = field(default_factory=_now)
+
+
+RunEvent = Union[RunStarted, ModelTurnStarted, ModelTurnFinished, AnswerDelta, ToolCallStarted, ToolCallFinished,
+                 Escalated, FellBack, RunFinished]
+"""Any event of a run."""
+
+Subscriber = Callable[[RunEvent], None]
+
+
+class EventStream:
+    """One run's events, in order, to every consumer.
+
+    Synchronous subscribers see each event as it is published; async readers get a queue that
+    holds every event from the moment they start reading (and ends after :class:`RunFinished` or
+    :meth:`close`).
+    """
+
+    def __init__(self, subscribers: list[Subscriber] | None = None) -> None:
+        self._subscribers: list[Subscriber] = list(subscribers or [])
+        self._queues: list[asyncio.Queue[RunEvent | None]] = []
+        self.closed = False
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Call ``subscriber(event)`` for every event published from now on."""
+        self._subscribers.append(subscriber)
+
+    def publish(self, event: RunEvent) -> None:
+        """Hand ``event`` to every consumer (a failing subscriber is logged, never fatal)."""
+        for subscriber in self._subscribers:
+            try:
+                subscriber(event)
+            except Exception:  # a consumer bug must not break the run
+                logger.exception("run event consumer %r failed on %s", subscriber, type(event).__name__)
+        for queue in self._queues:
+            queue.put_nowait(event)
+        if isinstance(event, RunFinished):
+            self.close()
+
+    def close(self) -> None:
+        """No more events (readers finish)."""
+        if not self.closed:
+            self.closed = True
+            for queue in self._queues:
+                queue.put_nowait(None)
+
+    async def iterate(self) -> AsyncIterator[RunEvent]:
+        """The events published from now until the run ends."""
+        queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
+        if self.closed:
+            return
+        self._queues.append(queue)
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            self._queues.remove(queue)

@@ -1,0 +1,370 @@
+"""The one adapter over LiteLLM's proxy internals: every such touch point lives here.
+
+A LiteLLM upgrade should only ever need changes in this module. It imports nothing of proxy_ext
+(a leaf: the entry module :mod:`proxy_ext.glue` and the capabilities import it, never the other
+way round), and LiteLLM itself only inside the functions, so importing it costs nothing.
+
+What proxy_ext uses:
+
+- the app, config path and Router: :func:`proxy_app`, :func:`proxy_config_path`,
+  :func:`running_proxy_config_path`, :func:`llm_router`, :func:`in_proxy`, :func:`model_is_served`,
+  :func:`deployment_litellm_params`, :func:`call_model_id`;
+- auth: :func:`auth_dependency` (the proxy's ``user_api_key_auth``), :func:`auth_failure_without_db`,
+  :func:`set_metrics_auth`;
+- the ASGI stack and OpenAPI document: :func:`wrap_middleware_stack`, :func:`share_parsed_body`,
+  :func:`install_openapi_components`;
+- providers: :func:`add_custom_providers`, :func:`known_provider`;
+- cost: :func:`cost_response_kind`, :func:`call_cost`, :func:`stream_chunk_cost`;
+- the callback base class: :func:`custom_logger_class`.
+
+LiteLLM's documented extension APIs that providers subclass or build (``CustomLLM``,
+``ModelResponse``, ``GenericStreamingChunk``, ``Usage``) are imported by the providers themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = [
+    "PARSED_BODY_SCOPE_KEY", "add_custom_providers", "auth_dependency", "auth_failure_without_db", "call_cost", "call_model_id",
+    "cost_response_kind", "custom_logger_class", "deployment_litellm_params", "in_proxy", "install_openapi_components",
+    "known_provider", "llm_router", "model_is_served", "proxy_app", "proxy_config_path", "running_proxy_config_path",
+    "set_metrics_auth", "share_parsed_body", "stream_chunk_cost", "wrap_middleware_stack",
+]
+
+
+def custom_logger_class() -> type:
+    """LiteLLM's ``CustomLogger``: the base class of the extension's callback."""
+    from litellm.integrations.custom_logger import CustomLogger
+
+    return CustomLogger
+
+
+def proxy_app() -> Any:
+    """The stock proxy's FastAPI app."""
+    from litellm.proxy import proxy_server
+
+    return proxy_server.app
+
+
+def proxy_config_path() -> str | None:
+    """Path of the config file the proxy loaded (``--config`` or ``CONFIG_FILE_PATH``)."""
+    from litellm.proxy import proxy_server
+
+    return getattr(proxy_server, "user_config_file_path", None) or os.environ.get("CONFIG_FILE_PATH")
+
+
+def llm_router() -> Any:
+    """The proxy's Router, or None while the config is still loading."""
+    from litellm.proxy import proxy_server
+
+    return getattr(proxy_server, "llm_router", None)
+
+
+def auth_dependency() -> Any:
+    """The proxy's own ``user_api_key_auth`` FastAPI dependency (master key, virtual keys, JWT,
+    ``custom_auth``), for the extension's routes."""
+    from litellm.proxy.auth.user_api_key_auth import user_api_key_auth as dependency
+
+    return dependency
+
+
+
+PARSED_BODY_SCOPE_KEY = "proxy_ext.body"
+"""ASGI scope key under which the request guard leaves a JSON route's parsed body."""
+
+
+def share_parsed_body(scope: dict[str, Any], body: dict[str, Any]) -> None:
+    """Hand a body the guard parsed to the proxy's auth (LiteLLM reads ``scope["parsed_body"]``
+    before it reads the body itself) and to our route."""
+    scope["parsed_body"] = (tuple(body), body)
+    scope[PARSED_BODY_SCOPE_KEY] = body
+
+
+def install_openapi_components(app: Any, components: dict[str, Any]) -> None:
+    """Add JSON schemas our routes reference to the app's ``/openapi.json`` (LiteLLM builds the
+    document once with its own generator; ours are merged into ``components.schemas``)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, value in components.items():
+            schemas.setdefault(name, value)
+        return schema
+
+    app.openapi = openapi
+
+
+_STACK_MARKER = "proxy_ext_middleware_installed"
+
+
+def wrap_middleware_stack(app: Any, wrap: Callable[[Any], Any]) -> bool:
+    """Wrap the app's built middleware stack with ``wrap(stack)`` once; True if done now.
+
+    Starlette refuses ``add_middleware`` once the app has started, and LiteLLM loads callbacks
+    during start-up; the built stack (``app.middleware_stack``) is wrapped instead: outermost, in
+    front of every LiteLLM middleware.
+    """
+    if getattr(app.state, _STACK_MARKER, False):
+        return False
+    if getattr(app, "middleware_stack", None) is None:
+        app.middleware_stack = app.build_middleware_stack()
+    app.middleware_stack = wrap(app.middleware_stack)
+    setattr(app.state, _STACK_MARKER, True)
+    return True
+
+
+def auth_failure_without_db(request_data: Any, exc: Exception) -> Any:
+    """The 401 for an auth failure of a proxy without a database, else None (LiteLLM's answer stands).
+
+    LiteLLM 1.108.7 without a database answers a missing or malformed key with a bare 500 (its
+    error classifier imports the optional ``prisma`` package, which a ``litellm[proxy]`` install
+    lacks) and a wrong key with 400 "No connected db". Its auth failure handler lets a callback
+    replace the exception with an HTTPException; only failures raised before a request was
+    admitted qualify (LiteLLM stamps ``proxy_server_request`` on every admitted request).
+    """
+    from fastapi import HTTPException
+    from litellm.proxy import proxy_server
+    from litellm.proxy._types import ProxyErrorTypes, ProxyException
+
+    if getattr(proxy_server, "prisma_client", None) is not None:
+        return None
+    if not isinstance(request_data, dict) or "proxy_server_request" in request_data:
+        return None
+    if isinstance(exc, ProxyException):
+        if exc.type == ProxyErrorTypes.no_db_connection:
+            return HTTPException(status_code=401, detail="Authentication Error, invalid API key")
+        return None
+    if type(exc) is Exception:  # the auth builder rejects credentials with bare Exceptions
+        return HTTPException(status_code=401, detail=f"Authentication Error, {exc}")
+    return None
+
+
+def set_metrics_auth(required: bool) -> None:
+    """Set LiteLLM's own ``/metrics`` auth switch (its middleware guards that path whoever serves it)."""
+    import litellm
+
+    litellm.require_auth_for_metrics_endpoint = required
+
+
+# ------------------------------------------------------------------------- provider registration
+# LiteLLM loads callbacks in the same loop over litellm_settings that handles custom_provider_map,
+# before it builds the Router: registering then puts the names into litellm.provider_list in time
+# for the Router to accept the deployments. A custom_provider_map key *after* the callbacks line
+# replaces litellm.custom_provider_map and then calls litellm.utils.custom_llm_setup(); a wrapper
+# re-adds the missing entries at that moment, so the keys' order does not matter. An operator's own
+# entry for one of these names always wins.
+
+_providers: dict[str, Callable[[], Any]] = {}
+
+
+def _add_missing_providers() -> list[str]:
+    import litellm
+
+    present = {item.get("provider") for item in litellm.custom_provider_map if isinstance(item, dict)}
+    added = [name for name in _providers if name not in present]
+    for name in added:
+        litellm.custom_provider_map.append({"provider": name, "custom_handler": _providers[name]()})
+    return added
+
+
+def _install_registration_guard() -> None:
+    import litellm.utils
+
+    original = litellm.utils.custom_llm_setup
+    if getattr(original, "_proxy_ext_guard", False):
+        return
+
+    def custom_llm_setup() -> None:
+        _add_missing_providers()
+        original()
+
+    custom_llm_setup._proxy_ext_guard = True  # type: ignore[attr-defined]
+    custom_llm_setup.__wrapped__ = original  # type: ignore[attr-defined]
+    litellm.utils.custom_llm_setup = custom_llm_setup
+
+
+def add_custom_providers(handlers: Mapping[str, Callable[[], Any]]) -> list[str]:
+    """Register custom providers (name → a function returning the handler) with LiteLLM unless
+    the config maps those names itself; the names added now. Idempotent."""
+    from litellm.utils import custom_llm_setup
+
+    _providers.update(handlers)
+    _install_registration_guard()
+    added = _add_missing_providers()
+    custom_llm_setup()
+    return added
+
+
+def known_provider(name: str) -> bool:
+    """Whether LiteLLM itself knows provider ``name`` (built in, JSON-configured, or registered)."""
+    import litellm
+    from litellm.litellm_core_utils.get_llm_provider_logic import is_registered_custom_provider
+    from litellm.llms.openai_like.json_loader import JSONProviderRegistry
+
+    return name in litellm.provider_list or JSONProviderRegistry.exists(name) or is_registered_custom_provider(name)
+
+
+def model_is_served(name: str) -> bool:
+    """Whether the proxy's Router knows ``name`` (a model_name, an alias or a wildcard match)."""
+    router = llm_router()
+    if router is None:
+        return False
+    if name in getattr(router, "model_names", ()):
+        return True
+    if name in (getattr(router, "model_group_alias", None) or {}):
+        return True
+    pattern_router = getattr(router, "pattern_router", None)
+    try:
+        return bool(pattern_router and pattern_router.route(name))
+    except Exception:  # a pattern router that cannot match this name: not served
+        return False
+
+
+def running_proxy_config_path() -> str | None:
+    """The proxy's config path when this process is a LiteLLM proxy; else ``CONFIG_FILE_PATH`` or None.
+
+    Unlike :func:`proxy_config_path` it never imports the proxy server module, so SDK users of a
+    provider do not pay for (or trigger) the proxy's import-time set-up.
+    """
+    if "litellm.proxy.proxy_server" in sys.modules:
+        return proxy_config_path()
+    return os.environ.get("CONFIG_FILE_PATH")
+
+
+def in_proxy() -> bool:
+    """Whether this process runs the LiteLLM proxy (its server module is loaded and has a Router)."""
+    return "litellm.proxy.proxy_server" in sys.modules and llm_router() is not None
+
+
+def deployment_litellm_params(model_id: str | None) -> dict[str, Any] | None:
+    """The operator-configured ``litellm_params`` of the proxy deployment ``model_id`` (None: unknown).
+
+    Request bodies can add arbitrary keys to a call's parameters; providers that take settings from
+    ``litellm_params`` read them from the deployment itself so a caller cannot change them.
+    """
+    router = llm_router()
+    if router is None or not model_id:
+        return None
+    try:
+        deployment = router.get_deployment(model_id=model_id)
+    except Exception:  # a malformed entry: treat as unknown
+        return None
+    if deployment is None:
+        return None
+    params = deployment.litellm_params
+    return params.model_dump(exclude_none=True) if hasattr(params, "model_dump") else dict(params)
+
+
+def call_model_id(litellm_params: dict[str, Any] | None) -> str | None:
+    """The Router deployment id of a call, from the ``litellm_params`` a provider handler receives."""
+    params = litellm_params or {}
+    for info in (params.get("model_info"), (params.get("metadata") or {}).get("model_info"),
+                 (params.get("litellm_metadata") or {}).get("model_info")):
+        if isinstance(info, dict) and info.get("id"):
+            return str(info["id"])
+    return None
+
+# ------------------------------------------------------------------------------- cost glue
+# What proxy_ext.hooks.cost needs from LiteLLM internals, and nothing else: which response types
+# are JSON bodies of the four routes, and the per-call cost LiteLLM computed (the figure it sends
+# as ``x-litellm-response-cost``) with its input/output split from the logging object.
+
+
+def cost_response_kind(response: Any) -> str | None:
+    """'chat' | 'text_completion' | 'embedding' | 'responses' for a non-streaming JSON body of
+    /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses; None for anything else
+    (audio, files, images, …: those pass through untouched)."""
+    from litellm.types.llms.openai import ResponsesAPIResponse
+    from litellm.types.utils import EmbeddingResponse, ModelResponse, TextCompletionResponse
+
+    if isinstance(response, ModelResponse):
+        return "chat"
+    if isinstance(response, TextCompletionResponse):
+        return "text_completion"
+    if isinstance(response, EmbeddingResponse):
+        return "embedding"
+    if isinstance(response, ResponsesAPIResponse):
+        return "responses"
+    return None
+
+
+def _logging_obj(data: dict[str, Any] | None) -> Any:
+    from litellm.litellm_core_utils.litellm_logging import Logging
+
+    candidate = (data or {}).get("litellm_logging_obj")
+    return candidate if isinstance(candidate, Logging) else None
+
+
+def _split(breakdown: Any) -> tuple[float | None, float | None]:
+    """(input, output) USD from a LiteLLM cost breakdown; input includes cache read/creation costs."""
+    if not isinstance(breakdown, dict):
+        return None, None
+    values = breakdown.get("input_cost"), breakdown.get("output_cost")
+    return tuple(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values)  # type: ignore[return-value]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def call_cost(response: Any, data: dict[str, Any] | None) -> tuple[float | None, float | None, float | None]:
+    """(total, input, output) USD of a non-streaming call, as LiteLLM's response headers report it.
+
+    Mirrors ``ProxyBaseLLMRequestProcessing.base_process_llm_request``: the header's figure is
+    ``_hidden_params["response_cost"]``, else the cost stored on (or recomputed by) the call's
+    logging object; the split is the logging object's ``cost_breakdown``.
+    """
+    from litellm.router_utils.add_retry_fallback_headers import get_hidden_params_dict
+
+    total = _number(get_hidden_params_dict(response).get("response_cost"))
+    logging_obj = _logging_obj(data)
+    if logging_obj is None:
+        return total, None, None
+    if total is None:
+        total = _number(logging_obj.model_call_details.get("response_cost"))
+    if total is None:
+        return _priced_without_side_effects(logging_obj, response)
+    return (total, *_split(getattr(logging_obj, "cost_breakdown", None)))
+
+
+def _priced_without_side_effects(logging_obj: Any, result: Any) -> tuple[float | None, float | None, float | None]:
+    # Pricing stamps cost_breakdown and a failure-debug key onto the live logging object, which the
+    # spend log reads later; snapshot and restore both (as the proxy's own stream cost injection
+    # does) so pricing a stream chunk stays a read.
+    breakdown_before = getattr(logging_obj, "cost_breakdown", None)
+    details = logging_obj.model_call_details
+    debug_key = "response_cost_failure_debug_information"
+    missing = object()
+    debug_before = details.get(debug_key, missing)
+    try:
+        total = _number(logging_obj.response_cost_calculator(result=result))
+        split = _split(getattr(logging_obj, "cost_breakdown", None)) if total is not None else (None, None)
+    finally:
+        logging_obj.cost_breakdown = breakdown_before
+        if debug_before is missing:
+            details.pop(debug_key, None)
+        else:
+            details[debug_key] = debug_before
+    return (total, *split)
+
+
+def stream_chunk_cost(chunk: Any, data: dict[str, Any] | None) -> tuple[float | None, float | None, float | None]:
+    """(total, input, output) USD for a streamed call, priced from the chunk that carries usage (a
+    chat / text completion chunk with ``usage``, or a Responses ``response.completed`` event).
+
+    Priced by the call's logging object, so the deployment's custom pricing applies exactly as in
+    the cost LiteLLM records for the call."""
+    logging_obj = _logging_obj(data)
+    if logging_obj is None:
+        return None, None, None
+    return _priced_without_side_effects(logging_obj, chunk)
