@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ERROR_TYPES", "ClientDisconnected", "ModelCallError", "ProxyExtError", "RequestError", "error_body"]
+__all__ = ["ERROR_TYPES", "ClientDisconnected", "ModelCallError", "ModelRefused", "ProxyExtError", "RequestError", "error_body"]
 
 ERROR_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error", 405: "method_not_allowed",
@@ -52,6 +52,15 @@ class ClientDisconnected(RequestError):
     """The client hung up and the work done for it was cancelled (499, as nginx logs it)."""
 
     status = 499
+
+
+class ModelRefused(RequestError):
+    """The proxy refused the caller's key for a model of the run before anything was done
+    (401/403, with the proxy's message); ``envelope`` is the run's (failed) envelope."""
+
+    def __init__(self, status: int, message: str, envelope: Any = None) -> None:
+        super().__init__(message, status)
+        self.envelope = envelope
 
 
 class ModelCallError(ProxyExtError):

@@ -14,6 +14,7 @@ ASGI ``receive`` — or, as a backstop, when the request's ASGI call ends for an
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,44 +41,54 @@ class RequestInfo:
 class _Channel:
     """One request's ASGI ``receive``, shared between the app and a disconnect watcher.
 
-    Once the body has been read, a watcher task (started only when some run asks for it) waits
-    for ``http.disconnect``; the app's later ``receive`` calls wait for that same message instead
-    of reading the connection a second time.
+    Until a run asks for it, ``receive`` is a pass-through that only notices a disconnect. Then a
+    watcher task (:meth:`watch`) owns reading the connection: messages the app has not read yet
+    (e.g. a body the request guard replays) are kept for the app's later ``receive`` calls, and the
+    ``http.disconnect`` it finally gets cancels the registered tasks and answers every later call.
     """
 
-    __slots__ = ("scope", "_receive", "_body_done", "_watcher", "tasks", "gone", "notes")
+    __slots__ = ("scope", "_receive", "_watcher", "_pending", "_disconnect", "_changed", "tasks", "gone", "notes")
 
     def __init__(self, scope: dict[str, Any], receive: Any) -> None:
         self.scope = scope
         self._receive = receive
-        self._body_done = False
         self._watcher: asyncio.Task[Any] | None = None
+        self._pending: collections.deque[Any] = collections.deque()
+        self._disconnect: Any = None
+        self._changed: asyncio.Future[None] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.gone = False
         """The client hung up (or the request ended): tasks registered from now on are cancelled at once."""
         self.notes: dict[str, Any] | None = None
 
     async def receive(self) -> Any:
-        if self._watcher is not None:
-            return await asyncio.shield(self._watcher)
-        message = await self._receive()
-        if message.get("type") == "http.request" and not message.get("more_body", False):
-            self._body_done = True
-        elif message.get("type") == "http.disconnect":
-            self._body_done = True
-            self.cancel_tasks()
-        return message
-
-    def watch(self) -> None:
-        if self._watcher is None and self._body_done:
-            self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="proxy_ext.disconnect_watch")
-
-    async def _watch(self) -> Any:
-        while True:
+        if self._watcher is None:
             message = await self._receive()
             if message.get("type") == "http.disconnect":
                 self.cancel_tasks()
-                return message
+            return message
+        while not self._pending and self._disconnect is None:
+            if self._changed is None or self._changed.done():
+                self._changed = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._changed)
+        return self._pending.popleft() if self._pending else self._disconnect
+
+    def watch(self) -> None:
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="proxy_ext.disconnect_watch")
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message.get("type") == "http.disconnect":
+                self._disconnect = message
+                self.cancel_tasks()
+            else:
+                self._pending.append(message)
+            if self._changed is not None and not self._changed.done():
+                self._changed.set_result(None)
+            if self._disconnect is not None:
+                return
 
     def cancel_tasks(self) -> None:
         self.gone = True
@@ -125,7 +136,8 @@ def request_note(name: str) -> Any:
 
 
 def watch_client() -> None:
-    """Start watching the current request's client for a hang-up (once the body has been read).
+    """Start watching the current request's client for a hang-up (call it once the app has what
+    it needs of the body: unread body messages are kept for the app, not lost).
 
     Call it *before* creating a task that :func:`cancel_on_disconnect` will register: the watcher
     then runs first, so a client that already left cancels the task before it does anything."""

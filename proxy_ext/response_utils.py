@@ -74,8 +74,9 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def _text_of_content(content: Any) -> str:
-    """Text of a message ``content``: a string, or a list of content parts (text parts joined)."""
+def content_text(content: Any, separator: str = "") -> str:
+    """Text of a message ``content``: a string, or a list of content parts (their text parts
+    joined with ``separator``); "" for anything without text."""
     if content is None:
         return ""
     if isinstance(content, str):
@@ -93,8 +94,11 @@ def _text_of_content(content: Any) -> str:
                     pieces.append(text)
                 elif text is not None:  # {"type": "text", "text": {"value": ...}} (assistants style)
                     pieces.append(str(_get(text, "value", "")))
-        return "".join(pieces)
+        return separator.join(pieces)
     return str(content)
+
+
+_text_of_content = content_text
 
 
 def _tool_calls_of(message: Any) -> list[ToolCall]:

@@ -6,8 +6,8 @@ every consumer reads the same stream — SSE for ``/agent/run`` streams, the ans
 ``time.time()`` seconds (wall clock, for traces and spans) next to a monotonic duration.
 
 Adding a consumer: a plain function ``(event) -> None`` passed to :meth:`EventStream.subscribe`
-runs synchronously as each event is published (keep it cheap; it must not raise); an async reader
-uses :meth:`EventStream.iterate`.
+runs synchronously as each event is published (keep it cheap; a failure is logged, never fatal);
+an async reader takes :meth:`EventStream.reader` (before the run starts, to see every event).
 """
 
 from __future__ import annotations
@@ -133,9 +133,10 @@ class FellBack:
 
 @dataclass(frozen=True)
 class RunFinished:
-    """The run ended; ``envelope`` is its answer (also when it failed)."""
+    """The run ended; ``envelope`` is its answer (also when it failed), None when it was cancelled
+    (its client hung up) before it could answer."""
 
-    envelope: "Envelope"
+    envelope: "Envelope | None"
     at: float = field(default_factory=_now)
 
 
@@ -149,8 +150,8 @@ Subscriber = Callable[[RunEvent], None]
 class EventStream:
     """One run's events, in order, to every consumer.
 
-    Synchronous subscribers see each event as it is published; async readers get a queue that
-    holds every event from the moment they start reading (and ends after :class:`RunFinished` or
+    Synchronous subscribers see each event as it is published; each :meth:`reader` gets a queue
+    of every event from the moment it was created (ending after :class:`RunFinished` or
     :meth:`close`).
     """
 
@@ -182,14 +183,33 @@ class EventStream:
             for queue in self._queues:
                 queue.put_nowait(None)
 
-    async def iterate(self) -> AsyncIterator[RunEvent]:
-        """The events published from now until the run ends."""
+    def reader(self) -> "AsyncIterator[RunEvent]":
+        """An async iterator over every event published from this call on, until the run ends
+        (registered at once: call it before the run starts to see all of them)."""
         queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
         if self.closed:
-            return
-        self._queues.append(queue)
-        try:
-            while (event := await queue.get()) is not None:
-                yield event
-        finally:
-            self._queues.remove(queue)
+            queue.put_nowait(None)
+        else:
+            self._queues.append(queue)
+        return _Reader(queue, self)
+
+
+class _Reader:
+    def __init__(self, queue: "asyncio.Queue[RunEvent | None]", stream: EventStream) -> None:
+        self.queue = queue
+        self.stream = stream
+
+    def __aiter__(self) -> "_Reader":
+        return self
+
+    async def __anext__(self) -> RunEvent:
+        event = await self.queue.get()
+        if event is None:
+            self.close()
+            raise StopAsyncIteration
+        return event
+
+    def close(self) -> None:
+        """Stop receiving (the run goes on)."""
+        if self.queue in self.stream._queues:
+            self.stream._queues.remove(self.queue)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from proxy_ext.metrics import counter, gauge_function, histogram
 
-__all__ = ["ESCALATIONS", "MODEL_TURN_SECONDS", "RUNS", "RUN_SECONDS", "watch_runs"]
+__all__ = ["ESCALATIONS", "MODEL_TURN_SECONDS", "RUNS", "RUN_SECONDS", "observe", "watch_runs"]
 
 RUNS = counter("agent_runs", "Agent runs by stopped_reason.", ("stopped_reason",))
 ESCALATIONS = counter("agent_escalations", "Moves up the model ladder, by reason.", ("reason",))
@@ -20,3 +20,17 @@ def watch_runs(in_progress: "Callable[[], int]", tasks: "Callable[[], int]") -> 
     """Gauges read at scrape time: runs holding a slot, and live asyncio tasks of runs."""
     gauge_function("agent_runs_in_progress", "Agent runs in progress in this worker (holding a run slot).", in_progress)
     gauge_function("agent_tasks", "Live asyncio tasks of agent runs in this worker (leak check: 0 when idle).", tasks)
+
+
+def observe(event: object) -> None:
+    """The Prometheus consumer of run events (subscribed to every run's event stream)."""
+    from proxy_ext.agent import events as ev
+
+    if isinstance(event, ev.ModelTurnFinished):
+        MODEL_TURN_SECONDS.labels("ok" if event.ok else "error").observe(event.duration_ms / 1000)
+    elif isinstance(event, ev.Escalated):
+        if event.to_model is not None:
+            ESCALATIONS.labels(event.reason).inc()
+    elif isinstance(event, ev.RunFinished) and event.envelope is not None:
+        RUNS.labels(event.envelope.stopped_reason).inc()
+        RUN_SECONDS.observe(event.envelope.metrics.duration_ms / 1000)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from proxy_ext.agent.errors import AgentRequestError
 from proxy_ext.agent.messages import ChatMessage, NonEmpty
+from proxy_ext.agent.usage import Limits
 from proxy_ext.config import AgentConfig
 
 __all__ = ["AgentRunRequest", "Budget", "RunSpec", "resolve"]
@@ -82,19 +83,32 @@ class RunSpec:
     """A validated run: everything the runner needs, resolved against the config."""
 
     messages: list[dict[str, Any]]
+    """The conversation (a system prompt of the profile already added)."""
     ladder: list[str]
+    """Models to try, in order."""
     backend: str
+    """Where tools come from: ``local``, ``http`` or ``echo``."""
     tool_names: list[str] | None
-    max_iterations: int
-    max_cost_usd: float | None
-    max_tokens: int | None
-    timeout_s: float
+    """Only these of the backend's tools (None: all)."""
+    limits: Limits
+    """Iterations, wall time, tokens and USD the run may use."""
     stream: bool
+    """The caller streams the run (SSE)."""
     metadata: dict[str, Any]
+    """The caller's metadata, copied into the trace record."""
     profile: str | None
+    """The agent profile the run uses."""
     client_tools: tuple[dict[str, Any], ...] = ()
     """OpenAI function tools the *client* executes (``mini-agent/<profile>`` requests with ``tools``):
     offered to the model next to the run's own tools; a call to one ends the run (``tool_calls``)."""
+
+    @property
+    def max_iterations(self) -> int:
+        return self.limits.max_iterations
+
+    @property
+    def timeout_s(self) -> float:
+        return self.limits.timeout_s
 
 
 def _capped(name: str, value: float | int | None, cap: float | int) -> None:
@@ -143,10 +157,12 @@ def resolve(request: AgentRunRequest, agent: AgentConfig) -> RunSpec:
         ladder=ladder,
         backend=backend,
         tool_names=tools,
-        max_iterations=request.max_iterations or (profile.max_iterations if profile and profile.max_iterations else None) or agent.max_iterations,
-        max_cost_usd=budget.max_cost_usd or base_budget.max_cost_usd,
-        max_tokens=budget.max_tokens or base_budget.max_tokens,
-        timeout_s=budget.timeout_s or base_budget.timeout_s,
+        limits=Limits(
+            max_iterations=request.max_iterations or (profile.max_iterations if profile and profile.max_iterations else None) or agent.max_iterations,
+            timeout_s=budget.timeout_s or base_budget.timeout_s,
+            max_tokens=budget.max_tokens or base_budget.max_tokens,
+            max_cost_usd=budget.max_cost_usd or base_budget.max_cost_usd,
+        ),
         stream=request.stream,
         metadata=dict(request.metadata or {}),
         profile=request.profile,

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,10 +11,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from proxy_ext.agent import service
+from proxy_ext.agent import events as ev
+from proxy_ext.agent import facade
 from proxy_ext.agent.errors import AgentRequestError
-from proxy_ext.agent.request import AgentRunRequest, resolve
-from proxy_ext.exceptions import error_body
+from proxy_ext.agent.request import AgentRunRequest
+from proxy_ext.exceptions import ProxyExtError, error_body
 from proxy_ext.guard import content_type_problem, parse_json_object
 from proxy_ext.state import get_runtime
 
@@ -58,40 +58,55 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, default=str, separators=(',', ':'))}\n\n".encode()
 
 
-def _stream(prepared: service.PreparedRun, limit: int) -> StreamingResponse:
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+def sse_frame(event: ev.RunEvent) -> bytes | None:
+    """The SSE frame of a run event (None: not part of the stream). The wire format of
+    docs/agent.md "Streaming progress"."""
+    if isinstance(event, ev.RunStarted):
+        return _sse("run_started", {"trace_id": event.trace_id, "models": event.models, "backend": event.backend, "tools": event.tools})
+    if isinstance(event, ev.ModelTurnFinished):
+        if not event.ok:
+            return None
+        return _sse("model_turn", {"type": "model_turn", "model": event.model, "ok": True, "iteration": event.iteration,
+                                   "prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
+                                   "cost_usd": event.cost_usd, "duration_ms": event.duration_ms, "tool_calls": event.tool_calls,
+                                   "message": event.message})
+    if isinstance(event, ev.AnswerDelta):
+        return _sse("answer_delta", {"text": event.text})
+    if isinstance(event, ev.ToolCallStarted):
+        return _sse("tool_call", {"id": event.id, "name": event.name, "arguments": event.arguments})
+    if isinstance(event, ev.ToolCallFinished):
+        return _sse("tool_result", {"id": event.id, "name": event.name, "ok": event.ok, "content": event.content, "duration_ms": event.duration_ms})
+    if isinstance(event, ev.Escalated):
+        return _sse("escalation", {"to": event.to_model, "reason": event.reason}) if event.to_model else None
+    if isinstance(event, ev.FellBack):
+        return _sse("fallback", {"model": event.model, "reason": event.reason})
+    if isinstance(event, ev.RunFinished):
+        if event.envelope is None:
+            return _sse("run_failed", {"message": "the run was cancelled"})
+        return _sse("run_completed", event.envelope.to_dict())
+    return None
 
-    async def emit(event: str, data: dict[str, Any]) -> None:
-        queue.put_nowait(_sse(event, data))
 
-    async def answer_delta(text: str) -> None:
-        queue.put_nowait(_sse("answer_delta", {"text": text}))
+def _stream(run: facade.AgentRun) -> StreamingResponse:
+    reader = run.events.reader()  # taken before the run's first step: every event is seen
 
-    async def events() -> AsyncIterator[bytes]:
-        # The run starts with the stream, not before the response: a stream that never starts (the
-        # client left first) never holds a slot. The run task owns its slot and is cancelled when
-        # the client hangs up (proxy_ext.request_context), whatever happens to this generator.
+    async def body() -> AsyncIterator[bytes]:
+        finished = False
         try:
-            task = service.start_run(prepared, limit, emit, on_text=answer_delta)
-        except AgentRequestError as exc:
-            yield _sse("run_failed", {"message": exc.message, "status": exc.status})
-            return
-        task.add_done_callback(lambda _: queue.put_nowait(None))
-        try:
-            while (item := await queue.get()) is not None:
-                yield item
-            if task.cancelled():
-                yield _sse("run_failed", {"message": "the run was cancelled"})
-            elif task.exception() is not None:
-                exc = task.exception()
-                yield _sse("run_failed", {"message": f"{type(exc).__name__}: {exc}"})
-            else:
-                yield _sse("run_completed", task.result().envelope.to_dict())
+            async for event in reader:
+                finished = finished or isinstance(event, ev.RunFinished)
+                frame = sse_frame(event)
+                if frame is not None:
+                    yield frame
+            if not finished:  # the run died without a last event
+                error = run.task.exception() if run.task.done() and not run.task.cancelled() else None
+                yield _sse("run_failed", {"message": f"{type(error).__name__}: {error}" if error else "the run was cancelled"})
         finally:
-            task.cancel()  # no await here: this may run inside a cancelled scope; the task cleans up itself
+            reader.close()
+            run.cancel()  # no await here: this may run inside a cancelled scope; the task cleans up itself
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"cache-control": "no-store", "x-accel-buffering": "no", "x-proxy-ext-trace-id": prepared.trace_id})
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"cache-control": "no-store", "x-accel-buffering": "no", "x-proxy-ext-trace-id": run.trace_id})
 
 
 _SCHEMA_PREFIX = "ProxyExt"
@@ -158,17 +173,13 @@ def build_router() -> APIRouter:
                 parsed = AgentRunRequest.model_validate(payload)
             except ValidationError as exc:
                 raise AgentRequestError(_validation_message(exc), status=422) from None
-            spec = resolve(parsed, agent)
-            base_url = service.proxy_base_url(request.scope.get("server"), request.url.scheme, agent.proxy_base_url)
-            prepared = await service.prepare(runtime, spec, request.headers, base_url)
-            if spec.stream:
-                service.run_slots.check(agent.limits.max_concurrent_runs)
-                return _stream(prepared, agent.limits.max_concurrent_runs)
-            outcome = await service.run_for_client(prepared, agent.limits.max_concurrent_runs)
-        except AgentRequestError as exc:
+            caller = facade.Caller(request.headers, request.scope.get("server"), request.url.scheme)
+            run = await facade.start(parsed, caller, stream_text=parsed.stream, runtime=runtime)
+            if parsed.stream:
+                return _stream(run)
+            result = await run.result()
+        except ProxyExtError as exc:
             return error_response(exc.status, exc.message)
-        if outcome.refused_status:
-            return error_response(outcome.refused_status, outcome.envelope.metrics.error or "model refused for this key")
-        return JSONResponse(outcome.envelope.to_dict(), headers={"x-proxy-ext-trace-id": prepared.trace_id})
+        return JSONResponse(result.envelope.to_dict(), headers={"x-proxy-ext-trace-id": run.trace_id})
 
     return router

@@ -1,16 +1,14 @@
-"""Preparing and finishing a run outside HTTP concerns: validation against the proxy, tools, traces.
+"""Preparing a run against this proxy: models, tools, the model client, run slots, trace writers.
 
-Shared by the /agent/run route and the ``mini-agent/<profile>`` model provider.
+Used by the run facade (:mod:`proxy_ext.agent.facade`), the one way every entry point starts a run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,17 +17,15 @@ import httpx
 from proxy_ext.agent import metrics as agent_metrics
 from proxy_ext.agent.backends import backend_for
 from proxy_ext.agent.errors import AgentRequestError
-from proxy_ext.exceptions import ClientDisconnected
 from proxy_ext.agent.model_client import ModelClient, forwardable_headers
 from proxy_ext.agent.request import RunSpec
-from proxy_ext.agent.runner import Emit, RunOutcome, RunSettings, run_agent
+from proxy_ext.agent.runner import RunSettings
 from proxy_ext.agent.traces import Redactor, TraceWriter, environment_secrets
 from proxy_ext.config import agent_model_names
-from proxy_ext.request_context import cancel_on_disconnect, watch_client
 from proxy_ext.state import Runtime
 from proxy_ext.tools.base import ToolContext, ToolSpec
 
-__all__ = ["PreparedRun", "RUN_TASK_PREFIX", "execute", "prepare", "proxy_base_url", "run_for_client", "run_slots", "start_run"]
+__all__ = ["PreparedRun", "RUN_TASK_PREFIX", "TASK_PREFIX", "prepare", "proxy_base_url", "run_slots", "trace_writer"]
 
 
 _clients: dict[tuple[int, str], httpx.AsyncClient] = {}
@@ -67,7 +63,7 @@ def _http_client(transport: str) -> httpx.AsyncClient:
 class RunSlots:
     """Counts runs in progress in this worker (``agent.limits.max_concurrent_runs``).
 
-    A slot belongs to a run task (:func:`start_run`) and is given back by the task's done
+    A slot belongs to a run task (:func:`proxy_ext.agent.facade.start`) and is given back by the task's done
     callback: a plain function that runs however the task ends (answer, error, cancellation by a
     client that left), so no code path can forget it or be cancelled before reaching it.
     """
@@ -106,45 +102,6 @@ def _live_run_tasks() -> int:
 agent_metrics.watch_runs(lambda: run_slots.active, _live_run_tasks)
 
 
-def start_run(run: "PreparedRun", limit: int, emit: Emit | None = None,
-              on_text: Callable[[str], Awaitable[None]] | None = None) -> "asyncio.Task[RunOutcome]":
-    """Start ``run`` as a task of its own (429 when ``limit`` runs are in progress).
-
-    The task holds a run slot for exactly its lifetime and is cancelled when the client of the
-    current HTTP request hangs up (or the request ends first): its model and tool calls are
-    cancelled with it. Awaiting the task from a coroutine that is cancelled cancels it too.
-    """
-    run_slots.acquire(limit)
-    watch_client()  # before the task exists: a client that already left cancels it before it starts
-    try:
-        task = asyncio.get_running_loop().create_task(execute(run, emit, on_text), name=RUN_TASK_PREFIX + run.trace_id)
-    except BaseException:
-        run_slots.release()
-        raise
-    unregister = cancel_on_disconnect(task)
-
-    def finished(_: "asyncio.Task[RunOutcome]") -> None:
-        run_slots.release()
-        unregister()
-
-    task.add_done_callback(finished)
-    return task
-
-
-async def run_for_client(run: "PreparedRun", limit: int, on_text: Callable[[str], Awaitable[None]] | None = None) -> RunOutcome:
-    """:func:`start_run` and wait for it. A run cancelled because its client hung up raises
-    :class:`ClientDisconnected` (499) here, not a bare CancelledError, unless this coroutine was
-    itself cancelled."""
-    task = start_run(run, limit, on_text=on_text)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if task.cancelled() and current is not None and not current.cancelling():
-            raise ClientDisconnected("the client disconnected; the agent run was cancelled") from None
-        raise
-
-
 @dataclass
 class PreparedRun:
     """A validated run, ready to execute."""
@@ -157,7 +114,9 @@ class PreparedRun:
     tool_ctx: ToolContext
     trace_id: str
     traces: TraceWriter | None
+    """Where the run's trace record goes (None: traces are off)."""
     headers: dict[str, str]
+    """The caller's headers, lower-case names."""
 
 
 def proxy_base_url(server: tuple[str, int] | None, scheme: str, configured: str | None) -> str:
@@ -185,7 +144,9 @@ def _model_problem(name: str, agent_models: set[str]) -> str | None:
     return None
 
 
-def _trace_writer(runtime: Runtime, headers: Mapping[str, str]) -> TraceWriter | None:
+def trace_writer(runtime: Runtime, headers: Mapping[str, str]) -> TraceWriter | None:
+    """The trace writer of a run (None: traces are off), redacting the caller's keys, the master
+    key and secret-looking environment values."""
     traces = runtime.settings.traces
     if not traces.enabled:
         return None
@@ -211,11 +172,11 @@ async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], b
     lower = {k.lower(): v for k, v in headers.items()}
     trace_id = uuid.uuid4().hex
     backend = backend_for(runtime.settings, spec.backend)
-    tool_ctx = ToolContext(request_headers=lower, run_id=trace_id, timeout_s=spec.timeout_s)
+    tool_ctx = ToolContext(request_headers=lower, run_id=trace_id, timeout_s=spec.limits.timeout_s)
     tools: list[ToolSpec] = []
     if spec.backend != "echo":
         try:
-            tools = await asyncio.wait_for(backend.list_tools(tool_ctx), timeout=min(spec.timeout_s, 30.0))
+            tools = await asyncio.wait_for(backend.list_tools(tool_ctx), timeout=min(spec.limits.timeout_s, 30.0))
         except AgentRequestError:
             raise
         except Exception as exc:  # e.g. the tool host is down: a dependency problem, said plainly
@@ -242,40 +203,4 @@ async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], b
     transport = agent.model_transport
     client = ModelClient(base_url if transport == "http" else "http://proxy.internal", forwardable_headers(headers),
                          _http_client(transport), _http_client("asgi-stream" if transport == "asgi" else transport))
-    return PreparedRun(spec, settings, client, backend, tools, tool_ctx, trace_id, _trace_writer(runtime, lower), lower)
-
-
-async def execute(run: PreparedRun, emit: Emit | None = None, on_text: Callable[[str], Awaitable[None]] | None = None) -> RunOutcome:
-    """Run it; write the trace record (also when the run is cancelled by a disconnect).
-
-    ``on_text`` streams the model calls and receives answer text as it is produced."""
-    started = time.time()
-    outcome: RunOutcome | None = None
-    try:
-        outcome = await run_agent(run.spec, run.settings, run.client, run.backend, run.tools, run.tool_ctx, run.trace_id, emit, on_text)
-        return outcome
-    finally:
-        if run.traces is not None:
-            record = _trace_record(run, started, outcome)
-            # Shielded: a cancelled (disconnected) run still leaves its record.
-            await asyncio.shield(asyncio.ensure_future(run.traces.write(record)))
-
-
-def _trace_record(run: PreparedRun, started: float, outcome: RunOutcome | None) -> dict[str, Any]:
-    spec = run.spec
-    return {
-        "trace_id": run.trace_id,
-        "started_at": started,
-        "finished_at": time.time(),
-        "cancelled": outcome is None,
-        "worker_pid": os.getpid(),
-        "request": {
-            "models": spec.ladder, "backend": spec.backend, "tools": [t.name for t in run.tools],
-            "max_iterations": spec.max_iterations, "budget": {"max_cost_usd": spec.max_cost_usd,
-            "max_tokens": spec.max_tokens, "timeout_s": spec.timeout_s}, "stream": spec.stream,
-            "profile": spec.profile, "metadata": spec.metadata, "messages": spec.messages,
-            "headers": run.headers,
-        },
-        "steps": outcome.steps if outcome else [],
-        "envelope": outcome.envelope.to_dict() if outcome else None,
-    }
+    return PreparedRun(spec, settings, client, backend, tools, tool_ctx, trace_id, trace_writer(runtime, lower), lower)

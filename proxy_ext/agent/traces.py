@@ -12,10 +12,11 @@ import functools
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Redactor", "TraceWriter", "environment_secrets"]
+__all__ = ["Redactor", "TraceRecorder", "TraceWriter", "environment_secrets"]
 
 REDACTED = "[REDACTED]"
 _SECRET_KEYS = re.compile(r"(authorization|api[-_]?key|secret|password|token|cookie)", re.I)
@@ -83,3 +84,52 @@ class TraceWriter:
     async def write(self, record: dict[str, Any]) -> None:
         line = (json.dumps(self.redactor(record), default=str, separators=(",", ":")) + "\n").encode()
         await asyncio.to_thread(self._write, line)
+
+
+class TraceRecorder:
+    """The JSONL trace consumer of a run's events: collects the steps and, when the run ends
+    (also when it is cancelled), writes one record. :meth:`flush` waits for the write."""
+
+    def __init__(self, writer: TraceWriter, request: dict[str, Any], trace_id: str) -> None:
+        self.writer = writer
+        self.request = request
+        self.trace_id = trace_id
+        self.started_at = time.time()
+        self.steps: list[dict[str, Any]] = []
+        self._write: asyncio.Task[None] | None = None
+
+    def __call__(self, event: Any) -> None:
+        from proxy_ext.agent import events as ev
+
+        if isinstance(event, ev.RunStarted):
+            self.started_at = event.at
+            self.request["tools"] = list(event.tools)
+        elif isinstance(event, ev.ModelTurnFinished):
+            if event.ok:
+                self.steps.append({"type": "model_turn", "model": event.model, "ok": True, "iteration": event.iteration,
+                                   "prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
+                                   "cost_usd": event.cost_usd, "duration_ms": event.duration_ms, "tool_calls": event.tool_calls})
+            else:
+                self.steps.append({"type": "model_turn", "model": event.model, "ok": False, "status": event.status,
+                                   "error": event.error, "duration_ms": event.duration_ms})
+        elif isinstance(event, ev.ToolCallFinished):
+            self.steps.append({"type": "tool_call", "id": event.id, "name": event.name, "ok": event.ok,
+                               "duration_ms": event.duration_ms, **({"error": event.error} if not event.ok else {})})
+        elif isinstance(event, ev.Escalated):
+            self.steps.append({"type": "escalation", "from": event.from_model, "reason": event.reason, "detail": event.detail})
+        elif isinstance(event, ev.RunFinished):
+            self.finish(event.envelope.to_dict() if event.envelope is not None else None, event.at)
+
+    def finish(self, envelope: dict[str, Any] | None, at: float | None = None) -> None:
+        """Write the record (once): ``envelope`` None means the run was cancelled."""
+        if self._write is not None:
+            return
+        record = {"trace_id": self.trace_id, "started_at": self.started_at, "finished_at": at or time.time(),
+                  "cancelled": envelope is None, "worker_pid": os.getpid(), "request": self.request,
+                  "steps": self.steps, "envelope": envelope}
+        self._write = asyncio.get_running_loop().create_task(self.writer.write(record), name="proxy_ext.trace_write")
+
+    async def flush(self) -> None:
+        """Wait for the record to be written (shielded: a cancelled caller still leaves it)."""
+        if self._write is not None:
+            await asyncio.shield(self._write)

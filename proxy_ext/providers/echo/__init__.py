@@ -24,15 +24,13 @@ from typing import Any
 from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk, ModelResponse, Usage
 
+from proxy_ext.response_utils import content_text
+
 __all__ = ["EchoLLM", "handler", "echo_text"]
 
 
 def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts
-        return " ".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
-    return ""
+    return content_text(content, " ") if isinstance(content, (str, list)) else ""
 
 
 def echo_text(messages: list[dict[str, Any]]) -> str:

@@ -29,8 +29,6 @@ not silently paid for twice.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, NoReturn
@@ -54,16 +52,14 @@ def _raise_for(status: int, message: str, model: str) -> NoReturn:
     raise provider_error(PROVIDER, status, message, model)
 
 
-async def _run(model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any] | None,
-               on_text: Callable[[str], Awaitable[None]] | None = None) -> tuple[Any, str]:
-    """Run the profile's agent on ``messages`` (with the client's ``tools``); return (outcome,
-    profile). ``on_text`` receives answer text as the models produce it."""
+async def _start(model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any] | None, stream_text: bool = False) -> Any:
+    """Start the profile's agent on ``messages`` (with the client's ``tools``) through the run
+    facade, as the caller of the current request; the started run."""
     from pydantic import ValidationError
 
-    from proxy_ext.agent import service
-    from proxy_ext.agent.errors import AgentRequestError
-    from proxy_ext.agent.request import AgentRunRequest, resolve
-    from proxy_ext.hooks.cost import note_agent_run_cost
+    from proxy_ext.agent import facade
+    from proxy_ext.agent.request import AgentRunRequest
+    from proxy_ext.exceptions import ProxyExtError
     from proxy_ext.request_context import current_request
     from proxy_ext.state import get_runtime
 
@@ -80,24 +76,32 @@ async def _run(model: str, messages: list[dict[str, Any]], optional_params: dict
     try:
         tools = client_tools(profile, optional_params)
         parsed = AgentRunRequest(messages=[dict(m) for m in messages], profile=profile)
-        spec = dataclasses.replace(resolve(parsed, agent), client_tools=tools)
-        base_url = service.proxy_base_url(request.server, request.scheme, agent.proxy_base_url)
-        prepared = await service.prepare(runtime, spec, request.headers, base_url)
-        outcome = await service.run_for_client(prepared, agent.limits.max_concurrent_runs, on_text=on_text)
+        caller = facade.Caller(request.headers, request.server, request.scheme)
+        return await facade.start(parsed, caller, client_tools=tuple(tools), stream_text=stream_text, runtime=runtime)
     except ClientToolError as exc:
         _raise_for(400, str(exc), model)
     except ValidationError as exc:
         _raise_for(400, f"invalid messages for an agent run: {exc.errors()[0]['msg']}", model)
-    except AgentRequestError as exc:
+    except ProxyExtError as exc:
         _raise_for(exc.status, exc.message, model)
-    envelope = outcome.envelope
-    if outcome.refused_status:
-        _raise_for(outcome.refused_status, envelope.metrics.error or "model refused for this key", model)
+
+
+async def _finish(run: Any, model: str) -> Any:
+    """The run's result, or the provider error a failed run is (a run without an answer is an
+    error response, never an empty answer)."""
+    from proxy_ext.exceptions import ProxyExtError
+    from proxy_ext.hooks.cost import note_agent_run_cost
+
+    try:
+        result = await run.result()
+    except ProxyExtError as exc:
+        _raise_for(exc.status, exc.message, model)
+    envelope = result.envelope
     if not envelope.ok:
         _raise_for(400, f"agent run stopped: {envelope.stopped_reason}: {envelope.metrics.error} "
                         f"(trace_id {envelope.metrics.trace_id})", model)
-    note_agent_run_cost(envelope.metrics.cost_usd, outcome.input_cost_usd, outcome.output_cost_usd)
-    return outcome, profile
+    note_agent_run_cost(envelope.metrics.cost_usd, result.usage.input_cost_usd, result.usage.output_cost_usd)
+    return result
 
 
 def _metrics(envelope: Any) -> dict[str, Any]:
@@ -133,8 +137,9 @@ class MiniAgentLLM(CustomLLM):
 
     async def acompletion(self, model: str, messages: list, *args: Any, model_response: ModelResponse,  # type: ignore[override]
                           optional_params: dict[str, Any] | None = None, **kwargs: Any) -> ModelResponse:
-        outcome, profile = await _run(model, messages, optional_params)
-        envelope = outcome.envelope
+        run = await _start(model, messages, optional_params)
+        envelope = (await _finish(run, model)).envelope
+        profile = _profile_name(model)
         text, calls = _answer(envelope)
         model_response.choices[0].message = Message(  # type: ignore[union-attr]
             content=text or (None if calls else ""), role="assistant", tool_calls=calls or None,
@@ -149,26 +154,29 @@ class MiniAgentLLM(CustomLLM):
                          **kwargs: Any) -> AsyncIterator[GenericStreamingChunk]:
         """Answer text streams as the agent's models produce it; client tool calls and usage come
         last (the run's metrics are in the trace record and non-streamed replies)."""
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
-        task = asyncio.create_task(_run(model, messages, optional_params, on_text=queue.put))
-        task.add_done_callback(lambda _: queue.put_nowait(None))
+        from proxy_ext.agent.events import AnswerDelta
+
+        run = await _start(model, messages, optional_params, stream_text=True)
+        reader = run.events.reader()
         streamed = False
         try:
-            while (text := await queue.get()) is not None:
-                streamed = True
-                yield _chunk(text)
-            outcome, _ = await task  # a failed run raises its provider error here
+            async for event in reader:
+                if isinstance(event, AnswerDelta):
+                    streamed = True
+                    yield _chunk(event.text)
+            result = await _finish(run, model)  # a failed run raises its provider error here
         finally:
             # The client went away (or the stream ended): cancel the run. No await here: this may run
             # in a cancelled scope; the run task cleans up after itself and frees its slot.
-            task.cancel()
-        text, calls = _answer(outcome.envelope)
+            reader.close()
+            run.cancel()
+        text, calls = _answer(result.envelope)
         if not streamed and text:  # e.g. a model that does not stream
             yield _chunk(text)
         for index, call in enumerate(calls):
             yield _tool_chunk(index, call)
         yield GenericStreamingChunk(text="", is_finished=True, finish_reason="tool_calls" if calls else "stop",
-                                    usage=_usage(outcome.envelope), index=0, tool_use=None)  # type: ignore[typeddict-item]
+                                    usage=_usage(result.envelope), index=0, tool_use=None)  # type: ignore[typeddict-item]
 
     def completion(self, model: str, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
         _raise_for(400, "mini-agent models are served by the proxy's async path only; call them through the proxy", model)
