@@ -49,8 +49,9 @@ doctor: env
 	  exec $(VENV)/bin/proxy-ext doctor --config proxy_config.yaml
 
 CODEX_CLI_STAMP := tests/codex_cli/node_modules/.package-lock.json
+MCP_SERVER_STAMP := tests/mcp_everything/node_modules/.package-lock.json
 
-node-deps: $(CODEX_CLI_STAMP)
+node-deps: $(CODEX_CLI_STAMP) $(MCP_SERVER_STAMP)
 	@if command -v npm >/dev/null 2>&1 && [ -f tests/node/package-lock.json ]; then \
 	  (cd tests/node && npm ci --no-audit --no-fund --silent); \
 	else echo "node/npm not present or no tests/node/package-lock.json: Node tests will be skipped"; fi
@@ -61,6 +62,12 @@ $(CODEX_CLI_STAMP): tests/codex_cli/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
 	  (cd tests/codex_cli && npm ci --no-audit --no-fund --silent) && touch $@; \
 	else echo "node/npm not present: the real codex CLI end-to-end test will be skipped"; fi
+
+# The official MCP reference server for tests/test_mcp_tools.py (version pinned by package-lock.json).
+$(MCP_SERVER_STAMP): tests/mcp_everything/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  (cd tests/mcp_everything && npm ci --no-audit --no-fund --silent) && touch $@; \
+	else echo "node/npm not present: the MCP reference-server tests will be skipped"; fi
 
 codex-e2e: env node-deps
 	$(VENV)/bin/python -m pytest tests/test_codex_cli_e2e.py -q $(PYTEST_ARGS)

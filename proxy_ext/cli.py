@@ -185,6 +185,12 @@ def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport)
         isolation = ready.exec_isolation(runtime)
         if settings.tools.exec.isolation == "auto" and getattr(isolation, "mode") != "bwrap":
             report.warnings.append(f"tools.exec.isolation: {getattr(isolation, 'reason')} (install bubblewrap: apt-get install bubblewrap)")
+    if settings.tools.mcp.enabled:
+        from proxy_ext.tools.mcp.doctor import mcp_report
+
+        _, warnings, problems = mcp_report(runtime.document, settings.tools.mcp)
+        report.warnings.extend(warnings)
+        report.problems.extend(problems)
     http = settings.tools.http
     if http.base_url:
         problem = asyncio.run(ready.tool_host_problem(http.base_url, dict(http.headers), settings.ready.check_timeout_s))
@@ -227,6 +233,12 @@ def _isolation_line(runtime: Runtime) -> str:
     return exec_isolation(runtime).describe()  # type: ignore[attr-defined]
 
 
+def _mcp_line(runtime: Runtime) -> str:
+    from proxy_ext.tools.mcp.doctor import mcp_report
+
+    return mcp_report(runtime.document, runtime.settings.tools.mcp)[0]
+
+
 def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) -> None:
     from proxy_ext import metrics
 
@@ -250,6 +262,7 @@ def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) ->
         "exec tools": state(s.tools.exec.enabled, f"shell_mode={s.tools.exec.shell_mode}" if s.tools.exec.enabled else ""),
         **({"exec isolation": _isolation_line(runtime)} if s.tools.exec.enabled else {}),
         "http tool host": state(bool(s.tools.http.base_url), s.tools.http.base_url or ""),
+        "mcp tools": state(on and s.tools.mcp.enabled and bool(_mcp_line(runtime)), _mcp_line(runtime)),
         "agent as a model (mini-agent/*)": state(on and bool(served), ", ".join(served)),
         "codex-agent provider": state(s.providers.codex_agent.enabled, f"mode={s.providers.codex_agent.mode}"),
     }

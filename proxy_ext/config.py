@@ -31,6 +31,7 @@ __all__ = [
     "ExecToolConfig",
     "GuardConfig",
     "HttpToolConfig",
+    "McpToolConfig",
     "MetricsConfig",
     "ProvidersConfig",
     "ProxyExtConfig",
@@ -340,6 +341,26 @@ class HttpToolConfig(_Section):
         return value.rstrip("/") if value else value
 
 
+class McpToolConfig(_Section):
+    """``proxy_ext.tools.mcp``: the MCP servers of LiteLLM's gateway (``mcp_servers:``) as agent tools."""
+
+    enabled: bool = True
+    """Offer the tools of the config's ``mcp_servers:`` to the agent (``local`` backend), each key
+    seeing only the servers and tools LiteLLM lets it use. Stdio servers also need LiteLLM's
+    ``LITELLM_ENABLE_MCP_STDIO=true``."""
+    servers: list[str] | None = None
+    """Only these servers (names or aliases as in ``mcp_servers:``; None: all)."""
+    timeout_s: float = Field(default=30.0, gt=0)
+    """Longest wait for one MCP tool call (and for a server to start); the session of a call that
+    does not answer is closed, so the server sees it cancelled."""
+    sessions_per_server: int = Field(default=2, ge=1, le=16)
+    """Persistent sessions kept per server (stdio: processes); parallel calls beyond wait."""
+    tools_cache_ttl_s: float = Field(default=300.0, ge=0)
+    """How long a server's tool list is reused before it is listed again."""
+    max_output_bytes: int = Field(default=65_536, ge=1024)
+    """Longest tool result text kept (the agent cuts to ``agent.limits.max_tool_result_bytes`` too)."""
+
+
 class ToolsConfig(_Section):
     """``proxy_ext.tools``."""
 
@@ -347,6 +368,8 @@ class ToolsConfig(_Section):
     """Sandboxed exec tools."""
     http: HttpToolConfig = Field(default_factory=HttpToolConfig)
     """HTTP tool host."""
+    mcp: McpToolConfig = Field(default_factory=McpToolConfig)
+    """MCP servers of LiteLLM's gateway."""
 
 
 # ---------------------------------------------------------------------------------- other sections

@@ -159,6 +159,39 @@ async def check_codex_cli(runtime: Runtime, timeout_s: float) -> CheckResult:
     return CheckResult(problem is None, problem or "")
 
 
+MCP_RECHECK_S = 30.0
+"""A server's last state is reused this long; then /ready contacts it again."""
+
+
+def _mcp_check(server: object) -> Check:
+    async def check_mcp_server(runtime: Runtime, timeout_s: float) -> CheckResult:
+        from proxy_ext.agent.backends import mcp_backend
+
+        backend = mcp_backend(runtime.settings)
+        state = backend.states.get(getattr(server, "server_id", ""))
+        if state is None or state.ok is None or time.time() - state.checked_at > MCP_RECHECK_S:
+            try:
+                await backend.server_tools(server, max_age_s=MCP_RECHECK_S)
+            except Exception:  # noqa: BLE001 - the state says why
+                pass
+            state = backend.states.get(getattr(server, "server_id", ""))
+        if state is None or not state.ok:
+            return CheckResult(False, "MCP server unavailable")
+        return CheckResult(True)
+
+    return check_mcp_server
+
+
+def mcp_checks(runtime: Runtime) -> dict[str, Check]:
+    """One check per MCP server the agent uses (``mcp_<server>``)."""
+    if not runtime.settings.tools.mcp.enabled:
+        return {}
+    from proxy_ext import litellm_adapter as adapter
+    from proxy_ext.agent.backends import mcp_backend
+
+    return {f"mcp_{adapter.mcp_server_label(server)}": _mcp_check(server) for server in mcp_backend(runtime.settings).servers()}
+
+
 def enabled_checks(runtime: Runtime) -> dict[str, Check]:
     """The checks that apply to this configuration, by name."""
     settings = runtime.settings
@@ -172,6 +205,7 @@ def enabled_checks(runtime: Runtime) -> dict[str, Check]:
         checks["exec_isolation"] = check_exec_isolation
     if codex_cli_in_use(runtime):
         checks["codex_cli"] = check_codex_cli
+    checks.update(mcp_checks(runtime))
     return checks
 
 

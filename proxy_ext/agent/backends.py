@@ -1,4 +1,5 @@
-"""Which tools a run gets: the ``local``, ``http`` and ``echo`` backends, built once per process."""
+"""Which tools a run gets: the ``local`` (built-in and your Python tools, MCP servers, exec tools),
+``http`` and ``echo`` backends, built once per process."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from proxy_ext.agent.local_tools import LocalToolRegistry
 from proxy_ext.config import ProxyExtConfig
 from proxy_ext.tools.base import ToolBackend, ToolContext, ToolResult, ToolSpec
 
-__all__ = ["CompositeBackend", "NoTools", "backend_for"]
+__all__ = ["CompositeBackend", "NoTools", "backend_for", "mcp_backend"]
 
 
 class NoTools:
@@ -62,6 +63,8 @@ def _build(settings: ProxyExtConfig, name: str) -> ToolBackend:
             raise AgentRequestError("backend 'http' is not available in this build of proxy_ext", status=501) from None
         return HttpToolBackend(settings.tools.http)
     backends: list[ToolBackend] = [LocalToolRegistry.from_dotted_paths(settings.agent.local_tools)]
+    if settings.tools.mcp.enabled:
+        backends.append(mcp_backend(settings))
     if settings.tools.exec.enabled:
         try:
             from proxy_ext.tools.exec import ExecToolBackend  # type: ignore[attr-defined]
@@ -69,6 +72,19 @@ def _build(settings: ProxyExtConfig, name: str) -> ToolBackend:
             raise AgentRequestError("tools.exec is enabled but the exec tools are not available in this build", status=501) from None
         backends.append(ExecToolBackend(settings.tools.exec))
     return CompositeBackend(backends)
+
+
+_mcp: dict[int, Any] = {}
+
+
+def mcp_backend(settings: ProxyExtConfig) -> Any:
+    """The process-wide MCP backend for these settings (its sessions and catalog are shared)."""
+    from proxy_ext.tools.mcp import McpToolBackend
+
+    backend = _mcp.get(id(settings))
+    if backend is None:
+        backend = _mcp[id(settings)] = McpToolBackend(settings.tools.mcp)
+    return backend
 
 
 def backend_for(settings: ProxyExtConfig, name: str) -> ToolBackend:

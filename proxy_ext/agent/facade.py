@@ -44,6 +44,9 @@ class Caller:
     """Address the request arrived on (for ``agent.model_transport: http``)."""
     scheme: str = "http"
     """``http`` or ``https``."""
+    identity: Any = None
+    """The caller's identity as the proxy's auth resolved it (LiteLLM's ``UserAPIKeyAuth``), for
+    tool backends that apply the proxy's own permissions (MCP servers)."""
 
 
 class AgentRun:
@@ -144,7 +147,7 @@ async def start(request: AgentRunRequest, caller: Caller, *, client_tools: tuple
     if client_tools:
         spec = dataclasses.replace(spec, client_tools=tuple(client_tools))
     base_url = service.proxy_base_url(caller.server, caller.scheme, agent.proxy_base_url)
-    prepared = await service.prepare(runtime, spec, caller.headers, base_url)
+    prepared = await service.prepare(runtime, spec, caller.headers, base_url, caller.identity)
     events = EventStream([agent_metrics.observe])
     recorder = None
     if prepared.traces is not None:

@@ -161,9 +161,9 @@ def build_router() -> APIRouter:
 
     router = APIRouter()
 
-    @router.post("/agent/run", tags=["proxy_ext"], dependencies=[Depends(litellm_adapter.auth_dependency())],
-                 summary="Run the agent loop over this proxy's models", responses=_RUN_RESPONSES, openapi_extra=_RUN_BODY)
-    async def agent_run(request: Request) -> Any:
+    @router.post("/agent/run", tags=["proxy_ext"], summary="Run the agent loop over this proxy's models",
+                 responses=_RUN_RESPONSES, openapi_extra=_RUN_BODY)
+    async def agent_run(request: Request, identity: Any = Depends(litellm_adapter.auth_dependency())) -> Any:
         """One agent run: the body is an ``AgentRunRequest``, the answer its envelope (or SSE events)."""
         runtime = get_runtime()
         agent = runtime.settings.agent
@@ -173,7 +173,7 @@ def build_router() -> APIRouter:
                 parsed = AgentRunRequest.model_validate(payload)
             except ValidationError as exc:
                 raise AgentRequestError(_validation_message(exc), status=422) from None
-            caller = facade.Caller(request.headers, request.scope.get("server"), request.url.scheme)
+            caller = facade.Caller(request.headers, request.scope.get("server"), request.url.scheme, identity)
             run = await facade.start(parsed, caller, stream_text=parsed.stream, runtime=runtime)
             if parsed.stream:
                 return _stream(run)

@@ -14,6 +14,7 @@ itself keeps only what the envelope needs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -29,7 +30,7 @@ from proxy_ext.agent.model_client import ModelClient, ModelTurn
 from proxy_ext.agent.request import RunSpec
 from proxy_ext.agent.usage import Usage
 from proxy_ext.exceptions import ModelCallError, ModelRefused
-from proxy_ext.tools.base import ToolBackend, ToolContext, ToolResult, ToolSpec
+from proxy_ext.tools.base import ToolBackend, ToolContext, ToolResult, ToolSpec, cap_text
 
 __all__ = ["InputFilter", "RunResult", "RunSettings", "run_agent"]
 
@@ -159,7 +160,7 @@ class _Run:
         except ValueError as exc:
             return ToolResult(ok=False, error=f"arguments must be a JSON object ({exc})")
         async with semaphore:
-            ctx = ToolContext(self.tool_ctx.request_headers, self.tool_ctx.run_id, max(self.remaining(), 0.001))
+            ctx = dataclasses.replace(self.tool_ctx, timeout_s=max(self.remaining(), 0.001))
             try:
                 return await self.backend.invoke(name, arguments, ctx)
             except asyncio.CancelledError:
@@ -183,12 +184,7 @@ class _Run:
         return list(await asyncio.gather(*(one(call) for call in calls)))
 
     def tool_text(self, result: ToolResult) -> str:
-        text = result.model_text()
-        limit = self.settings.max_tool_result_bytes
-        encoded = text.encode()
-        if len(encoded) > limit:
-            text = encoded[:limit].decode(errors="ignore") + f"\n[truncated: {len(encoded) - limit} more bytes]"
-        return text
+        return cap_text(result.model_text(), self.settings.max_tool_result_bytes)
 
     async def on_model(self, model: str) -> str:
         """Run turns on ``model``; return the final answer or raise _Escalate/_BudgetExceeded/_Refused/_HandBack."""

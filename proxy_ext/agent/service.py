@@ -6,6 +6,7 @@ Used by the run facade (:mod:`proxy_ext.agent.facade`), the one way every entry 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import threading
 import uuid
 from collections.abc import Mapping
@@ -160,7 +161,17 @@ def trace_writer(runtime: Runtime, headers: Mapping[str, str]) -> TraceWriter | 
     return TraceWriter(runtime.resolve_path(traces.path), Redactor(traces.redact_patterns, literals))
 
 
-async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], base_url: str) -> PreparedRun:
+def select_tools(tools: list[ToolSpec], wanted: list[str], backend: str) -> list[ToolSpec]:
+    """The tools named in ``wanted`` (names, or patterns such as ``everything-*`` for all tools of
+    one MCP server); a name or pattern that matches no tool the caller may use is a 400."""
+    available = [t.name for t in tools]
+    unknown = [w for w in wanted if not fnmatch.filter(available, w)]
+    if unknown:
+        raise AgentRequestError(f"unknown tool(s) {unknown} for backend {backend!r}; available: {sorted(available)}")
+    return [t for t in tools if any(fnmatch.fnmatchcase(t.name, w) for w in wanted)]
+
+
+async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], base_url: str, identity: Any = None) -> PreparedRun:
     """Check models, backend and tools against this proxy; raise AgentRequestError (4xx) on problems."""
     agent = runtime.settings.agent
     if spec.backend != "echo":
@@ -172,7 +183,7 @@ async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], b
     lower = {k.lower(): v for k, v in headers.items()}
     trace_id = uuid.uuid4().hex
     backend = backend_for(runtime.settings, spec.backend)
-    tool_ctx = ToolContext(request_headers=lower, run_id=trace_id, timeout_s=spec.limits.timeout_s)
+    tool_ctx = ToolContext(request_headers=lower, run_id=trace_id, timeout_s=spec.limits.timeout_s, identity=identity)
     tools: list[ToolSpec] = []
     if spec.backend != "echo":
         try:
@@ -182,12 +193,7 @@ async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], b
         except Exception as exc:  # e.g. the tool host is down: a dependency problem, said plainly
             raise AgentRequestError(f"tool backend {spec.backend!r} is unavailable: {type(exc).__name__}: {exc}", status=503) from None
         if spec.tool_names is not None:
-            available = {t.name for t in tools}
-            unknown = [n for n in spec.tool_names if n not in available]
-            if unknown:
-                raise AgentRequestError(f"unknown tool(s) {unknown} for backend {spec.backend!r}; available: {sorted(available)}")
-            wanted = set(spec.tool_names)
-            tools = [t for t in tools if t.name in wanted]
+            tools = select_tools(tools, spec.tool_names, spec.backend)
         clash = sorted({t.name for t in tools} & {c["function"]["name"] for c in spec.client_tools})
         if clash:
             raise AgentRequestError(f"client tool(s) {clash} have the names of tools agent profile {spec.profile!r} runs itself; "

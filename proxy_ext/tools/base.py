@@ -1,4 +1,4 @@
-"""The contract between the agent loop and its tool backends (local, http, exec)."""
+"""The contract between the agent loop and its tool backends (local, exec, http, mcp)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ToolBackend", "ToolContext", "ToolResult", "ToolSpec"]
+__all__ = ["ToolBackend", "ToolContext", "ToolResult", "ToolSpec", "cap_text"]
+
+
+def cap_text(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` UTF-8 bytes, with a note of how much was cut."""
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text
+    return encoded[:limit].decode(errors="ignore") + f"\n[truncated: {len(encoded) - limit} more bytes]"
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,9 @@ class ToolContext:
     """Trace id of the run."""
     timeout_s: float | None = None
     """Time left in the run's budget; backends must not exceed it."""
+    identity: Any = None
+    """The caller's identity as the proxy resolved it (LiteLLM's ``UserAPIKeyAuth``), for backends
+    that apply the proxy's own permissions (MCP servers); None when unknown."""
 
 
 @runtime_checkable

@@ -52,11 +52,13 @@ def _raise_for(status: int, message: str, model: str) -> NoReturn:
     raise provider_error(PROVIDER, status, message, model)
 
 
-async def _start(model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any] | None, stream_text: bool = False) -> Any:
+async def _start(model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any] | None,
+                 litellm_params: dict[str, Any] | None, stream_text: bool = False) -> Any:
     """Start the profile's agent on ``messages`` (with the client's ``tools``) through the run
     facade, as the caller of the current request; the started run."""
     from pydantic import ValidationError
 
+    from proxy_ext import litellm_adapter as adapter
     from proxy_ext.agent import facade
     from proxy_ext.agent.request import AgentRunRequest
     from proxy_ext.exceptions import ProxyExtError
@@ -76,7 +78,7 @@ async def _start(model: str, messages: list[dict[str, Any]], optional_params: di
     try:
         tools = client_tools(profile, optional_params)
         parsed = AgentRunRequest(messages=[dict(m) for m in messages], profile=profile)
-        caller = facade.Caller(request.headers, request.server, request.scheme)
+        caller = facade.Caller(request.headers, request.server, request.scheme, adapter.caller_identity(litellm_params))
         return await facade.start(parsed, caller, client_tools=tuple(tools), stream_text=stream_text, runtime=runtime)
     except ClientToolError as exc:
         _raise_for(400, str(exc), model)
@@ -137,7 +139,7 @@ class MiniAgentLLM(CustomLLM):
 
     async def acompletion(self, model: str, messages: list, *args: Any, model_response: ModelResponse,  # type: ignore[override]
                           optional_params: dict[str, Any] | None = None, **kwargs: Any) -> ModelResponse:
-        run = await _start(model, messages, optional_params)
+        run = await _start(model, messages, optional_params, kwargs.get("litellm_params"))
         envelope = (await _finish(run, model)).envelope
         profile = _profile_name(model)
         text, calls = _answer(envelope)
@@ -156,7 +158,7 @@ class MiniAgentLLM(CustomLLM):
         last (the run's metrics are in the trace record and non-streamed replies)."""
         from proxy_ext.agent.events import AnswerDelta
 
-        run = await _start(model, messages, optional_params, stream_text=True)
+        run = await _start(model, messages, optional_params, kwargs.get("litellm_params"), stream_text=True)
         reader = run.events.reader()
         streamed = False
         try:
