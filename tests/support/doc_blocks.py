@@ -36,6 +36,8 @@ from tests.harness import REPO_ROOT, free_port
 
 __all__ = ["Block", "Terminal", "all_blocks", "shell_state"]
 
+MACHINE_ENV = {"SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT",
+               "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "NPM_CONFIG_REGISTRY", "npm_config_registry"}
 MAIN_PORT = 4000
 SERVICE_PORT = 8800
 FENCE = re.compile(r"^```([\w-]*)\n(.*?)^```\s*$", re.S | re.M)
@@ -128,6 +130,9 @@ class Terminal:
             (workdir / name).symlink_to(REPO_ROOT / name)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", str(root)), "LANG": "C.UTF-8",
                "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HOST": "127.0.0.1"}
+        # The machine's own network settings (a reader's shell has them): CA bundles and proxies,
+        # so `npm install` in a doc reaches the registry as it would for the reader.
+        env.update({name: value for name, value in os.environ.items() if name in MACHINE_ENV or name.lower().endswith("_proxy")})
         env.update({name: os.environ[name] for name in passthrough if os.environ.get(name)})
         return cls(workdir=workdir, service_port=service_port, env=env)
 
