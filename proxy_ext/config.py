@@ -109,6 +109,9 @@ class AgentProfile(_Section):
     """Budget for this profile."""
     system_prompt: str | None = None
     """System message prepended when the request has none."""
+    requires_approval: list[str] | None = None
+    """Tool names or patterns (``exec_*``, ``everything-*``) whose calls wait for a person's approval
+    (replaces ``agent.requires_approval`` for this profile)."""
 
 
 class AgentConfig(_Section):
@@ -147,6 +150,9 @@ class AgentConfig(_Section):
     Unix socket)."""
     local_tools: list[str] = Field(default_factory=list)
     """Dotted paths (``package.module.function``) of Python callables added to the local backend."""
+    requires_approval: list[str] = Field(default_factory=list)
+    """Tool names or patterns (``exec_*``) whose calls wait for a person's approval: the run pauses
+    (``awaiting_approval``) until ``POST /agent/runs/{id}/approvals`` decides (docs/agent.md)."""
     profiles: dict[str, AgentProfile] = Field(default_factory=dict)
     """Named agent profiles."""
 

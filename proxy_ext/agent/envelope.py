@@ -7,9 +7,13 @@ from typing import Any, Literal
 
 __all__ = ["Envelope", "RunMetrics", "StoppedReason"]
 
-StoppedReason = Literal["final_answer", "max_iterations", "budget_exceeded", "timeout", "error", "fallback", "tool_calls"]
+StoppedReason = Literal["final_answer", "max_iterations", "budget_exceeded", "timeout", "error", "fallback", "tool_calls",
+                        "awaiting_approval", "approval_expired", "cancelled", "interrupted"]
 """``tool_calls``: the model called one of the client's own tools (agent profiles served as models,
-``mini-agent/<profile>``, with OpenAI ``tools`` in the request); the run hands the calls back."""
+``mini-agent/<profile>``, with OpenAI ``tools`` in the request); the run hands the calls back.
+``awaiting_approval``: the run paused before tool calls that need a person's decision (its id and
+the pending calls are in ``metrics``); ``approval_expired``: nobody decided in time;
+``cancelled``: cancelled on request; ``interrupted``: its worker stopped and it could not go on."""
 
 
 @dataclass
@@ -38,6 +42,9 @@ class RunMetrics:
     """Identifier of the run (the trace record's ``trace_id``)."""
     error: str | None = None
     """Why the run failed; present only when ``ok`` is false (the envelope's keys stay fixed)."""
+    pending_approvals: list[dict[str, Any]] | None = None
+    """The tool calls awaiting a decision (only with ``stopped_reason: awaiting_approval``); decide
+    with ``POST /agent/runs/{trace_id}/approvals``."""
 
 
 @dataclass
@@ -52,6 +59,7 @@ class Envelope:
 
     def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
-        if body["metrics"]["error"] is None:
-            body["metrics"].pop("error")
+        for optional in ("error", "pending_approvals"):
+            if body["metrics"][optional] is None:
+                body["metrics"].pop(optional)
         return body

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from proxy_ext.agent.envelope import Envelope
 
 __all__ = [
-    "AnswerDelta", "Escalated", "EventStream", "FellBack", "ModelTurnFinished", "ModelTurnStarted", "RunEvent",
+    "AnswerDelta", "ApprovalRequested", "Checkpointed", "Escalated", "EventStream", "FellBack", "ModelTurnFinished", "ModelTurnStarted", "RunEvent",
     "RunFinished", "RunStarted", "ToolCallFinished", "ToolCallStarted",
 ]
 
@@ -132,6 +132,23 @@ class FellBack:
 
 
 @dataclass(frozen=True)
+class ApprovalRequested:
+    """Tool calls that need a person's decision: the run stops until they are decided."""
+
+    calls: list[dict[str, Any]]
+    """The pending calls (OpenAI tool calls: id, function name and arguments)."""
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class Checkpointed:
+    """The run's state after a model turn or a tool result: enough to continue it elsewhere."""
+
+    state: dict[str, Any]
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
 class RunFinished:
     """The run ended; ``envelope`` is its answer (also when it failed), None when it was cancelled
     (its client hung up) before it could answer."""
@@ -141,7 +158,7 @@ class RunFinished:
 
 
 RunEvent = Union[RunStarted, ModelTurnStarted, ModelTurnFinished, AnswerDelta, ToolCallStarted, ToolCallFinished,
-                 Escalated, FellBack, RunFinished]
+                 Escalated, FellBack, ApprovalRequested, Checkpointed, RunFinished]
 """Any event of a run."""
 
 Subscriber = Callable[[RunEvent], None]

@@ -14,58 +14,32 @@ itself keeps only what the envelope needs.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from proxy_ext.agent.envelope import Envelope, RunMetrics, StoppedReason
-from proxy_ext.agent.events import (AnswerDelta, Escalated, EventStream, FellBack, ModelTurnFinished, ModelTurnStarted,
-                                    RunFinished, RunStarted, ToolCallFinished, ToolCallStarted)
-from proxy_ext.agent.history import prune_history
-from proxy_ext.agent.model_client import ModelClient, ModelTurn
+from proxy_ext.agent.events import Escalated, EventStream, FellBack, RunFinished, RunStarted
+from proxy_ext.agent.model_client import ModelClient
 from proxy_ext.agent.request import RunSpec
+from proxy_ext.agent.state import AwaitApproval, Decision, InputFilter, RunSettings, RunState
 from proxy_ext.agent.usage import Usage
 from proxy_ext.exceptions import ModelCallError, ModelRefused
-from proxy_ext.tools.base import ToolBackend, ToolContext, ToolResult, ToolSpec, cap_text
+from proxy_ext.tools.base import ToolBackend, ToolContext, ToolSpec
 
-__all__ = ["InputFilter", "RunResult", "RunSettings", "run_agent"]
+__all__ = ["Decision", "InputFilter", "RunResult", "RunSettings", "run_agent"]
 
 logger = logging.getLogger("proxy_ext.agent")
 
-InputFilter = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
-"""Turns the conversation into the prompt of one model call (default: history pruning)."""
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """Operator settings the loop needs beyond the request (from ``proxy_ext.agent``)."""
-
-    max_history_tokens: int = 24_000
-    """Prompt budget of the default input filter (history pruning)."""
-    tool_error_escalation: int = 3
-    """Consecutive failing tool results that make the run escalate."""
-    fallback: bool = True
-    """Try a one-shot completion when the ladder is exhausted."""
-    fallback_model: str | None = None
-    """Model of that completion (None: the ladder's last model)."""
-    max_concurrent_tool_calls: int = 8
-    """Tool calls of one turn running at once."""
-    max_tool_result_bytes: int = 65_536
-    """Longest tool result shown to the model."""
-    input_filter: InputFilter | None = None
-    """Prompt of each model call from the conversation (None: prune to ``max_history_tokens``)."""
-
-
 @dataclass
 class RunResult:
-    """What :func:`run_agent` returns: the envelope and the run's usage (with the cost split)."""
+    """What :func:`run_agent` returns: the envelope, the run's usage (with the cost split) and,
+    for a run that paused for approvals, the checkpoint to continue from."""
 
     envelope: Envelope
     usage: Usage
+    checkpoint: dict[str, Any] | None = None
 
 
 class _BudgetExceeded(Exception):
@@ -91,139 +65,50 @@ class _Refused(Exception):
         self.error = error
 
 
-@dataclass
-class _Run:
-    spec: RunSpec
-    settings: RunSettings
-    client: ModelClient
-    backend: ToolBackend
-    tools: list[ToolSpec]
-    tool_ctx: ToolContext
-    events: EventStream
-    stream_text: bool
-    deadline: float
-    metrics: RunMetrics
-    usage: Usage = field(default_factory=Usage)
-    added: list[dict[str, Any]] = field(default_factory=list)
-    conversation: list[dict[str, Any]] = field(default_factory=list)
+def _check_limits(run: RunState) -> None:
+    problem = run.spec.limits.exceeded(run.usage)
+    if problem:
+        raise _BudgetExceeded(problem)
 
-    def __post_init__(self) -> None:
-        # The same for every turn of the run: the run's own tools, then the client's.
-        self.tool_payload = [t.openai_tool() for t in self.tools] + list(self.spec.client_tools)
-        self.client_tool_names = {t["function"]["name"] for t in self.spec.client_tools}
-        self.allowed = {t.name for t in self.tools}
-        self.input_filter = self.settings.input_filter or (lambda messages: prune_history(messages, self.settings.max_history_tokens))
 
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def append(self, message: dict[str, Any]) -> None:
-        self.conversation.append(message)
-        self.added.append(message)
-
-    def check_limits(self) -> None:
-        problem = self.spec.limits.exceeded(self.usage)
-        if problem:
-            raise _BudgetExceeded(problem)
-
-    async def _answer_delta(self, text: str) -> None:
-        self.events.publish(AnswerDelta(text))
-
-    async def model_turn(self, model: str, with_tools: bool, messages: list[dict[str, Any]] | None = None) -> ModelTurn:
-        iteration = self.usage.requests + 1
-        self.events.publish(ModelTurnStarted(model, iteration, with_tools))
-        prompt = self.input_filter(messages if messages is not None else self.conversation)
-        started = time.perf_counter()
-        timeout = max(self.remaining(), 0.001)
-        tools = self.tool_payload if with_tools and self.tool_payload else None
+async def _on_model(run: RunState, model: str) -> str:
+    """Turns on ``model`` (continuing where the state is); the final answer, or raise
+    _Escalate/_BudgetExceeded/_Refused/_HandBack/AwaitApproval."""
+    while True:
+        calls = run.open_calls()
+        if calls:
+            await run.run_tools(calls)
+            run.close_batch(calls)
+            if run.tool_errors >= run.settings.tool_error_escalation:
+                raise _Escalate("tool_errors", f"{run.tool_errors} consecutive tool errors")
+            continue
+        if run.model_iterations >= run.spec.limits.max_iterations:
+            raise _Escalate("max_iterations", f"no final answer after {run.spec.limits.max_iterations} iterations")
+        _check_limits(run)
         try:
-            if self.stream_text:
-                turn = await self.client.complete_streaming(model, prompt, tools, timeout, self._answer_delta)
-            else:
-                turn = await self.client.complete(model, prompt, tools, timeout)
+            turn = await run.model_turn(model, with_tools=True)
         except ModelCallError as exc:
-            self.events.publish(ModelTurnFinished(model, iteration, False, _ms(started), status=exc.status, error=exc.message))
-            raise
-        self.usage.add(turn.prompt_tokens, turn.completion_tokens, turn.cost_usd, turn.input_cost_usd, turn.output_cost_usd)
-        self.events.publish(ModelTurnFinished(model, iteration, True, _ms(started), turn.prompt_tokens, turn.completion_tokens,
-                                              turn.cost_usd, turn.message))
-        return turn
-
-    async def _invoke(self, call: dict[str, Any], semaphore: asyncio.Semaphore) -> ToolResult:
-        name = call["function"]["name"]
-        if name not in self.allowed:
-            return ToolResult(ok=False, error=f"unknown tool {name!r}; available: {', '.join(sorted(self.allowed)) or 'none'}")
-        try:
-            arguments = json.loads(call["function"]["arguments"] or "{}")
-            if not isinstance(arguments, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as exc:
-            return ToolResult(ok=False, error=f"arguments must be a JSON object ({exc})")
-        async with semaphore:
-            ctx = dataclasses.replace(self.tool_ctx, timeout_s=max(self.remaining(), 0.001))
-            try:
-                return await self.backend.invoke(name, arguments, ctx)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a backend bug must not kill the run: the model sees it
-                return ToolResult(ok=False, error=f"tool failed: {type(exc).__name__}: {exc}")
-
-    async def run_tools(self, calls: list[dict[str, Any]]) -> list[tuple[ToolResult, str]]:
-        """Run one turn's calls concurrently; (result, text the model sees) in the asked order."""
-        semaphore = asyncio.Semaphore(self.settings.max_concurrent_tool_calls)
-
-        async def one(call: dict[str, Any]) -> tuple[ToolResult, str]:
-            name = call["function"]["name"]
-            self.events.publish(ToolCallStarted(call.get("id"), name, call["function"]["arguments"]))
-            started = time.perf_counter()
-            result = await self._invoke(call, semaphore)
-            text = self.tool_text(result)
-            self.events.publish(ToolCallFinished(call.get("id"), name, result.ok, text, _ms(started), None if result.ok else result.error))
-            return result, text
-
-        return list(await asyncio.gather(*(one(call) for call in calls)))
-
-    def tool_text(self, result: ToolResult) -> str:
-        return cap_text(result.model_text(), self.settings.max_tool_result_bytes)
-
-    async def on_model(self, model: str) -> str:
-        """Run turns on ``model``; return the final answer or raise _Escalate/_BudgetExceeded/_Refused/_HandBack."""
-        tool_errors = 0
-        for _ in range(self.spec.limits.max_iterations):
-            self.check_limits()
-            try:
-                turn = await self.model_turn(model, with_tools=True)
-            except ModelCallError as exc:
-                if exc.is_auth_error:
-                    raise _Refused(exc) from None
-                raise _Escalate("model_error", str(exc)) from None
-            calls = turn.message.get("tool_calls") or []
-            handed = [c for c in calls if c["function"]["name"] in self.client_tool_names]
-            if handed:
-                # The client runs these; calls of the run's own tools from the same turn are not
-                # executed (the client's conversation holds only what it is handed back).
-                self.append({**turn.message, "tool_calls": handed})
-                raise _HandBack()
-            self.append(turn.message)
-            if not calls:
-                return turn.message.get("content") or ""
-            results = await self.run_tools(calls)
-            self.metrics.tool_calls += len(calls)
-            for call, (result, text) in zip(calls, results):
-                self.append({"role": "tool", "tool_call_id": call.get("id"), "content": text})
-                tool_errors = 0 if result.ok else tool_errors + 1
-            if tool_errors >= self.settings.tool_error_escalation:
-                raise _Escalate("tool_errors", f"{tool_errors} consecutive tool errors")
-        raise _Escalate("max_iterations", f"no final answer after {self.spec.limits.max_iterations} iterations")
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)
+            if exc.is_auth_error:
+                raise _Refused(exc) from None
+            raise _Escalate("model_error", str(exc)) from None
+        run.model_iterations += 1
+        calls = turn.message.get("tool_calls") or []
+        handed = [c for c in calls if c["function"]["name"] in run.client_tool_names]
+        if handed:
+            # The client runs these; calls of the run's own tools from the same turn are not
+            # executed (the client's conversation holds only what it is handed back).
+            run.append({**turn.message, "tool_calls": handed})
+            raise _HandBack()
+        run.append(turn.message)
+        run.save()
+        if not calls:
+            return turn.message.get("content") or ""
 
 
 async def run_agent(*, spec: RunSpec, settings: RunSettings, client: ModelClient, backend: ToolBackend,
                     tools: list[ToolSpec], tool_ctx: ToolContext, trace_id: str, events: EventStream | None = None,
-                    stream_text: bool = False) -> RunResult:
+                    stream_text: bool = False, resume: dict[str, Any] | None = None,
+                    decisions: dict[str, Decision] | None = None) -> RunResult:
     """Run the agent with ``tools`` (already chosen from ``backend``), publishing its events on
     ``events``; return the envelope and usage. The last event is :class:`RunFinished`.
 
@@ -231,20 +116,31 @@ async def run_agent(*, spec: RunSpec, settings: RunSettings, client: ModelClient
     :class:`AnswerDelta` as it arrives (text a model writes before calling tools included).
     Cancellation (client disconnect) propagates: in-flight model and tool calls are cancelled.
 
+    ``resume`` continues a run from a checkpoint (its :class:`Checkpointed` state), with the
+    ``decisions`` on calls that awaited approval. A run that reaches calls needing approval stops
+    with ``awaiting_approval`` and returns its checkpoint.
+
     Raises :class:`ModelRefused` when the proxy refused the caller's key for the first model call
     (after publishing :class:`RunFinished`): nothing was done, and the caller gets that 401/403.
     """
     started = time.perf_counter()
     events = events or EventStream()
     metrics = RunMetrics(trace_id=trace_id)
-    run = _Run(spec, settings, client, backend, tools, tool_ctx, events, stream_text, time.monotonic() + spec.limits.timeout_s, metrics,
-               conversation=[dict(m) for m in spec.messages])
+    run = RunState(spec, settings, client, backend, tools, tool_ctx, events, stream_text, time.monotonic() + spec.limits.timeout_s, metrics,
+                   conversation=[dict(m) for m in spec.messages], decisions=dict(decisions or {}))
+    if resume is not None:
+        run.restore(resume)
+        metrics = run.metrics
     events.publish(RunStarted(trace_id, list(spec.ladder), spec.backend, [t.name for t in tools], spec.profile))
     refused: ModelCallError | None = None
     answer: str | None = None
+    checkpoint: dict[str, Any] | None = None
     try:
         async with asyncio.timeout(spec.limits.timeout_s):
             reason, answer, error = await _walk(run)
+    except AwaitApproval as exc:
+        reason, error, checkpoint = "awaiting_approval", f"{len(exc.calls)} tool call(s) await a person's approval", run.checkpoint()
+        metrics.pending_approvals = exc.calls
     except _Refused as exc:  # refused before anything was done
         refused = exc.error
         reason, error = "error", exc.error.message
@@ -256,28 +152,30 @@ async def run_agent(*, spec: RunSpec, settings: RunSettings, client: ModelClient
     usage = run.usage.rounded()
     metrics.iterations = max(metrics.iterations, usage.requests)
     metrics.prompt_tokens, metrics.completion_tokens, metrics.cost_usd = usage.prompt_tokens, usage.completion_tokens, usage.cost_usd
-    metrics.duration_ms = int((time.perf_counter() - started) * 1000)
+    metrics.duration_ms += int((time.perf_counter() - started) * 1000)
     ok = reason in ("final_answer", "fallback", "tool_calls")
     metrics.error = None if ok else error
     envelope = Envelope(ok=ok, final_answer=answer if ok else None, stopped_reason=reason, messages=run.added, metrics=metrics)
     events.publish(RunFinished(envelope))
     if refused is not None:
         raise ModelRefused(refused.status, refused.message, envelope=envelope)
-    return RunResult(envelope, usage)
+    return RunResult(envelope, usage, checkpoint)
 
 
-async def _walk(run: _Run) -> tuple[StoppedReason, str | None, str | None]:
+async def _walk(run: RunState) -> tuple[StoppedReason, str | None, str | None]:
     spec, metrics = run.spec, run.metrics
     if spec.backend == "echo":
         return _echo(run)
     last: _Escalate | None = None
-    for index, model in enumerate(spec.ladder):
-        metrics.models_tried.append(model)
+    while run.model_index < len(spec.ladder):
+        index, model = run.model_index, spec.ladder[run.model_index]
+        if len(metrics.models_tried) <= index or metrics.models_tried[index] != model:
+            metrics.models_tried.append(model)
         metrics.used_model = model
         if index > 0:
             metrics.escalated = True
         try:
-            return "final_answer", await run.on_model(model), None
+            return "final_answer", await _on_model(run, model), None
         except _HandBack:
             return "tool_calls", None, None
         except _BudgetExceeded as exc:
@@ -290,10 +188,11 @@ async def _walk(run: _Run) -> tuple[StoppedReason, str | None, str | None]:
             last = exc
             following = spec.ladder[index + 1] if index + 1 < len(spec.ladder) else None
             run.events.publish(Escalated(model, following, exc.reason, exc.error))
+            run.model_index, run.model_iterations, run.tool_errors = index + 1, 0, 0
     return await _exhausted(run, last)
 
 
-async def _exhausted(run: _Run, last: _Escalate | None) -> tuple[StoppedReason, str | None, str | None]:
+async def _exhausted(run: RunState, last: _Escalate | None) -> tuple[StoppedReason, str | None, str | None]:
     """The ladder is exhausted: the one-shot fallback completion, if allowed."""
     spec, metrics = run.spec, run.metrics
     exhausted: StoppedReason = "max_iterations" if last and last.reason == "max_iterations" else "error"
@@ -301,7 +200,7 @@ async def _exhausted(run: _Run, last: _Escalate | None) -> tuple[StoppedReason, 
     if not run.settings.fallback or not spec.ladder:
         return exhausted, None, detail
     try:
-        run.check_limits()
+        _check_limits(run)
     except _BudgetExceeded as exc:
         return "budget_exceeded", None, str(exc)
     model = run.settings.fallback_model or spec.ladder[-1]
@@ -319,7 +218,7 @@ async def _exhausted(run: _Run, last: _Escalate | None) -> tuple[StoppedReason, 
     return "fallback", content, None
 
 
-def _echo(run: _Run) -> tuple[StoppedReason, str | None, str | None]:
+def _echo(run: RunState) -> tuple[StoppedReason, str | None, str | None]:
     """The hermetic ``echo`` backend without a model: answer with the last user message's text."""
     from proxy_ext.response_utils import content_text
 

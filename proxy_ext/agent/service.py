@@ -161,6 +161,14 @@ def trace_writer(runtime: Runtime, headers: Mapping[str, str]) -> TraceWriter | 
     return TraceWriter(runtime.resolve_path(traces.path), Redactor(traces.redact_patterns, literals))
 
 
+def approval_patterns(agent: Any, profile: str | None) -> list[str]:
+    """The tools whose calls need approval in a run of ``profile`` (its own list, else the agent's)."""
+    chosen = agent.profiles.get(profile) if profile else None
+    if chosen is not None and chosen.requires_approval is not None:
+        return list(chosen.requires_approval)
+    return list(agent.requires_approval)
+
+
 def select_tools(tools: list[ToolSpec], wanted: list[str], backend: str) -> list[ToolSpec]:
     """The tools named in ``wanted`` (names, or patterns such as ``everything-*`` for all tools of
     one MCP server); a name or pattern that matches no tool the caller may use is a 400."""
@@ -205,6 +213,7 @@ async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], b
         fallback_model=agent.fallback_model,
         max_concurrent_tool_calls=agent.limits.max_concurrent_tool_calls,
         max_tool_result_bytes=agent.limits.max_tool_result_bytes,
+        requires_approval=tuple(approval_patterns(agent, spec.profile)),
     )
     transport = agent.model_transport
     client = ModelClient(base_url if transport == "http" else "http://proxy.internal", forwardable_headers(headers),
