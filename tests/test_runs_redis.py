@@ -70,6 +70,7 @@ def test_created_on_one_instance_streamed_and_read_on_the_other(pair, upstream):
     assert wait_status(second, run_id, {"completed"})["envelope"]["final_answer"] == "five"
     listed = httpx.get(f"{second.base_url}/agent/runs", headers=second.headers, params={"status": "completed"}, timeout=30).json()
     assert run_id in [r["run_id"] for r in listed["runs"]]
+    assert httpx.get(f"{second.base_url}/ready", timeout=30).json()["checks"]["runs"] == {"ok": True}
 
 
 def test_paused_on_one_instance_approved_on_the_other(pair, upstream, effects):
