@@ -245,3 +245,31 @@ def test_a_killed_instance_s_run_completes_on_another_without_repeats(upstream, 
     assert len(recorded) == len(set(recorded)) and "crash-1" not in recorded  # the interrupted call was not run again
     tool_messages = [m["content"] for m in done["envelope"]["messages"] if m["role"] == "tool"]
     assert "stopped before it finished" in tool_messages[1]
+
+
+def _metric(proxy, name: str) -> float:
+    text = get(proxy, "/metrics").text
+    return float(re.search(rf"^proxy_ext_{name} (\S+)$", text, re.M).group(1))
+
+
+def test_abandoned_run_streams_leak_nothing(runs_proxy, upstream):
+    """Clients that hang up on background streams and on /events mid-run: every run still completes,
+    and no slot, task or file descriptor is left behind."""
+    upstream.script("runs-abandon", *[Reply(text="abandoned but done", latency_s=0.3)] * 30)
+    fds = lambda: len(os.listdir(f"/proc/{runs_proxy.process.pid}/fd"))  # noqa: E731
+    before = fds()
+    ids = []
+    for i in range(30):
+        with httpx.stream("POST", f"{runs_proxy.base_url}/agent/run", headers=runs_proxy.headers, timeout=30,
+                          json={"input": f"a{i}", "model": "fake/runs-abandon", "background": True, "stream": True}) as response:
+            ids.append(response.headers["x-proxy-ext-run-id"])
+            next(response.iter_lines())
+        if i % 3 == 0:
+            with httpx.stream("GET", f"{runs_proxy.base_url}/agent/runs/{ids[-1]}/events", headers=runs_proxy.headers, timeout=30) as events:
+                next(events.iter_lines())
+    for run_id in ids:
+        assert wait_status(runs_proxy, run_id, {"completed"})["envelope"]["final_answer"] == "abandoned but done"
+    deadline = time.monotonic() + 10
+    while (_metric(runs_proxy, "agent_runs_in_progress"), _metric(runs_proxy, "agent_tasks")) != (0, 0) or fds() > before + 5:
+        assert time.monotonic() < deadline, (_metric(runs_proxy, "agent_runs_in_progress"), _metric(runs_proxy, "agent_tasks"), before, fds())
+        time.sleep(0.2)

@@ -50,6 +50,27 @@ class ApprovalsRequest(BaseModel):
     decisions: list[ApprovalDecision] = Field(min_length=1, max_length=256)
 
 
+_DECISION_SCHEMA = {"type": "object", "required": ["call_id", "approve"], "additionalProperties": False, "properties": {
+    "call_id": {"type": "string", "minLength": 1, "maxLength": 256}, "approve": {"type": "boolean"},
+    "reason": {"type": ["string", "null"], "maxLength": 4000}}}
+_APPROVALS_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["decisions"], "additionalProperties": False,
+    "properties": {"decisions": {"type": "array", "minItems": 1, "maxItems": 256, "items": _DECISION_SCHEMA}}}}}}}
+_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ProxyExtError"}}}}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A malformed value (event number, call ids that are not pending)", **_ERROR},
+    401: {"description": "No key, or a key the proxy does not accept", **_ERROR},
+    404: {"description": "No such run, or not the caller's", **_ERROR},
+    409: {"description": "The run is not in a state that allows this (ended; not awaiting approval)", **_ERROR},
+    422: {"description": "The query or body does not match the schema", **_ERROR},
+    503: {"description": "The run store is unavailable", **_ERROR},
+}
+_LIST_QUERY = {"parameters": [
+    {"name": "status", "in": "query", "required": False, "schema": {"type": "string", "enum": list(STATUSES)}},
+    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+    {"name": "before", "in": "query", "required": False, "schema": {"type": "string"}, "description": "next_before of the previous page"}]}
+
+
 def _not_found(run_id: str) -> AgentRequestError:
     return AgentRequestError(f"no run {run_id!r} (or not yours)", status=404)
 
@@ -151,7 +172,7 @@ def _decisions(payload: dict[str, Any]) -> dict[str, Decision]:
 
 def build_router() -> APIRouter:
     """The ``/agent/runs`` routes, behind the proxy's own key auth."""
-    router = APIRouter(tags=["proxy_ext"])
+    router = APIRouter(tags=["proxy_ext"], responses=_RESPONSES)
     auth = Depends(adapter.auth_dependency())
 
     def runs() -> DurableRuns:
@@ -160,7 +181,7 @@ def build_router() -> APIRouter:
         found.ensure_started()
         return found
 
-    @router.get("/agent/runs", summary="List your durable agent runs (newest first)")
+    @router.get("/agent/runs", summary="List your durable agent runs (newest first)", openapi_extra=_LIST_QUERY)
     async def list_runs(request: Request, identity: Any = auth) -> Any:
         try:
             status, limit, before = _page(request)
@@ -193,7 +214,8 @@ def build_router() -> APIRouter:
             return error_response(exc.status, exc.message)
         return {"run_id": record.id, "status": record.status, "cancel_requested": record.status == "running"}
 
-    @router.post("/agent/runs/{run_id}/approvals", summary="Approve or deny a paused run's pending tool calls")
+    @router.post("/agent/runs/{run_id}/approvals", summary="Approve or deny a paused run's pending tool calls",
+                 openapi_extra=_APPROVALS_BODY)
     async def run_approvals(run_id: str, request: Request, identity: Any = auth) -> Any:
         runtime = get_runtime()
         try:
