@@ -185,6 +185,9 @@ def get_extension() -> ProxyExtension:
         if runtime.settings.metrics.require_auth is not None:
             adapter.set_metrics_auth(runtime.settings.metrics.require_auth)
         _start_durable_runs(runtime)
+        problem = adapter.version_problem()
+        if problem:
+            logger.warning("proxy_ext: %s (/ready reports it as degraded; `proxy-ext doctor` too)", problem)
         _extension = CostProxyExtension() if runtime.settings.cost.enabled else ProxyExtension()
         logger.info("proxy_ext enabled (config: %s)", runtime.config_path)
         return _extension
