@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import re
 import textwrap
 from functools import cache
 from typing import Any
@@ -45,7 +46,7 @@ Environment variables read through the same layer:
 def _type_name(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) if not getattr(annotation, "__args__", None) else None
     text = text or str(annotation).replace("typing.", "")
-    text = text.replace("NoneType", "None").replace("proxy_ext.config.", "")
+    text = re.sub(r"proxy_ext\.(?:_config\.\w+|config)\.", "", text.replace("NoneType", "None"))
     return text.replace("|", "\\|")
 
 

@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 
 from proxy_ext.state import Runtime, get_runtime
 
-__all__ = ["CheckResult", "evaluate", "router", "run_checks"]
+__all__ = ["CheckResult", "evaluate", "exec_isolation", "router", "run_checks"]
 
 
 @dataclass(frozen=True)
