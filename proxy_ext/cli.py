@@ -125,7 +125,7 @@ def _check_providers(document: dict[str, Any], extension_on: bool, report: Docto
     from proxy_ext import litellm_adapter as adapter
     from proxy_ext.providers import registry
 
-    litellm_settings = document.get("litellm_settings") if isinstance(document.get("litellm_settings"), dict) else {}
+    litellm_settings = found if isinstance(found := document.get("litellm_settings"), dict) else {}
     mapped = {e.get("provider") for e in litellm_settings.get("custom_provider_map") or [] if isinstance(e, dict)}
     ours = set(registry.PROVIDERS) if extension_on else set()
     for name, params in registry.model_entries(document):

@@ -145,7 +145,7 @@ def apply_environment(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, 
     return data
 
 
-def _describe_allowed(error: dict[str, Any]) -> str:
+def _describe_allowed(error: Mapping[str, Any]) -> str:
     ctx = error.get("ctx") or {}
     kind = error.get("type", "")
     if kind == "extra_forbidden":

@@ -104,7 +104,7 @@ class ReadyConfig(_Section):
     """Dependency checks are re-run at most this often; calls in between reuse the last result."""
     check_timeout_s: float = Field(default=1.0, gt=0)
     """Timeout for one dependency check (e.g. reaching the tool host)."""
-    required: list[Literal["router", "traces", "tool_host", "exec_tools", "exec_isolation", "codex_cli"]] = Field(default_factory=lambda: ["router"])
+    required: list[Literal["router", "traces", "tool_host", "exec_tools", "exec_isolation", "codex_cli"]] = Field(default_factory=lambda: ["router"])  # type: ignore[arg-type]
     """Checks whose failure makes GET /ready answer 503 (the router always is). Any other failing
     check leaves the proxy ready, reported as ``"status": "degraded"``."""
 

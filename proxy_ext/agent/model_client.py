@@ -172,6 +172,6 @@ async def _read_stream(model: str, response: httpx.Response, on_text: Callable[[
     if calls:
         message["tool_calls"] = [{"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"] or "{}"}}
                                  for _, c in sorted(calls.items())]
-    details = usage.get("cost_details") if isinstance(usage.get("cost_details"), dict) else {}
+    details = found if isinstance(found := usage.get("cost_details"), dict) else {}
     return ModelTurn(message, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
                      _usd(usage.get("cost")) or 0.0, _usd(details.get("input_cost")), _usd(details.get("output_cost")))

@@ -18,7 +18,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -111,7 +111,7 @@ async def _drain_stderr(process: asyncio.subprocess.Process, tail: bytearray) ->
         del tail[:-STDERR_TAIL_BYTES]
 
 
-async def _stdout_texts(process: asyncio.subprocess.Process, run: CodexRun, max_bytes: int, deadline: float, model: str) -> AsyncIterator[str]:
+async def _stdout_texts(process: asyncio.subprocess.Process, run: CodexRun, max_bytes: int, deadline: float, model: str) -> AsyncGenerator[str, None]:
     """Feed codex's JSONL events into ``run`` until EOF or a failure event; yield new answer text.
     Raises asyncio.TimeoutError past ``deadline`` and a 502 beyond ``max_bytes`` of output."""
     assert process.stdout is not None
@@ -140,7 +140,7 @@ async def _stdout_texts(process: asyncio.subprocess.Process, run: CodexRun, max_
             break
 
 
-async def run_events(settings: CallSettings, prompt: str, run: CodexRun, call_timeout: Any = None) -> AsyncIterator[str]:
+async def run_events(settings: CallSettings, prompt: str, run: CodexRun, call_timeout: Any = None) -> AsyncGenerator[str, None]:
     """Run codex for ``prompt``, feeding its events into ``run``; yield new agent-message text.
 
     Raises the LiteLLM error for a missing binary (503), a timeout (408), oversized output (502) and a

@@ -30,7 +30,7 @@ not silently paid for twice.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, NoReturn
 
 from litellm.llms.custom_llm import CustomLLM
@@ -77,7 +77,7 @@ async def _start(model: str, messages: list[dict[str, Any]], optional_params: di
         _raise_for(400, f"no agent profile {profile!r} in proxy_ext.agent.profiles (known: {known})", model)
     try:
         tools = client_tools(profile, optional_params)
-        parsed = AgentRunRequest(messages=[dict(m) for m in messages], profile=profile)
+        parsed = AgentRunRequest(messages=[dict(m) for m in messages], profile=profile)  # type: ignore[misc]  # validated here
         caller = facade.Caller(request.headers, request.server, request.scheme, adapter.caller_identity(litellm_params))
         return await facade.start(parsed, caller, client_tools=tuple(tools), stream_text=stream_text, runtime=runtime)
     except ClientToolError as exc:
@@ -111,7 +111,7 @@ def _metrics(envelope: Any) -> dict[str, Any]:
     return {"stopped_reason": body["stopped_reason"], **body["metrics"]}
 
 
-def _usage(envelope: Any) -> dict[str, int]:
+def _usage(envelope: Any) -> dict[str, Any]:
     m = envelope.metrics
     return {"prompt_tokens": m.prompt_tokens, "completion_tokens": m.completion_tokens, "total_tokens": m.prompt_tokens + m.completion_tokens}
 

@@ -112,7 +112,7 @@ def _enter_sandbox(req: dict, cwd: str) -> None:
       action) and discards overflow output with splice(), which costs almost no CPU.
     """
     uid, gid = req.get("uid"), req.get("gid")
-    if uid is not None:
+    if uid is not None and gid is not None:
         os.setgroups([])
         os.setresgid(gid, gid, 0)
         os.setresuid(uid, uid, 0)
@@ -178,7 +178,8 @@ class _Output:
                     self.drain(fd)
 
     def close(self) -> None:
-        os.close(self.out_r), os.close(self.err_r), os.close(self.devnull)
+        for fd in (self.out_r, self.err_r, self.devnull):
+            os.close(fd)
 
     def text(self, fd: int) -> str:
         return self.kept[fd].decode(errors="replace")
@@ -249,10 +250,12 @@ def run_call(req: dict, conn: socket.socket, notify_w: int | None = None) -> dic
             _enter_sandbox(req, cwd)
             pid = _spawn_tool(req, cwd, out_w, err_w)
         except (OSError, ValueError) as exc:
-            os.close(out_r), os.close(err_r)
+            os.close(out_r)
+            os.close(err_r)
             return {"error": f"could not start {req['argv'][0]!r}: {type(exc).__name__}: {exc}"}
         finally:
-            os.close(out_w), os.close(err_w)
+            os.close(out_w)
+            os.close(err_w)
         output = _Output(out_r, err_r, max_bytes, select.poll())
         status, timed_out, cancelled = _wait(pid, conn, output, started + timeout_s)
         duration_ms = (time.monotonic() - started) * 1000
