@@ -75,9 +75,10 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def content_text(content: Any, separator: str = "") -> str:
+def content_text(content: Any, separator: str = "", *, omitted: str | None = None) -> str:
     """Text of a message ``content``: a string, or a list of content parts (their text parts
-    joined with ``separator``); "" for anything without text."""
+    joined with ``separator``); "" for anything without text. With ``omitted`` (a format string
+    with ``{type}``), every other part stands in the text as that note, e.g. ``[image_url omitted]``."""
     if content is None:
         return ""
     if isinstance(content, str):
@@ -95,6 +96,8 @@ def content_text(content: Any, separator: str = "") -> str:
                     pieces.append(text)
                 elif text is not None:  # {"type": "text", "text": {"value": ...}} (assistants style)
                     pieces.append(str(_get(text, "value", "")))
+            elif omitted is not None:
+                pieces.append(omitted.format(type=kind))
         return separator.join(pieces)
     return str(content)
 

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from proxy_ext._config.base import _Section
+from proxy_ext.credentials import CREDENTIAL_HEADERS, SECRET_ENV_NAME
 
 __all__ = [
     "DEFAULT_ENV_ALLOWLIST",
@@ -50,7 +51,7 @@ DEFAULT_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
 DEFAULT_EXEC_ENV_ALLOWLIST = ("LANG", "LC_ALL", "TZ")
 """Default pass-through environment of exec tools (PATH, HOME, TMPDIR and PWD are set by the sandbox)."""
 _SANDBOX_SET_ENV = {"PATH", "HOME", "TMPDIR", "PWD"}
-_SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.I)
+_SECRET_NAME = SECRET_ENV_NAME
 
 
 class ExecToolConfig(_Section):
@@ -132,7 +133,7 @@ class ExecToolConfig(_Section):
         return self
 
 
-_CREDENTIAL_HEADERS = {"authorization", "x-litellm-api-key", "api-key", "x-api-key", "cookie", "proxy-authorization"}
+_CREDENTIAL_HEADERS = {*CREDENTIAL_HEADERS, "cookie", "proxy-authorization"}
 _HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-type", "accept-encoding", "te", "upgrade"}
 
 

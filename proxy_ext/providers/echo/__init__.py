@@ -25,6 +25,7 @@ from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk, ModelResponse, Usage
 
 from proxy_ext.response_utils import content_text
+from proxy_ext.providers.chunks import final_chunk, text_chunk, usage_dict
 
 __all__ = ["EchoLLM", "handler", "echo_text"]
 
@@ -62,18 +63,8 @@ class EchoLLM(CustomLLM):
         text = echo_text(messages)
         words = text.split(" ")
         for i, word in enumerate(words):
-            yield GenericStreamingChunk(
-                text=word if i == 0 else " " + word, is_finished=False, finish_reason="", usage=None, index=0, tool_use=None
-            )
-        prompt, completion = _count(messages), len(text.split())
-        yield GenericStreamingChunk(
-            text="",
-            is_finished=True,
-            finish_reason="stop",
-            usage={"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
-            index=0,
-            tool_use=None,
-        )
+            yield text_chunk(word if i == 0 else " " + word)
+        yield final_chunk("stop", usage_dict(_count(messages), len(text.split())))
 
     def completion(self, model: str, messages: list, *args: Any, model_response: ModelResponse, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
         return self._response(model, messages, model_response)
