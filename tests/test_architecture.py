@@ -4,6 +4,7 @@ module on top. Read from the source (every import, function-level ones included)
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 from tests.harness import REPO_ROOT
@@ -11,6 +12,12 @@ from tests.harness import REPO_ROOT
 PACKAGE = REPO_ROOT / "proxy_ext"
 
 
+@functools.cache
+def _parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text())
+
+
+@functools.cache
 def _modules() -> dict[str, Path]:
     found = {}
     for path in PACKAGE.rglob("*.py"):
@@ -24,7 +31,7 @@ def _modules() -> dict[str, Path]:
 def _imports(path: Path, module: str, modules: dict[str, Path]) -> set[str]:
     targets: set[str] = set()
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(_parse(path)):
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -91,7 +98,7 @@ def test_only_the_adapter_touches_litellm_proxy_internals():
     for name, path in _modules().items():
         if _in_adapter(name):
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(_parse(path)):
             module = node.module if isinstance(node, ast.ImportFrom) else None
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [module or ""]
             if any(n.startswith(("litellm.proxy", "litellm.litellm_core_utils", "litellm.router_utils", "litellm.integrations")) for n in names):
@@ -126,7 +133,7 @@ def test_no_module_is_over_the_line_limit():
 def test_no_function_is_over_the_line_limit():
     long = {}
     for name, path in _modules().items():
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(_parse(path)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (n := _body_lines(node)) > MAX_FUNCTION_LINES:
                 long[f"{name}:{node.lineno} {node.name}"] = n
     assert not long, f"functions with bodies over {MAX_FUNCTION_LINES} lines (split them): {long}"
@@ -175,7 +182,7 @@ def test_every_public_module_declares_all_with_names_that_exist():
     problems = []
     modules = _modules()
     for name, path in _public_modules().items():
-        tree = ast.parse(path.read_text())
+        tree = _parse(path)
         declared = _declared_all(tree)
         if declared is None:
             problems.append(f"{name}: no __all__")
@@ -193,7 +200,8 @@ def test_names_other_modules_import_are_in_all():
     """What one module of the package imports from another (a public name defined there) is part
     of that module's declared interface."""
     modules = _modules()
-    trees = {name: ast.parse(path.read_text()) for name, path in modules.items()}
+    public = _public_modules()
+    trees = {name: _parse(path) for name, path in modules.items()}
     problems = set()
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
@@ -203,7 +211,7 @@ def test_names_other_modules_import_are_in_all():
             base = node.module or ""
             if node.level:
                 base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
-            if base not in modules or base not in _public_modules():
+            if base not in public:
                 continue
             defined = {n.name for n in trees[base].body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
             declared = _declared_all(trees[base]) or []
