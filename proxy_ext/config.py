@@ -30,6 +30,7 @@ from proxy_ext._config.sections import (
     MetricsConfig,
     ProvidersConfig,
     ReadyConfig,
+    RunsConfig,
     TracesConfig,
 )
 from proxy_ext._config.tools import ExecLimits, ExecToolConfig, HttpToolConfig, McpToolConfig, ToolsConfig
@@ -52,6 +53,7 @@ __all__ = [
     "ProvidersConfig",
     "ProxyExtConfig",
     "ReadyConfig",
+    "RunsConfig",
     "ToolsConfig",
     "TracesConfig",
     "agent_model_names",
@@ -73,6 +75,8 @@ class ProxyExtConfig(_Section):
     """Run traces."""
     cost: CostConfig = Field(default_factory=CostConfig)
     """Cost-augmented JSON."""
+    runs: RunsConfig = Field(default_factory=RunsConfig)
+    """Durable agent runs."""
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     """Prometheus metrics."""
     ready: ReadyConfig = Field(default_factory=ReadyConfig)

@@ -452,12 +452,6 @@ async def test_a_call_that_requires_approval_pauses_the_run_before_anything_runs
     assert [[c["id"] for c in e.calls] for e in events if isinstance(e, ApprovalRequested)] == [["d1"]]
 
 
-# On main at 94cfd4f RunState.restore counts calls that waited for a decision as interrupted (never run);
-# the ``awaiting`` checkpoint field being added to agent/state.py fixes it. Strict: remove the marks then.
-RESUME_AFTER_APPROVAL = pytest.mark.xfail(strict=True, reason="restore() treats calls awaiting approval as interrupted")
-
-
-@RESUME_AFTER_APPROVAL
 async def test_an_approved_call_runs_once_when_the_run_continues():
     model = FakeModel({"cheap": [calls(("d1", "danger_delete", {"path": "/x"}))]})
     paused = await run(model, FakeTools(), spec(["cheap"]), APPROVAL)
@@ -467,7 +461,6 @@ async def test_an_approved_call_runs_once_when_the_run_continues():
     assert (result.envelope.stopped_reason, result.envelope.final_answer) == ("final_answer", "deleted")
 
 
-@RESUME_AFTER_APPROVAL
 async def test_a_denied_call_never_runs_and_the_model_sees_the_reason():
     model = FakeModel({"cheap": [calls(("d1", "danger_delete", {"path": "/x"}), ("l1", "lookup", {"value": "v"}))]})
     paused = await run(model, FakeTools(), spec(["cheap"]), APPROVAL)

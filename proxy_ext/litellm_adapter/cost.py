@@ -89,7 +89,9 @@ def _priced_without_side_effects(logging_obj: Any, result: Any) -> tuple[float |
     missing = object()
     debug_before = details.get(debug_key, missing)
     try:
-        total = _number(logging_obj.response_cost_calculator(result=result))
+        # LiteLLM < 1.105 names it _response_cost_calculator (same signature).
+        calculator = getattr(logging_obj, "response_cost_calculator", None) or logging_obj._response_cost_calculator
+        total = _number(calculator(result=result))
         split = _split(getattr(logging_obj, "cost_breakdown", None)) if total is not None else (None, None)
     finally:
         logging_obj.cost_breakdown = breakdown_before
@@ -109,4 +111,9 @@ def stream_chunk_cost(chunk: Any, data: dict[str, Any] | None) -> tuple[float | 
     logging_obj = _logging_obj(data)
     if logging_obj is None:
         return None, None, None
-    return _priced_without_side_effects(logging_obj, chunk)
+    priced = _priced_without_side_effects(logging_obj, chunk)
+    response = getattr(chunk, "response", None) if getattr(chunk, "type", None) == "response.completed" else None
+    if not priced[0] and response is not None and getattr(response, "usage", None) is not None:
+        # LiteLLM < 1.105 prices a response.completed event at 0: price the response it carries.
+        priced = _priced_without_side_effects(logging_obj, response)
+    return priced
