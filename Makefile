@@ -17,7 +17,7 @@ export UV_COMPILE_BYTECODE ?= 1
 # The system trust store (it holds this network's registry CA), also in a shell without SSL_CERT_FILE.
 export UV_NATIVE_TLS ?= 1
 
-.PHONY: run test test-fast test-compat smoke-live bench doctor env node-deps system-deps codex-e2e clean
+.PHONY: run test test-fast test-compat lint smoke-live bench doctor env node-deps system-deps codex-e2e clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -93,14 +93,24 @@ system-deps:
 	  else echo "redis-server not found (and not root with apt-get): the Redis tests will be skipped"; fi; \
 	fi
 
-# pytest exits 5 when it collects no test; that is not a failure of the suite.
+# pytest exits 5 when it collects no test; that is not a failure of the suite. TEST_WORKERS=2 runs
+# the suite on two pytest-xdist workers, a whole module per worker (--dist loadfile: each module's
+# proxies still start once). Off by default: on a busy 2-core machine the MCP tests' 3 s server
+# start-up timeout was missed under the doubled load (7 failures in one run).
+TEST_WORKERS ?= 0
 test: env node-deps system-deps
-	@$(VENV)/bin/python -m pytest --durations=15 $(PYTEST_ARGS); rc=$$?; \
+	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 
 # The unit tier: no proxy subprocess, no make, no node (well under a minute).
 test-fast: env
 	$(VENV)/bin/python -m pytest -m "not integration" -q $(PYTEST_ARGS)
+
+# ruff (bugs: pyflakes, bugbear) and mypy on the package, with the versions the lock file pins;
+# both must report zero problems (settings in pyproject.toml).
+lint: env
+	$(VENV)/bin/ruff check proxy_ext
+	$(VENV)/bin/mypy
 
 # The supported LiteLLM range (pyproject.toml): the built wheel in throwaway environments with the
 # oldest, a middle and the newest supported release (tests/test_compat.py there), and one release

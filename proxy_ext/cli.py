@@ -125,7 +125,7 @@ def _check_providers(document: dict[str, Any], extension_on: bool, report: Docto
     from proxy_ext import litellm_adapter as adapter
     from proxy_ext.providers import registry
 
-    litellm_settings = document.get("litellm_settings") if isinstance(document.get("litellm_settings"), dict) else {}
+    litellm_settings = found if isinstance(found := document.get("litellm_settings"), dict) else {}
     mapped = {e.get("provider") for e in litellm_settings.get("custom_provider_map") or [] if isinstance(e, dict)}
     ours = set(registry.PROVIDERS) if extension_on else set()
     for name, params in registry.model_entries(document):
@@ -147,10 +147,13 @@ def _check_providers(document: dict[str, Any], extension_on: bool, report: Docto
 
 
 def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport) -> None:
-    from proxy_ext import ready
+    _check_models(runtime, names, report)
+    _check_tools(runtime, report)
+    _check_codex(runtime, report)
 
-    settings = runtime.settings
-    agent = settings.agent
+
+def _check_models(runtime: Runtime, names: set[str], report: DoctorReport) -> None:
+    agent = runtime.settings.agent
     for label, model in [("agent.default_model", agent.default_model)] + [
         (f"agent.escalation[{i}]", m) for i, m in enumerate(agent.escalation)
     ]:
@@ -172,6 +175,11 @@ def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport)
         except Exception as exc:
             report.problems.append(f"agent.local_tools: {path} cannot be imported: {type(exc).__name__}: {exc}")
 
+
+def _check_tools(runtime: Runtime, report: DoctorReport) -> None:
+    from proxy_ext import ready
+
+    settings = runtime.settings
     if settings.traces.enabled:
         problem = ready.trace_dir_problem(runtime)
         if problem:
@@ -201,6 +209,12 @@ def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport)
     problem = version_problem()
     if problem:
         report.warnings.append(problem)
+
+
+def _check_codex(runtime: Runtime, report: DoctorReport) -> None:
+    from proxy_ext import ready
+
+    settings = runtime.settings
     codex = settings.providers.codex_agent
     from proxy_ext.providers import registry
 

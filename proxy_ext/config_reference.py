@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import re
 import textwrap
 from functools import cache
 from typing import Any
@@ -45,7 +46,7 @@ Environment variables read through the same layer:
 def _type_name(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) if not getattr(annotation, "__args__", None) else None
     text = text or str(annotation).replace("typing.", "")
-    text = text.replace("NoneType", "None").replace("proxy_ext.config.", "")
+    text = re.sub(r"proxy_ext\.(?:_config\.\w+|config)\.", "", text.replace("NoneType", "None"))
     return text.replace("|", "\\|")
 
 
@@ -77,7 +78,7 @@ def _field_docs(model: type[BaseModel]) -> dict[str, str]:
     tree = ast.parse(textwrap.dedent(inspect.getsource(model)))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
-    for node, following in zip(body, body[1:]):
+    for node, following in zip(body, body[1:], strict=False):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str):
                 docs[node.target.id] = following.value.value

@@ -12,6 +12,7 @@ nothing in the package imports it back.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -138,7 +139,7 @@ def register_providers(runtime: Runtime | None = None) -> list[str]:
     ``mini-agent``) unless the config maps those names itself, and (given the runtime) print the
     start-up message for configs written for an older meaning of a provider name. Returns the names
     added now. Idempotent."""
-    added = adapter.add_custom_providers({name: (lambda name=name: registry.load_handler(name)) for name in registry.PROVIDERS})
+    added = adapter.add_custom_providers({name: functools.partial(registry.load_handler, name) for name in registry.PROVIDERS})
     if runtime is not None:
         registry.announce_migrations(runtime.document, runtime.settings.providers.codex_agent)
     return added

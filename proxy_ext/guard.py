@@ -25,11 +25,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy_ext import credentials
 from proxy_ext.exceptions import RequestError, error_body
 
 __all__ = ["CREDENTIAL_HEADERS", "GuardPolicy", "RequestGuard", "content_type_problem", "parse_json_object"]
 
-CREDENTIAL_HEADERS = (b"authorization", b"x-litellm-api-key", b"api-key", b"x-api-key", b"x-goog-api-key", b"anthropic-api-key")
+CREDENTIAL_HEADERS = tuple(name.encode() for name in credentials.CREDENTIAL_HEADERS)
 """Headers the proxy's auth reads a key from."""
 
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})

@@ -2,7 +2,7 @@
 
 Collectors live in prometheus_client's default registry with a ``proxy_ext_`` prefix, so when
 LiteLLM's own prometheus callback is on (it mounts ``/metrics`` too) one scrape shows both.
-Define collectors with :func:`counter` / :func:`histogram` / :func:`gauge`: they are idempotent,
+Define collectors with :func:`counter` / :func:`histogram` / :func:`gauge_function`: they are idempotent,
 so a module loaded twice does not trip prometheus_client's duplicate-name check.
 """
 
@@ -20,7 +20,7 @@ except ImportError:  # optional: without it metrics are off and every collector 
     CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
     Counter = Gauge = Histogram = None  # type: ignore[assignment,misc]
 
-__all__ = ["AVAILABLE", "CONTENT_TYPE_LATEST", "counter", "gauge", "gauge_function", "histogram", "render"]
+__all__ = ["AVAILABLE", "CONTENT_TYPE_LATEST", "counter", "gauge_function", "histogram", "render"]
 
 
 class _NoOp:
@@ -63,11 +63,6 @@ def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
 def histogram(name: str, doc: str, labels: tuple[str, ...] = (), buckets: tuple[float, ...] | None = None) -> Any:
     """A histogram named ``proxy_ext_<name>``."""
     return _get(Histogram, name, doc, labels, **({"buckets": buckets} if buckets else {}))
-
-
-def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
-    """A gauge named ``proxy_ext_<name>``."""
-    return _get(Gauge, name, doc, labels)
 
 
 def gauge_function(name: str, doc: str, read: Any) -> None:

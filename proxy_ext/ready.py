@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,7 +27,7 @@ from fastapi.responses import JSONResponse
 
 from proxy_ext.state import Runtime, get_runtime
 
-__all__ = ["CheckResult", "evaluate", "router", "run_checks"]
+__all__ = ["CheckResult", "evaluate", "exec_isolation", "router", "run_checks"]
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,7 @@ async def check_exec_isolation(runtime: Runtime, timeout_s: float) -> CheckResul
     """ok with ``bwrap`` active (or isolation switched off on purpose); failing (degraded) when
     ``auto`` found no usable bwrap or ``bwrap`` was required and cannot run."""
     isolation = await asyncio.to_thread(exec_isolation, runtime)
-    mode, reason = getattr(isolation, "mode"), getattr(isolation, "reason")
+    mode = getattr(isolation, "mode")
     if mode == "bwrap":
         return CheckResult(True, "bwrap")
     if mode == "none" and runtime.settings.tools.exec.isolation == "none":
@@ -252,7 +251,7 @@ async def run_checks(runtime: Runtime) -> dict[str, CheckResult]:
             return CheckResult(False, f"check failed ({type(exc).__name__})")
 
     results = await asyncio.gather(*(bounded(check) for check in checks.values()))
-    return dict(zip(checks, results))
+    return dict(zip(checks, results, strict=True))
 
 
 class _Cache:

@@ -28,6 +28,7 @@ __all__ = [
     "assemble_stream_text",
     "assemble_stream_texts",
     "augment_json_with_cost",
+    "content_text",
     "extract_content",
 ]
 
@@ -74,9 +75,10 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def content_text(content: Any, separator: str = "") -> str:
+def content_text(content: Any, separator: str = "", *, omitted: str | None = None) -> str:
     """Text of a message ``content``: a string, or a list of content parts (their text parts
-    joined with ``separator``); "" for anything without text."""
+    joined with ``separator``); "" for anything without text. With ``omitted`` (a format string
+    with ``{type}``), every other part stands in the text as that note, e.g. ``[image_url omitted]``."""
     if content is None:
         return ""
     if isinstance(content, str):
@@ -94,11 +96,12 @@ def content_text(content: Any, separator: str = "") -> str:
                     pieces.append(text)
                 elif text is not None:  # {"type": "text", "text": {"value": ...}} (assistants style)
                     pieces.append(str(_get(text, "value", "")))
+            elif omitted is not None:
+                pieces.append(omitted.format(type=kind))
         return separator.join(pieces)
     return str(content)
 
 
-_text_of_content = content_text
 
 
 def _tool_calls_of(message: Any) -> list[ToolCall]:
@@ -125,7 +128,7 @@ def _from_responses_output(output: Any) -> ExtractedContent:
                 if _get(part, "type") == "refusal":
                     refusal = _get(part, "refusal")
                 else:
-                    texts.append(_text_of_content([part]))
+                    texts.append(content_text([part]))
         elif kind == "function_call":
             calls.append(ToolCall(name=str(_get(item, "name", "")), arguments=str(_get(item, "arguments", "")), id=_get(item, "call_id") or _get(item, "id")))
     return ExtractedContent(text="".join(texts), tool_calls=calls, refusal=refusal)
@@ -165,7 +168,7 @@ def extract_content(response: Any, *, index: int = 0) -> ExtractedContent:
     else:
         message = response  # a bare message or delta
     return ExtractedContent(
-        text=_text_of_content(_get(message, "content")),
+        text=content_text(_get(message, "content")),
         tool_calls=_tool_calls_of(message),
         refusal=_get(message, "refusal"),
     )
@@ -190,7 +193,7 @@ def assemble_stream_texts(chunks: Iterable[Any]) -> dict[int, str]:
         for position, choice in enumerate(_get(chunk, "choices", []) or []):
             index = _get(choice, "index", position)
             delta = _get(choice, "delta")
-            piece = _text_of_content(_get(delta, "content")) if delta is not None else _get(choice, "text", "")
+            piece = content_text(_get(delta, "content")) if delta is not None else _get(choice, "text", "")
             if piece:
                 texts.setdefault(index, []).append(str(piece))
     return {index: "".join(pieces) for index, pieces in sorted(texts.items())}

@@ -70,7 +70,7 @@ async def attempt(backend: ExecToolBackend, code: str) -> dict:
 @pytest.mark.parametrize("path", [
     str(REPO_ROOT / "proxy_config.yaml"), str(REPO_ROOT / "pyproject.toml"), str(REPO_ROOT / ".env"),
     f"/proc/{os.getpid()}/environ", "/root", "/etc/shadow", "/home",
-])
+], ids=lambda path: path.replace(f"/proc/{os.getpid()}/", "/proc/<this process>/"))  # the same id in every xdist worker
 async def test_the_proxy_files_are_not_visible(isolated, path):
     seen = await attempt(isolated, f"out = sorted(os.listdir({path!r})) if os.path.isdir({path!r}) else open({path!r}).read()[:100]")
     assert seen["ok"] is False and ("FileNotFoundError" in seen["error"] or "PermissionError" in seen["error"]), seen

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
@@ -200,7 +200,7 @@ class EventStream:
             for queue in self._queues:
                 queue.put_nowait(None)
 
-    def reader(self) -> "AsyncIterator[RunEvent]":
+    def reader(self) -> "_Reader":
         """An async iterator over every event published from this call on, until the run ends
         (registered at once: call it before the run starts to see all of them)."""
         queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()

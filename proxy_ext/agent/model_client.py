@@ -1,10 +1,15 @@
 """Model calls of the agent, made through the proxy's own ``/v1/chat/completions`` as the caller.
 
-Why over loopback HTTP rather than calling the Router in-process: the request then passes through
-exactly the same auth, model-access checks, budgets, rate limits, hooks and spend logging as the
-caller's own chat call — with the caller's headers — so an agent run can never reach a model the
-key may not use, and a LiteLLM upgrade cannot silently change that. One pooled keep-alive client
-keeps the cost of the hop well under a millisecond.
+Why through the proxy's route rather than calling the Router directly: the request then passes
+through exactly the same auth, model-access checks, budgets, rate limits, hooks and spend logging
+as the caller's own chat call — with the caller's headers — so an agent run can never reach a
+model the key may not use, and a LiteLLM upgrade cannot silently change that.
+
+The transport is the ``httpx.AsyncClient`` given to :class:`ModelClient` (chosen by
+``agent.model_transport``, see :mod:`proxy_ext.agent.service`): by default ``asgi``, the proxy's
+own ASGI app called in process (no socket; streamed calls through
+:class:`proxy_ext.agent.asgi_stream.StreamingASGITransport`); ``http`` is loopback HTTP to
+``agent.proxy_base_url`` or the address the request arrived on, over one pooled keep-alive client.
 """
 
 from __future__ import annotations
@@ -172,6 +177,6 @@ async def _read_stream(model: str, response: httpx.Response, on_text: Callable[[
     if calls:
         message["tool_calls"] = [{"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"] or "{}"}}
                                  for _, c in sorted(calls.items())]
-    details = usage.get("cost_details") if isinstance(usage.get("cost_details"), dict) else {}
+    details = found if isinstance(found := usage.get("cost_details"), dict) else {}
     return ModelTurn(message, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
                      _usd(usage.get("cost")) or 0.0, _usd(details.get("input_cost")), _usd(details.get("output_cost")))

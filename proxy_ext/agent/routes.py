@@ -112,7 +112,7 @@ def openapi_components() -> dict[str, Any]:
                        "param": {"type": ["string", "null"]}, "code": {"type": "string"}}}}}
     components: dict[str, Any] = {f"{_SCHEMA_PREFIX}Error": error}
     for name, model, mode in (("AgentRunRequest", AgentRunRequest, "validation"), ("Envelope", Envelope, "serialization")):
-        schema = TypeAdapter(model).json_schema(mode=mode, ref_template=f"#/components/schemas/{_SCHEMA_PREFIX}{{model}}")
+        schema = TypeAdapter(model).json_schema(mode=mode, ref_template=f"#/components/schemas/{_SCHEMA_PREFIX}{{model}}")  # type: ignore[arg-type]
         components.update({f"{_SCHEMA_PREFIX}{key}": value for key, value in schema.pop("$defs", {}).items()})
         components[f"{_SCHEMA_PREFIX}{name}"] = schema
     return components

@@ -23,6 +23,7 @@ from proxy_ext.agent.request import RunSpec
 from proxy_ext.agent.runner import RunSettings
 from proxy_ext.agent.traces import Redactor, TraceWriter, environment_secrets
 from proxy_ext.config import agent_model_names
+from proxy_ext.credentials import CREDENTIAL_HEADERS
 from proxy_ext.state import Runtime
 from proxy_ext.tools.base import ToolContext, ToolSpec
 
@@ -155,7 +156,7 @@ def trace_writer(runtime: Runtime, headers: Mapping[str, str]) -> TraceWriter | 
     master_key = ((runtime.document.get("general_settings") or {}).get("master_key") or "")
     if isinstance(master_key, str) and not master_key.startswith("os.environ/"):
         literals.append(master_key)
-    for name in ("authorization", "x-litellm-api-key", "api-key", "x-api-key"):
+    for name in CREDENTIAL_HEADERS:
         value = headers.get(name, "")
         literals.append(value.split(" ", 1)[-1] if value.lower().startswith("bearer ") else value)
     return TraceWriter(runtime.resolve_path(traces.path), Redactor(traces.redact_patterns, literals))

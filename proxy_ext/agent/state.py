@@ -108,7 +108,7 @@ class RunState:
     batch: dict[str, str] = field(default_factory=dict)
     """Results (text) of the current turn's tool calls that finished, by call id."""
     batch_ok: dict[str, bool] = field(default_factory=dict)
-    interrupted: set[str] = field(default_factory=set)
+    interrupted: set[str | None] = field(default_factory=set)
     """Calls that were running when a previous worker died (not run again)."""
     decisions: dict[str, Decision] = field(default_factory=dict)
     """Approval decisions, by call id."""

@@ -16,10 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from proxy_ext.credentials import SECRET_ENV_NAME, SECRET_FIELD_NAME
+
 __all__ = ["Redactor", "TraceRecorder", "TraceWriter", "environment_secrets"]
 
 REDACTED = "[REDACTED]"
-_SECRET_KEYS = re.compile(r"(authorization|api[-_]?key|secret|password|token|cookie)", re.I)
+_SECRET_KEYS = SECRET_FIELD_NAME
 _BUILTIN_PATTERNS = [
     r"sk-[A-Za-z0-9_\-]{8,}",                 # OpenAI / LiteLLM style keys
     r"(?i)bearer\s+[A-Za-z0-9._\-+/=]{8,}",   # bearer tokens inside text
@@ -27,7 +29,7 @@ _BUILTIN_PATTERNS = [
 ]
 
 
-_SECRET_ENV_NAMES = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.I)
+_SECRET_ENV_NAMES = SECRET_ENV_NAME
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,1 +1,3 @@
 """Model providers: ``echo`` (hermetic) and ``codex_agent``."""
+
+__all__: list[str] = []

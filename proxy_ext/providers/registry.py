@@ -96,7 +96,7 @@ def codex_models(document: dict[str, Any], section: CodexAgentConfig) -> list[Co
     for name, params in model_entries(document):
         if provider_of(params) not in CODEX_ALIASES:
             continue
-        overrides = params.get(OVERRIDE_KEY) if isinstance(params.get(OVERRIDE_KEY), dict) else {}
+        overrides: dict[str, Any] = given if isinstance(given := params.get(OVERRIDE_KEY), dict) else {}
         own_mode = overrides.get("mode")
         found.append(CodexModel(
             name=name,

@@ -8,9 +8,10 @@ Updates are optimistic (``WATCH`` / ``MULTI``), so two workers never both claim 
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -18,6 +19,9 @@ from proxy_ext.runs.store import (FINISHED, STATUSES, Mutation, RunRecord, RunSt
                                   parse_cursor, take)
 
 __all__ = ["RedisRunStore"]
+
+_Scored = list[tuple[Any, float]]
+"""What redis-py returns for a sorted-set range with scores (its stubs say any response)."""
 
 
 def _text(value: Any) -> str:
@@ -110,12 +114,12 @@ class RedisRunStore(RunStore):
         page = ordered[:limit]
         return page, (cursor_of(page[-1]) if len(ordered) > limit else None)
 
-    def _scan(self, key: str, cursor: tuple[float, str] | None, status: str | None, want: int) -> list[RunRecord]:
+    def _scan(self, key: str, cursor: tuple[float, str] | None, status: str | None, want: int) -> builtins.list[RunRecord]:
         """Up to ``want`` runs of one index, newest first, older than ``cursor``, with ``status``."""
         found: list[RunRecord] = []
         offset = 0
         while len(found) < want:
-            chunk = self.client.zrevrangebyscore(key, cursor[0] if cursor else "+inf", "-inf", start=offset, num=200, withscores=True)
+            chunk = cast(_Scored, self.client.zrevrangebyscore(key, cursor[0] if cursor else "+inf", "-inf", start=offset, num=200, withscores=True))
             if not chunk:
                 break
             offset += len(chunk)
@@ -131,7 +135,7 @@ class RedisRunStore(RunStore):
         entry = json.dumps([kind, data], separators=(",", ":"), default=str)
         return int(self.client.rpush(self._key("events", run_id), entry))
 
-    def events(self, run_id: str, after: int, limit: int = 500) -> list[StoredEvent]:
+    def events(self, run_id: str, after: int, limit: int = 500) -> builtins.list[StoredEvent]:
         rows = self.client.lrange(self._key("events", run_id), after, after + limit - 1)
         found: list[StoredEvent] = []
         for offset, raw in enumerate(rows):
@@ -142,14 +146,14 @@ class RedisRunStore(RunStore):
     def count(self, status: str) -> int:
         return int(self.client.zcard(self._key("status", status)))
 
-    def due_approvals(self, now: float) -> list[str]:
+    def due_approvals(self, now: float) -> builtins.list[str]:
         return [_text(r) for r in self.client.zrangebyscore(self._key("approvals"), "-inf", f"({now}")]
 
     def purge(self, now: float, retention_s: float, max_runs: int) -> int:
         finished: list[tuple[str, float]] = []
         for status in sorted(FINISHED):
             finished += [(_text(r), s)
-                         for r, s in self.client.zrange(self._key("status", status), 0, -1, withscores=True)]
+                         for r, s in cast(_Scored, self.client.zrange(self._key("status", status), 0, -1, withscores=True))]
         finished.sort(key=lambda item: item[1], reverse=True)
         doomed = {run_id for index, (run_id, created) in enumerate(finished) if index >= max_runs or created < now - retention_s}
         for run_id in doomed:

@@ -9,6 +9,7 @@ another repeat a completed call.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import threading
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ACTIVE", "FINISHED", "STATUSES", "RunRecord", "RunStore", "SqliteRunStore", "StoredEvent"]
+__all__ = ["ACTIVE", "FINISHED", "STATUSES", "RunRecord", "RunStore", "SqliteRunStore", "StoredEvent", "claimable", "cursor_of", "parse_cursor", "take"]
 
 STATUSES = ("queued", "running", "awaiting_approval", "completed", "failed", "cancelled", "interrupted")
 ACTIVE = frozenset({"queued", "running"})
@@ -118,7 +119,7 @@ class RunStore(ABC):
         """Store one event; its sequence number (1, 2, ... per run)."""
 
     @abstractmethod
-    def events(self, run_id: str, after: int, limit: int = 500) -> list[StoredEvent]:
+    def events(self, run_id: str, after: int, limit: int = 500) -> builtins.list[StoredEvent]:
         """Events with a sequence number above ``after``, in order."""
 
     @abstractmethod
@@ -126,17 +127,17 @@ class RunStore(ABC):
         """How many runs have ``status``."""
 
     @abstractmethod
-    def due_approvals(self, now: float) -> list[str]:
+    def due_approvals(self, now: float) -> builtins.list[str]:
         """Ids of runs whose pending approval has expired."""
 
     @abstractmethod
     def purge(self, now: float, retention_s: float, max_runs: int) -> int:
         """Delete finished runs older than ``retention_s`` or beyond the newest ``max_runs``; how many."""
 
-    def ping(self) -> None:
+    def ping(self) -> None:  # noqa: B027 (optional: a no-op unless the store has a connection)
         """Raise when the store cannot be reached."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional: a no-op unless the store holds connections)
         """Release connections."""
 
 
@@ -259,7 +260,7 @@ class SqliteRunStore(RunStore):
                              (run_id, last + 1, kind, json.dumps(data, separators=(",", ":"), default=str)))
             return int(last) + 1
 
-    def events(self, run_id: str, after: int, limit: int = 500) -> list[StoredEvent]:
+    def events(self, run_id: str, after: int, limit: int = 500) -> builtins.list[StoredEvent]:
         with self._lock:
             rows = self._db.execute("SELECT seq, kind, data FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                                     (run_id, after, limit)).fetchall()
@@ -269,7 +270,7 @@ class SqliteRunStore(RunStore):
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM runs WHERE status = ?", (status,)).fetchone()[0])
 
-    def due_approvals(self, now: float) -> list[str]:
+    def due_approvals(self, now: float) -> builtins.list[str]:
         with self._lock:
             rows = self._db.execute("SELECT id FROM runs WHERE status = 'awaiting_approval' AND approval_deadline < ?", (now,)).fetchall()
         return [r[0] for r in rows]
@@ -286,11 +287,11 @@ class SqliteRunStore(RunStore):
                 self._db.execute("DELETE FROM run_events WHERE run_id = ?", (run_id,))
             return len(set(old))
 
-    def ping(self) -> None:
+    def ping(self) -> None:  # noqa: B027 (optional: a no-op unless the store has a connection)
         with self._lock:
             self._db.execute("SELECT 1").fetchone()
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional: a no-op unless the store holds connections)
         with self._lock:
             self._db.close()
 

@@ -29,6 +29,7 @@ from proxy_ext.providers.codex_agent import cli, http
 from proxy_ext.providers.codex_agent.events import CodexRun, render_prompt
 from proxy_ext.providers.codex_agent.settings import OVERRIDE_KEY, CallSettings, resolve
 from proxy_ext.state import Runtime
+from proxy_ext.providers.chunks import final_chunk, text_chunk, usage_dict
 
 __all__ = ["CodexAgentLLM", "doctor_problems", "handler"]
 
@@ -52,12 +53,7 @@ def _cli_response(run: CodexRun, settings: CallSettings, model_response: ModelRe
 
 
 def _final_chunk(run: CodexRun) -> GenericStreamingChunk:
-    usage = {"prompt_tokens": run.input_tokens, "completion_tokens": run.output_tokens, "total_tokens": run.input_tokens + run.output_tokens}
-    return GenericStreamingChunk(text="", is_finished=True, finish_reason="stop", usage=usage, index=0, tool_use=None)  # type: ignore[typeddict-item]
-
-
-def _delta(text: str) -> GenericStreamingChunk:
-    return GenericStreamingChunk(text=text, is_finished=False, finish_reason="", usage=None, index=0, tool_use=None)
+    return final_chunk("stop", usage_dict(run.input_tokens, run.output_tokens))
 
 
 class CodexAgentLLM(CustomLLM):
@@ -101,7 +97,7 @@ class CodexAgentLLM(CustomLLM):
             return
         run = CodexRun()
         for text in cli.iterate_in_thread(lambda: cli.run_events(settings, render_prompt(messages), run, kwargs.get("timeout"))):
-            yield _delta(text)
+            yield text_chunk(text)
         yield _final_chunk(run)
 
     async def astreaming(self, model: str, messages: list, *args: Any, **kwargs: Any) -> AsyncIterator[GenericStreamingChunk]:  # type: ignore[override]
@@ -114,7 +110,7 @@ class CodexAgentLLM(CustomLLM):
         events = cli.run_events(settings, render_prompt(messages), run, kwargs.get("timeout"))
         try:
             async for text in events:
-                yield _delta(text)
+                yield text_chunk(text)
         finally:
             await events.aclose()  # on disconnect: the CLI's process group is killed now, not at GC
         yield _final_chunk(run)

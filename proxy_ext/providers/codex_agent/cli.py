@@ -18,7 +18,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -111,7 +111,36 @@ async def _drain_stderr(process: asyncio.subprocess.Process, tail: bytearray) ->
         del tail[:-STDERR_TAIL_BYTES]
 
 
-async def run_events(settings: CallSettings, prompt: str, run: CodexRun, call_timeout: Any = None) -> AsyncIterator[str]:
+async def _stdout_texts(process: asyncio.subprocess.Process, run: CodexRun, max_bytes: int, deadline: float, model: str) -> AsyncGenerator[str, None]:
+    """Feed codex's JSONL events into ``run`` until EOF or a failure event; yield new answer text.
+    Raises asyncio.TimeoutError past ``deadline`` and a 502 beyond ``max_bytes`` of output."""
+    assert process.stdout is not None
+    total = 0
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise asyncio.TimeoutError
+        try:
+            line = await asyncio.wait_for(process.stdout.readline(), remaining)
+        except ValueError:  # one line longer than the limit
+            line = b""
+            total = max_bytes + 1
+        total += len(line)
+        if total > max_bytes:
+            raise errors.from_status(
+                502, f"codex produced more than {max_bytes} bytes of output; the run was stopped "
+                "(proxy_ext.providers.codex_agent.cli.max_output_bytes)", model,
+            )
+        if not line:
+            break
+        text = run.feed_line(line)
+        if text:
+            yield text
+        if run.failure:
+            break
+
+
+async def run_events(settings: CallSettings, prompt: str, run: CodexRun, call_timeout: Any = None) -> AsyncGenerator[str, None]:
     """Run codex for ``prompt``, feeding its events into ``run``; yield new agent-message text.
 
     Raises the LiteLLM error for a missing binary (503), a timeout (408), oversized output (502) and a
@@ -143,30 +172,9 @@ async def run_events(settings: CallSettings, prompt: str, run: CodexRun, call_ti
     deadline = time.monotonic() + limit_s
     finished = False
     try:
-        assert process.stdout is not None
-        total = 0
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise asyncio.TimeoutError
-            try:
-                line = await asyncio.wait_for(process.stdout.readline(), remaining)
-            except ValueError:  # one line longer than the limit
-                line = b""
-                total = cli.max_output_bytes + 1
-            total += len(line)
-            if total > cli.max_output_bytes:
-                raise errors.from_status(
-                    502, f"codex produced more than {cli.max_output_bytes} bytes of output; the run was stopped "
-                    "(proxy_ext.providers.codex_agent.cli.max_output_bytes)", settings.model,
-                )
-            if not line:
-                break
-            text = run.feed_line(line)
-            if text:
+        async with contextlib.aclosing(_stdout_texts(process, run, cli.max_output_bytes, deadline, settings.model)) as texts:
+            async for text in texts:
                 yield text
-            if run.failure:
-                break
         await asyncio.wait_for(process.wait(), max(0.1, deadline - time.monotonic()))
         finished = True
     except asyncio.TimeoutError:

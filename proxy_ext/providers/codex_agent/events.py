@@ -17,21 +17,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy_ext.response_utils import content_text
+
 __all__ = ["CodexRun", "render_prompt"]
 
 
 def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict) and part.get("type") in {"text", "input_text"}:
-                parts.append(str(part.get("text", "")))
-            elif isinstance(part, dict):
-                parts.append(f"[{part.get('type', 'content')} omitted]")
-        return "\n".join(parts)
-    return "" if content is None else str(content)
+    return content_text(content, "\n", omitted="[{type} omitted]")
 
 
 def render_prompt(messages: list[dict[str, Any]]) -> str:

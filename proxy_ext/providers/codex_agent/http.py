@@ -21,6 +21,7 @@ from litellm.types.utils import GenericStreamingChunk, ModelResponse, Usage
 
 from proxy_ext.providers.codex_agent import errors
 from proxy_ext.providers.codex_agent.settings import CallSettings
+from proxy_ext.providers.chunks import final_chunk, text_chunk
 
 __all__ = ["acomplete", "astream", "complete", "stream"]
 
@@ -192,10 +193,10 @@ class _StreamState:
                 self.finish_reason = choice["finish_reason"]
         if not text:
             return None
-        return GenericStreamingChunk(text=text, is_finished=False, finish_reason="", usage=None, index=0, tool_use=None)
+        return text_chunk(text)
 
     def final(self) -> GenericStreamingChunk:
-        return GenericStreamingChunk(text="", is_finished=True, finish_reason=self.finish_reason, usage=self.usage, index=0, tool_use=None)  # type: ignore[typeddict-item]
+        return final_chunk(self.finish_reason, self.usage)
 
 
 def _completion(response: httpx.Response, model_response: ModelResponse, model: str) -> ModelResponse:

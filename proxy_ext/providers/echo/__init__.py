@@ -31,6 +31,7 @@ from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk, ModelResponse, Usage
 
 from proxy_ext.response_utils import content_text
+from proxy_ext.providers.chunks import final_chunk, text_chunk, usage_dict
 
 __all__ = ["EchoLLM", "echo_reply", "echo_text", "handler"]
 
@@ -58,6 +59,7 @@ def echo_reply(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | Non
     directive = _CALL.fullmatch(_text_of(messages[last_user].get("content"))) if last_user is not None else None
     if directive is None or directive.group(1) not in offered:
         return echo_text(messages), None
+    assert last_user is not None  # the directive was read from it
     results = [_text_of(m.get("content")) for m in messages[last_user + 1:] if m.get("role") == "tool"]
     if results:
         return "\n".join(results), None
@@ -105,18 +107,8 @@ class EchoLLM(CustomLLM):
             return
         words = text.split(" ")
         for i, word in enumerate(words):
-            yield GenericStreamingChunk(
-                text=word if i == 0 else " " + word, is_finished=False, finish_reason="", usage=None, index=0, tool_use=None
-            )
-        prompt, completion = _count(messages), len(text.split())
-        yield GenericStreamingChunk(
-            text="",
-            is_finished=True,
-            finish_reason="stop",
-            usage={"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
-            index=0,
-            tool_use=None,
-        )
+            yield text_chunk(word if i == 0 else " " + word)
+        yield final_chunk("stop", usage_dict(_count(messages), len(text.split())))
 
     def completion(self, model: str, messages: list, *args: Any, model_response: ModelResponse, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
         return self._response(model, messages, model_response, _tools(kwargs))

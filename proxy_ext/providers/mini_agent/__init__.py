@@ -30,7 +30,7 @@ not silently paid for twice.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, NoReturn
 
 from litellm.llms.custom_llm import CustomLLM
@@ -38,6 +38,7 @@ from litellm.types.utils import GenericStreamingChunk, Message, ModelResponse, U
 
 from proxy_ext.providers.errors import provider_error
 from proxy_ext.providers.mini_agent.client_tools import ClientToolError, client_tools
+from proxy_ext.providers.chunks import final_chunk, text_chunk, tool_call_chunk, usage_dict
 
 __all__ = ["MiniAgentLLM", "handler"]
 
@@ -77,7 +78,7 @@ async def _start(model: str, messages: list[dict[str, Any]], optional_params: di
         _raise_for(400, f"no agent profile {profile!r} in proxy_ext.agent.profiles (known: {known})", model)
     try:
         tools = client_tools(profile, optional_params)
-        parsed = AgentRunRequest(messages=[dict(m) for m in messages], profile=profile)
+        parsed = AgentRunRequest(messages=[dict(m) for m in messages], profile=profile)  # type: ignore[misc]  # validated here
         caller = facade.Caller(request.headers, request.server, request.scheme, adapter.caller_identity(litellm_params))
         return await facade.start(parsed, caller, client_tools=tuple(tools), stream_text=stream_text, runtime=runtime)
     except ClientToolError as exc:
@@ -111,9 +112,8 @@ def _metrics(envelope: Any) -> dict[str, Any]:
     return {"stopped_reason": body["stopped_reason"], **body["metrics"]}
 
 
-def _usage(envelope: Any) -> dict[str, int]:
-    m = envelope.metrics
-    return {"prompt_tokens": m.prompt_tokens, "completion_tokens": m.completion_tokens, "total_tokens": m.prompt_tokens + m.completion_tokens}
+def _usage(envelope: Any) -> dict[str, Any]:
+    return usage_dict(envelope.metrics.prompt_tokens, envelope.metrics.completion_tokens)
 
 
 def _answer(envelope: Any) -> tuple[str, list[dict[str, Any]]]:
@@ -122,16 +122,6 @@ def _answer(envelope: Any) -> tuple[str, list[dict[str, Any]]]:
         message = envelope.messages[-1]
         return message.get("content") or "", list(message["tool_calls"])
     return envelope.final_answer or "", []
-
-
-def _chunk(text: str) -> GenericStreamingChunk:
-    return GenericStreamingChunk(text=text, is_finished=False, finish_reason="", usage=None, index=0, tool_use=None)
-
-
-def _tool_chunk(index: int, call: dict[str, Any]) -> GenericStreamingChunk:
-    tool_use = {"id": call["id"], "type": "function", "index": index,
-                "function": {"name": call["function"]["name"], "arguments": call["function"]["arguments"]}}
-    return GenericStreamingChunk(text="", is_finished=False, finish_reason="", usage=None, index=0, tool_use=tool_use)  # type: ignore[typeddict-item]
 
 
 class MiniAgentLLM(CustomLLM):
@@ -165,7 +155,7 @@ class MiniAgentLLM(CustomLLM):
             async for event in reader:
                 if isinstance(event, AnswerDelta):
                     streamed = True
-                    yield _chunk(event.text)
+                    yield text_chunk(event.text)
             result = await _finish(run, model)  # a failed run raises its provider error here
         finally:
             # The client went away (or the stream ended): cancel the run. No await here: this may run
@@ -174,11 +164,10 @@ class MiniAgentLLM(CustomLLM):
             run.cancel()
         text, calls = _answer(result.envelope)
         if not streamed and text:  # e.g. a model that does not stream
-            yield _chunk(text)
+            yield text_chunk(text)
         for index, call in enumerate(calls):
-            yield _tool_chunk(index, call)
-        yield GenericStreamingChunk(text="", is_finished=True, finish_reason="tool_calls" if calls else "stop",
-                                    usage=_usage(result.envelope), index=0, tool_use=None)  # type: ignore[typeddict-item]
+            yield tool_call_chunk(index, call)
+        yield final_chunk("tool_calls" if calls else "stop", _usage(result.envelope))
 
     def completion(self, model: str, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
         _raise_for(400, "mini-agent models are served by the proxy's async path only; call them through the proxy", model)

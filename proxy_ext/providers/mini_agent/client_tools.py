@@ -30,7 +30,9 @@ def _function_tool(profile: str, index: int, tool: Any) -> dict[str, Any]:
         raise ClientToolError(f"agent profile {profile!r} accepts only function tools from the client; "
                               f"{where} has type {tool.get('type')!r}")
     function = tool.get("function")
-    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(function, dict):
+        function = {}
+    name = function.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         raise ClientToolError(f"{where}.function.name must be 1-64 letters, digits, '_' or '-'")
     clean: dict[str, Any] = {"name": name}

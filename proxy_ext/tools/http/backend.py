@@ -183,7 +183,7 @@ class HttpToolBackend:
         for entry in tools:
             if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
                 continue  # one malformed entry does not hide the others
-            parameters = entry.get("parameters") if isinstance(entry.get("parameters"), dict) else {"type": "object", "properties": {}}
+            parameters: dict[str, Any] = found if isinstance(found := entry.get("parameters"), dict) else {"type": "object", "properties": {}}
             specs[entry["name"]] = ToolSpec(entry["name"], str(entry.get("description") or ""), parameters)
         self._specs, self._specs_at = specs, time.monotonic()
         return specs

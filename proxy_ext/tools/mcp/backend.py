@@ -149,7 +149,7 @@ class McpToolBackend:
         finally:
             await pool.release(pair, broken)
         prefixed = [tool.model_copy(update={"name": adapter.mcp_tool_name(server, tool.name)}) for tool in tools]
-        for original, renamed in zip(tools, prefixed):
+        for original, renamed in zip(tools, prefixed, strict=True):
             self._names[_model_name(renamed.name)] = (server.server_id, original.name)
         self._catalog[server.server_id] = (time.monotonic(), prefixed)
         state.ok, state.reason, state.checked_at, state.tools = True, "", time.time(), len(prefixed)

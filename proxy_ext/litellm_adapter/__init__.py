@@ -2,7 +2,9 @@
 
 A LiteLLM upgrade should only ever need changes in this module. It imports nothing of proxy_ext
 (a leaf: the entry module :mod:`proxy_ext.glue` and the capabilities import it, never the other
-way round), and LiteLLM itself only inside the functions, so importing it costs nothing.
+way round), and LiteLLM itself only inside the functions, so importing it costs nothing. Two
+self-contained groups live in submodules (:mod:`.cost`, :mod:`.mcp`) and are re-exported here:
+import everything from ``proxy_ext.litellm_adapter``.
 
 What proxy_ext uses:
 
@@ -34,6 +36,10 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from proxy_ext.litellm_adapter.cost import call_cost, cost_response_kind, stream_chunk_cost
+from proxy_ext.litellm_adapter.mcp import (mcp_allowed_server_ids, mcp_call_tool, mcp_list_tools, mcp_open, mcp_permitted_tools,
+                                           mcp_server_label, mcp_servers, mcp_tool_name)
 
 __all__ = [
     "PARSED_BODY_SCOPE_KEY", "add_custom_providers", "auth_dependency", "auth_failure_without_db", "call_cost", "call_model_id",
@@ -279,189 +285,6 @@ def call_model_id(litellm_params: dict[str, Any] | None) -> str | None:
         if isinstance(info, dict) and info.get("id"):
             return str(info["id"])
     return None
-
-# ------------------------------------------------------------------------------- cost glue
-# What proxy_ext.hooks.cost needs from LiteLLM internals, and nothing else: which response types
-# are JSON bodies of the four routes, and the per-call cost LiteLLM computed (the figure it sends
-# as ``x-litellm-response-cost``) with its input/output split from the logging object.
-
-
-def cost_response_kind(response: Any) -> str | None:
-    """'chat' | 'text_completion' | 'embedding' | 'responses' for a non-streaming JSON body of
-    /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses; None for anything else
-    (audio, files, images, …: those pass through untouched)."""
-    from litellm.types.llms.openai import ResponsesAPIResponse
-    from litellm.types.utils import EmbeddingResponse, ModelResponse, TextCompletionResponse
-
-    if isinstance(response, ModelResponse):
-        return "chat"
-    if isinstance(response, TextCompletionResponse):
-        return "text_completion"
-    if isinstance(response, EmbeddingResponse):
-        return "embedding"
-    if isinstance(response, ResponsesAPIResponse):
-        return "responses"
-    return None
-
-
-def _logging_obj(data: dict[str, Any] | None) -> Any:
-    from litellm.litellm_core_utils.litellm_logging import Logging
-
-    candidate = (data or {}).get("litellm_logging_obj")
-    return candidate if isinstance(candidate, Logging) else None
-
-
-def _split(breakdown: Any) -> tuple[float | None, float | None]:
-    """(input, output) USD from a LiteLLM cost breakdown; input includes cache read/creation costs."""
-    if not isinstance(breakdown, dict):
-        return None, None
-    values = breakdown.get("input_cost"), breakdown.get("output_cost")
-    return tuple(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values)  # type: ignore[return-value]
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value in (None, ""):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def call_cost(response: Any, data: dict[str, Any] | None) -> tuple[float | None, float | None, float | None]:
-    """(total, input, output) USD of a non-streaming call, as LiteLLM's response headers report it.
-
-    Mirrors ``ProxyBaseLLMRequestProcessing.base_process_llm_request``: the header's figure is
-    ``_hidden_params["response_cost"]``, else the cost stored on (or recomputed by) the call's
-    logging object; the split is the logging object's ``cost_breakdown``.
-    """
-    from litellm.router_utils.add_retry_fallback_headers import get_hidden_params_dict
-
-    total = _number(get_hidden_params_dict(response).get("response_cost"))
-    logging_obj = _logging_obj(data)
-    if logging_obj is None:
-        return total, None, None
-    if total is None:
-        total = _number(logging_obj.model_call_details.get("response_cost"))
-    if total is None:
-        return _priced_without_side_effects(logging_obj, response)
-    return (total, *_split(getattr(logging_obj, "cost_breakdown", None)))
-
-
-def _priced_without_side_effects(logging_obj: Any, result: Any) -> tuple[float | None, float | None, float | None]:
-    # Pricing stamps cost_breakdown and a failure-debug key onto the live logging object, which the
-    # spend log reads later; snapshot and restore both (as the proxy's own stream cost injection
-    # does) so pricing a stream chunk stays a read.
-    breakdown_before = getattr(logging_obj, "cost_breakdown", None)
-    details = logging_obj.model_call_details
-    debug_key = "response_cost_failure_debug_information"
-    missing = object()
-    debug_before = details.get(debug_key, missing)
-    try:
-        # LiteLLM < 1.105 names it _response_cost_calculator (same signature).
-        calculator = getattr(logging_obj, "response_cost_calculator", None) or logging_obj._response_cost_calculator
-        total = _number(calculator(result=result))
-        split = _split(getattr(logging_obj, "cost_breakdown", None)) if total is not None else (None, None)
-    finally:
-        logging_obj.cost_breakdown = breakdown_before
-        if debug_before is missing:
-            details.pop(debug_key, None)
-        else:
-            details[debug_key] = debug_before
-    return (total, *split)
-
-
-def stream_chunk_cost(chunk: Any, data: dict[str, Any] | None) -> tuple[float | None, float | None, float | None]:
-    """(total, input, output) USD for a streamed call, priced from the chunk that carries usage (a
-    chat / text completion chunk with ``usage``, or a Responses ``response.completed`` event).
-
-    Priced by the call's logging object, so the deployment's custom pricing applies exactly as in
-    the cost LiteLLM records for the call."""
-    logging_obj = _logging_obj(data)
-    if logging_obj is None:
-        return None, None, None
-    priced = _priced_without_side_effects(logging_obj, chunk)
-    response = getattr(chunk, "response", None) if getattr(chunk, "type", None) == "response.completed" else None
-    if not priced[0] and response is not None and getattr(response, "usage", None) is not None:
-        # LiteLLM < 1.105 prices a response.completed event at 0: price the response it carries.
-        priced = _priced_without_side_effects(logging_obj, response)
-    return priced
-
-
-# ------------------------------------------------------------------------------------- MCP glue
-# The agent's MCP tools use LiteLLM's MCP gateway: its servers (``mcp_servers:``, transports,
-# auth headers, aliases, tool prefixes), its permission rules for a key, and its MCP client with
-# a persistent upstream session (one server process / connection reused across calls).
-
-
-def mcp_servers() -> list[Any]:
-    """The MCP servers of LiteLLM's gateway (``mcp_servers:`` in the config), as LiteLLM's
-    ``MCPServer`` objects; [] when the gateway is not loaded."""
-    try:
-        from litellm.proxy._experimental.mcp_server.mcp_server_manager import global_mcp_server_manager
-    except ImportError:
-        return []
-    return list(global_mcp_server_manager.get_registry().values())
-
-
-def mcp_server_label(server: Any) -> str:
-    """The name LiteLLM gives a server in tool names (its alias, else its name)."""
-    from litellm.proxy._experimental.mcp_server.utils import get_server_prefix
-
-    return str(get_server_prefix(server))
-
-
-def mcp_tool_name(server: Any, tool: str) -> str:
-    """LiteLLM's prefixed tool name (``<server>-<tool>``)."""
-    from litellm.proxy._experimental.mcp_server.utils import add_server_prefix_to_name
-
-    return str(add_server_prefix_to_name(tool, mcp_server_label(server)))
-
-
-async def mcp_allowed_server_ids(identity: Any) -> set[str]:
-    """The MCP servers the key (``UserAPIKeyAuth``) may use, as LiteLLM decides for its own MCP routes."""
-    from litellm.proxy._experimental.mcp_server.mcp_server_manager import global_mcp_server_manager
-
-    return set(await global_mcp_server_manager.get_allowed_mcp_servers(user_api_key_auth=identity))
-
-
-async def mcp_permitted_tools(tools: list[Any], server: Any, identity: Any) -> list[Any]:
-    """The subset of ``tools`` (MCP ``Tool`` objects named with LiteLLM's prefix) the key may call
-    on ``server``: the server's ``allowed_tools``/``disallowed_tools`` and the key's and team's
-    tool permissions, exactly as LiteLLM filters its own tool listings."""
-    from litellm.proxy._experimental.mcp_server.operations import filter_tools_by_allowed_tools, filter_tools_by_key_team_permissions
-
-    allowed = filter_tools_by_allowed_tools(tools, server)
-    return list(await filter_tools_by_key_team_permissions(allowed, server.server_id, identity))
-
-
-async def mcp_open(server: Any, timeout_s: float) -> tuple[Any, Any]:
-    """(LiteLLM's MCP client for ``server``, a persistent session of it): the server's process or
-    connection stays up across calls (stdio servers need ``LITELLM_ENABLE_MCP_STDIO``)."""
-    from litellm.proxy._experimental.mcp_server.mcp_server_manager import global_mcp_server_manager
-
-    client = await global_mcp_server_manager.create_mcp_client(server)
-    client.timeout = timeout_s
-    return client, client.open_persistent_session()
-
-
-async def mcp_list_tools(session: Any, timeout_s: float) -> list[Any]:
-    """The server's tools (MCP ``Tool`` objects, names as the server gives them)."""
-    from litellm.experimental_mcp_client.tools import list_tools_with_pagination
-
-    async def operation(raw: Any) -> Any:
-        return await list_tools_with_pagination(raw, listing_deadline=timeout_s)
-
-    return list(await session.run(operation, quiet_on_error=True))
-
-
-async def mcp_call_tool(client: Any, session: Any, name: str, arguments: dict[str, Any]) -> Any:
-    """Call ``name`` on the persistent session; the MCP ``CallToolResult`` (failures of the call
-    itself come back as ``isError`` results, as LiteLLM returns them)."""
-    from mcp.types import CallToolRequestParams
-
-    return await client.call_tool(CallToolRequestParams(name=name, arguments=arguments), persistent_session=session)
-
 
 def caller_identity(litellm_params: Mapping[str, Any] | None) -> Any:
     """The caller's ``UserAPIKeyAuth`` LiteLLM hands a provider call (in its metadata), or None."""
