@@ -15,6 +15,7 @@ What proxy_ext uses:
   :func:`install_openapi_components`;
 - providers: :func:`add_custom_providers`, :func:`known_provider`;
 - cost: :func:`cost_response_kind`, :func:`call_cost`, :func:`stream_chunk_cost`;
+- OpenTelemetry (LiteLLM's ``otel`` callback): :func:`proxy_request_span`, :func:`end_proxy_request_span`;
 - MCP (the gateway's servers, permissions and client): :func:`mcp_servers`, :func:`mcp_allowed_server_ids`,
   :func:`mcp_permitted_tools`, :func:`mcp_open`, :func:`mcp_list_tools`, :func:`mcp_call_tool`,
   :func:`caller_identity`;
@@ -35,6 +36,7 @@ __all__ = [
     "PARSED_BODY_SCOPE_KEY", "add_custom_providers", "auth_dependency", "auth_failure_without_db", "call_cost", "call_model_id",
     "cost_response_kind", "custom_logger_class", "deployment_litellm_params", "in_proxy", "install_openapi_components",
     "known_provider", "llm_router", "model_is_served", "proxy_app", "proxy_config_path", "running_proxy_config_path",
+    "end_proxy_request_span", "proxy_request_span",
     "set_metrics_auth", "share_parsed_body", "stream_chunk_cost", "wrap_middleware_stack",
     "caller_identity", "mcp_allowed_server_ids", "mcp_call_tool", "mcp_list_tools", "mcp_open", "mcp_permitted_tools",
     "mcp_server_label", "mcp_servers", "mcp_tool_name",
@@ -373,6 +375,48 @@ def stream_chunk_cost(chunk: Any, data: dict[str, Any] | None) -> tuple[float | 
     if logging_obj is None:
         return None, None, None
     return _priced_without_side_effects(logging_obj, chunk)
+
+
+# ----------------------------------------------------------------------------------- OTel glue
+# LiteLLM's ``otel`` callback (V1) opens a SERVER span, "Received Proxy Server Request", in its
+# auth dependency for every authenticated request and keeps it on ``request.state.parent_otel_span``
+# and on the caller's ``UserAPIKeyAuth``. It ends it itself only for its own routes (LLM calls in
+# its logging, management routes in their wrapper); for the extension's routes we do it.
+
+
+def _litellm_request_span(span: Any) -> bool:
+    try:
+        from litellm.integrations.opentelemetry import LITELLM_PROXY_REQUEST_SPAN_NAME
+        from litellm.integrations.otel.model.config import is_otel_v2_enabled
+    except ImportError:
+        return False
+    # Under V2 the FastAPI instrumentor owns (and ends) the server span.
+    return getattr(span, "name", None) == LITELLM_PROXY_REQUEST_SPAN_NAME and not is_otel_v2_enabled()
+
+
+def proxy_request_span(identity: Any) -> Any:
+    """LiteLLM's still-open span of the request a caller's identity came with (None: LiteLLM's
+    ``otel`` callback is off, or the span is gone), to parent spans of work done for it."""
+    span = getattr(identity, "parent_otel_span", None)
+    if span is None or not getattr(span, "is_recording", lambda: False)():
+        return None
+    return span
+
+
+def end_proxy_request_span(request_state: Any, failed: bool = False) -> None:
+    """End LiteLLM's "Received Proxy Server Request" span of one of the extension's routes, once
+    its response was sent (LiteLLM leaves it open there; a no-op without the span or under V2)."""
+    span = getattr(request_state, "parent_otel_span", None)
+    if span is None or not getattr(span, "is_recording", lambda: False)() or not _litellm_request_span(span):
+        return
+    try:
+        if failed:
+            from opentelemetry.trace import Status, StatusCode
+
+            span.set_status(Status(StatusCode.ERROR))
+        span.end()
+    except Exception:  # noqa: BLE001 - tracing must never fail a request
+        pass
 
 
 # ------------------------------------------------------------------------------------- MCP glue
