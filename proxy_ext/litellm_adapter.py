@@ -16,6 +16,7 @@ What proxy_ext uses:
 - providers: :func:`add_custom_providers`, :func:`known_provider`;
 - cost: :func:`cost_response_kind`, :func:`call_cost`, :func:`stream_chunk_cost`;
 - OpenTelemetry (LiteLLM's ``otel`` callback): :func:`proxy_request_span`, :func:`end_proxy_request_span`;
+  shutdown: :func:`on_proxy_shutdown`;
 - MCP (the gateway's servers, permissions and client): :func:`mcp_servers`, :func:`mcp_allowed_server_ids`,
   :func:`mcp_permitted_tools`, :func:`mcp_open`, :func:`mcp_list_tools`, :func:`mcp_call_tool`,
   :func:`caller_identity`;
@@ -36,7 +37,7 @@ __all__ = [
     "PARSED_BODY_SCOPE_KEY", "add_custom_providers", "auth_dependency", "auth_failure_without_db", "call_cost", "call_model_id",
     "cost_response_kind", "custom_logger_class", "deployment_litellm_params", "in_proxy", "install_openapi_components",
     "known_provider", "llm_router", "model_is_served", "proxy_app", "proxy_config_path", "running_proxy_config_path",
-    "end_proxy_request_span", "proxy_request_span",
+    "end_proxy_request_span", "on_proxy_shutdown", "proxy_request_span",
     "set_metrics_auth", "share_parsed_body", "stream_chunk_cost", "wrap_middleware_stack",
     "caller_identity", "mcp_allowed_server_ids", "mcp_call_tool", "mcp_list_tools", "mcp_open", "mcp_permitted_tools",
     "mcp_server_label", "mcp_servers", "mcp_tool_name",
@@ -417,6 +418,38 @@ def end_proxy_request_span(request_state: Any, failed: bool = False) -> None:
         span.end()
     except Exception:  # noqa: BLE001 - tracing must never fail a request
         pass
+
+
+def on_proxy_shutdown(callback: Callable[[], None]) -> bool:
+    """Run ``callback`` (blocking, in a thread) when the proxy shuts down, after LiteLLM's own
+    shutdown steps; False outside a proxy. Needed because uvicorn ends the process by re-raising
+    SIGTERM after shutdown, so ``atexit`` handlers never run."""
+    if "litellm.proxy.proxy_server" not in sys.modules:
+        return False
+    from litellm.proxy import proxy_server
+
+    original = proxy_server.proxy_shutdown_event
+    callbacks = getattr(original, "_proxy_ext_callbacks", None)
+    if callbacks is None:
+        callbacks = []
+
+        async def proxy_shutdown_event(*args: Any, **kwargs: Any) -> None:
+            import asyncio
+
+            try:
+                await original(*args, **kwargs)
+            finally:
+                for registered in list(callbacks):
+                    try:
+                        await asyncio.to_thread(registered)
+                    except Exception:  # noqa: BLE001 - shutdown goes on
+                        pass
+
+        proxy_shutdown_event._proxy_ext_callbacks = callbacks  # type: ignore[attr-defined]
+        proxy_shutdown_event.__wrapped__ = original  # type: ignore[attr-defined]
+        proxy_server.proxy_shutdown_event = proxy_shutdown_event
+    callbacks.append(callback)
+    return True
 
 
 # ------------------------------------------------------------------------------------- MCP glue

@@ -2,7 +2,7 @@
 
 503 only when a *required* check fails (``proxy_ext.ready.required``, default: the Router — a proxy
 without a loaded model list cannot serve at all). A failing optional capability (the codex CLI,
-the tool host, exec tools, traces unless required) leaves the proxy in rotation: 200 with
+the tool host, exec tools, traces and the OpenTelemetry export unless required) leaves the proxy in rotation: 200 with
 ``"status": "degraded"`` and the failing checks named. ``GET /ready?capability=<check>`` answers
 for one check alone (200 / 503), for operators who route or alert per capability.
 
@@ -26,6 +26,7 @@ import httpx
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from proxy_ext.agent.otel_export import is_enabled as otel_enabled
 from proxy_ext.state import Runtime, get_runtime
 
 __all__ = ["CheckResult", "evaluate", "router", "run_checks"]
@@ -159,6 +160,14 @@ async def check_codex_cli(runtime: Runtime, timeout_s: float) -> CheckResult:
     return CheckResult(problem is None, problem or "")
 
 
+async def check_otel(runtime: Runtime, timeout_s: float) -> CheckResult:
+    """The OpenTelemetry export: failing (degraded) while the last export failed."""
+    from proxy_ext.agent.otel_export import health_problem
+
+    problem = health_problem()
+    return CheckResult(problem is None, problem or "")
+
+
 MCP_RECHECK_S = 30.0
 """A server's last state is reused this long; then /ready contacts it again."""
 
@@ -198,6 +207,8 @@ def enabled_checks(runtime: Runtime) -> dict[str, Check]:
     checks: dict[str, Check] = {"router": check_router}
     if settings.traces.enabled:
         checks["traces"] = check_traces
+    if otel_enabled(settings.traces.otel):
+        checks["otel"] = check_otel
     if settings.tools.http.base_url:
         checks["tool_host"] = check_tool_host
     if settings.tools.exec.enabled:

@@ -31,7 +31,8 @@ from urllib.parse import unquote, urlsplit
 
 from proxy_ext.config import OtelConfig
 
-__all__ = ["ExportState", "OtelSettings", "export_state", "import_problem", "is_enabled", "resolve", "shutdown", "tracer"]
+__all__ = ["ExportState", "OtelSettings", "export_state", "health_problem", "import_problem", "is_enabled", "resolve", "shutdown",
+           "tracer", "use_provider"]
 
 logger = logging.getLogger("proxy_ext.otel")
 
@@ -136,6 +137,18 @@ def export_state() -> ExportState:
     return _state
 
 
+def health_problem() -> str | None:
+    """Why spans are not reaching the collector (None: no export failed last), in a fixed short
+    phrase without addresses (for ``/ready``)."""
+    if import_problem() is not None:
+        return "OpenTelemetry exporter not installed"
+    if _state.problem is not None:
+        return "OpenTelemetry exporter could not be set up"
+    if _state.last_ok is False:
+        return "last span export failed (collector unreachable or refusing)"
+    return None
+
+
 def _tracking_exporter(inner: Any) -> Any:
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -184,6 +197,14 @@ def _build(settings: OtelSettings) -> Any:
     return provider
 
 
+def _on_exit(timeout_s: float) -> None:
+    # In the proxy: at its shutdown (uvicorn re-raises SIGTERM afterwards: atexit never runs there).
+    from proxy_ext import litellm_adapter as adapter
+
+    adapter.on_proxy_shutdown(lambda: shutdown(timeout_s))
+    atexit.register(shutdown, timeout_s)
+
+
 def tracer(config: OtelConfig) -> Any:
     """This process's tracer for agent-run spans (built on first use); None when it cannot be built
     (the reason is in :func:`export_state`, logged once)."""
@@ -197,7 +218,7 @@ def tracer(config: OtelConfig) -> Any:
                 try:
                     _provider = _build(resolve(config))
                     _tracer = _provider.get_tracer(SCOPE)
-                    atexit.register(shutdown, config.shutdown_timeout_s)
+                    _on_exit(config.shutdown_timeout_s)
                 except Exception as exc:  # noqa: BLE001 - a broken exporter setup must not break runs
                     problem = f"OpenTelemetry exporter could not be set up: {type(exc).__name__}: {exc}"
             if problem is not None:
