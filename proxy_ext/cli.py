@@ -176,7 +176,6 @@ def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport)
         problem = ready.trace_dir_problem(runtime)
         if problem:
             report.problems.append(f"traces: {problem} ({runtime.resolve_path(settings.traces.path)})")
-    _check_otel(runtime, report)
     if settings.tools.exec.enabled:
         problem = ready.exec_problem(runtime)
         if problem:
@@ -307,6 +306,7 @@ def diagnose(config_path: str | os.PathLike[str]) -> DoctorReport:
     extension_on = _check_litellm_sections(document, path.resolve(), report)
     _check_providers(document, extension_on, report)
     _check_dependencies(runtime, names, report)
+    _check_otel(runtime, report)
     _capabilities(runtime, extension_on, report)
     return report
 

@@ -148,6 +148,9 @@ def test_a_streamed_run_whose_client_disconnects_still_ends_its_spans(otel_proxy
     assert agent.status == "ERROR" and agent.attributes["proxy_ext.stopped_reason"] == "cancelled"
     assert chat.status == "ERROR" and chat.attributes["error.type"] == "cancelled"
     assert (agent.end_ns - agent.start_ns) / 1e9 < 5
+    # LiteLLM's span of the streamed /agent/run request is ended too, once the stream closed.
+    server = receiver.wait_for(lambda spans: any(s.span_id == agent.parent_span_id for s in spans), timeout_s=5)
+    assert next(s for s in server if s.span_id == agent.parent_span_id).name == "Received Proxy Server Request"
 
 
 def test_ready_reports_the_export_and_a_refusing_collector_never_breaks_a_run(otel_proxy, upstream, receiver):

@@ -260,3 +260,24 @@ def test_a_failing_exporter_is_recorded_not_raised():
     failed = state.failed
     assert otel_export._tracking_exporter(Broken()).export([SimpleNamespace()]) == SpanExportResult.FAILURE
     assert state.failed == failed + 1 and state.last_ok is False
+
+
+def test_ready_and_doctor_name_the_export_only_when_it_is_on(tmp_path, monkeypatch):
+    from proxy_ext import ready
+    from proxy_ext.cli import diagnose
+    from proxy_ext.state import Runtime
+
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-doctor-test-key-0123456789abcdef")
+    assert "otel" not in ready.enabled_checks(Runtime(settings=parse_config({}, env={})))
+    assert "otel" in ready.enabled_checks(Runtime(settings=parse_config({"traces": {"otel": {"enabled": True}}}, env={})))
+    config = tmp_path / "proxy_config.yaml"
+    config.write_text("model_list: [{model_name: echo, litellm_params: {model: echo/echo-1}}]\n"
+                      "litellm_settings: {callbacks: [proxy_ext.extension]}\n"
+                      "general_settings: {master_key: os.environ/LITELLM_MASTER_KEY}\n"
+                      "proxy_ext: {traces: {otel: {enabled: true, endpoint: 'http://collector:4318', capture_content: true}}}\n")
+    report = diagnose(config)
+    assert report.ok, report.problems
+    assert report.capabilities["otel traces"] == "on (OTLP/HTTP to http://collector:4318/v1/traces, service litellm-proxy, with content)"
+    assert any("capture_content" in warning for warning in report.warnings)
