@@ -47,6 +47,8 @@ def otel_proxy(upstream, receiver, tmp_path_factory) -> Iterator[ProxyProcess]:
     config = documented_config()
     config["model_list"] = base_config(upstream)["model_list"]  # the fake upstream instead of OpenAI
     config["proxy_ext"]["agent"]["default_model"] = "fake/otel-default"
+    config["proxy_ext"]["agent"]["profiles"] = {"calc": {"model": "fake/otel-profile", "tools": ["calculator"]}}
+    config["model_list"].append({"model_name": "agent-calc", "litellm_params": {"model": "mini-agent/calc"}})
     config["proxy_ext"]["traces"]["path"] = str(tmp_path_factory.mktemp("otel") / "runs.jsonl")
     otel = config["proxy_ext"]["traces"]["otel"]
     otel.update(endpoint=receiver.endpoint, schedule_delay_s=0.1, timeout_s=1)  # the test's collector; export quickly
@@ -118,6 +120,20 @@ def test_a_tool_using_run_exports_the_three_span_kinds_nested_with_litellms(otel
         assert "secret question" not in json.dumps(span.attributes) and "it is 42" not in json.dumps(span.attributes)
     # LiteLLM's span of /agent/run is ended (it used to stay open: never exported).
     assert server.end_ns >= agent.end_ns > 0
+
+
+def test_an_agent_profile_used_as_a_model_is_traced_under_litellms_span_of_the_chat_call(otel_proxy, upstream, receiver):
+    upstream.script("otel-profile", Reply(tool_calls=[call("calculator", {"expression": "2 + 2"}, "call_p1")]), Reply(text="four"))
+    reply = otel_proxy.openai().chat.completions.create(model="agent-calc", messages=[{"role": "user", "content": "2 + 2?"}])
+    assert reply.choices[0].message.content == "four"
+    spans = receiver.wait_for(lambda spans: any(s.name == "invoke_agent calc" and s.attributes.get("gen_ai.request.model") == "fake/otel-profile"
+                                                and any(p.span_id == s.parent_span_id for p in spans) for s in spans))
+    agent = next(s for s in spans if s.name == "invoke_agent calc")
+    server = next(s for s in spans if s.span_id == agent.parent_span_id)
+    assert server.name == "Received Proxy Server Request" and server.trace_id == agent.trace_id
+    trace_id = agent.attributes["proxy_ext.trace_id"]
+    mine = by_name(ours(receiver.wait_for(run_finished(trace_id, 2)), trace_id))
+    assert sorted(mine) == ["chat fake/otel-profile", "execute_tool calculator", "invoke_agent calc"]
 
 
 def test_no_key_or_authorization_header_in_any_exported_span(otel_proxy, upstream, receiver):
