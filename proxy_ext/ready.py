@@ -26,7 +26,6 @@ import httpx
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from proxy_ext.agent.otel_export import is_enabled as otel_enabled
 from proxy_ext.state import Runtime, get_runtime
 
 __all__ = ["CheckResult", "evaluate", "router", "run_checks"]
@@ -203,6 +202,8 @@ def mcp_checks(runtime: Runtime) -> dict[str, Check]:
 
 def enabled_checks(runtime: Runtime) -> dict[str, Check]:
     """The checks that apply to this configuration, by name."""
+    from proxy_ext.agent.otel_export import is_enabled as otel_enabled
+
     settings = runtime.settings
     checks: dict[str, Check] = {"router": check_router}
     if settings.traces.enabled:
