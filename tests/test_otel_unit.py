@@ -77,11 +77,12 @@ def recorder_for(exporter: InMemorySpanExporter, headers: dict[str, str] | None 
                              messages=[{"role": "user", "content": "add 1 and 2"}])
 
 
-async def run(recorder: otel.OtelRecorder, client: ScriptedClient, tools: tuple[str, ...] = ("add",), **request: Any) -> Any:
+async def run(recorder: otel.OtelRecorder, client: ScriptedClient, tools: tuple[str, ...] = ("add",),
+              settings: RunSettings = RunSettings(fallback=False), **request: Any) -> Any:
     spec = resolve(AgentRunRequest(input="add 1 and 2", **request), parse_config({"agent": {"default_model": "m1"}}, env={}).agent)
     events = EventStream([recorder])
     client.trace_headers = recorder.trace_headers
-    return await run_agent(spec=spec, settings=RunSettings(fallback=False), client=client, backend=Backend(),  # type: ignore[arg-type]
+    return await run_agent(spec=spec, settings=settings, client=client, backend=Backend(),  # type: ignore[arg-type]
                            tools=[ToolSpec(t) for t in tools], tool_ctx=ToolContext(), trace_id="run-1", events=events)
 
 
@@ -160,6 +161,18 @@ async def test_failures_set_error_status_without_leaking_the_key(exporter):
     assert failed_chat.attributes["http.response.status_code"] == 500 and failed_chat.attributes["error.type"] == "500"
     assert agent.status.status_code == StatusCode.ERROR and agent.attributes["error.type"] == agent.attributes["proxy_ext.stopped_reason"]
     assert KEY not in everything(exporter)
+
+
+async def test_a_run_awaiting_approval_ends_its_spans_without_an_error(exporter):
+    settings = RunSettings(fallback=False, requires_approval=("add",))
+    result = await run(recorder_for(exporter), ScriptedClient(tool_turn("add")), settings=settings)
+    assert result.envelope.stopped_reason == "awaiting_approval"
+    spans = by_name(exporter)
+    assert sorted(spans) == ["chat m1", "invoke_agent agent"]  # the tool did not run
+    agent = spans["invoke_agent agent"][0]
+    assert agent.status.status_code == StatusCode.UNSET and agent.attributes["proxy_ext.stopped_reason"] == "awaiting_approval"
+    (event,) = [e for e in agent.events if e.name == "proxy_ext.approval_requested"]
+    assert event.attributes["gen_ai.tool.name"] == ("add",) and event.attributes["gen_ai.tool.call.id"] == ("call_0",)
 
 
 async def test_a_cancelled_run_still_ends_every_span(exporter):
