@@ -20,6 +20,8 @@ What proxy_ext uses:
 - MCP (the gateway's servers, permissions and client): :func:`mcp_servers`, :func:`mcp_allowed_server_ids`,
   :func:`mcp_permitted_tools`, :func:`mcp_open`, :func:`mcp_list_tools`, :func:`mcp_call_tool`,
   :func:`caller_identity`;
+- durable runs (the caller kept across workers): :func:`seal`, :func:`unseal`, :func:`dump_identity`,
+  :func:`load_identity`, :func:`identity_owner`;
 - the callback base class: :func:`custom_logger_class`.
 
 LiteLLM's documented extension APIs that providers subclass or build (``CustomLLM``,
@@ -41,6 +43,7 @@ __all__ = [
     "set_metrics_auth", "share_parsed_body", "stream_chunk_cost", "wrap_middleware_stack",
     "caller_identity", "mcp_allowed_server_ids", "mcp_call_tool", "mcp_list_tools", "mcp_open", "mcp_permitted_tools",
     "mcp_server_label", "mcp_servers", "mcp_tool_name",
+    "dump_identity", "identity_owner", "load_identity", "seal", "unseal",
 ]
 
 
@@ -535,3 +538,52 @@ def caller_identity(litellm_params: Mapping[str, Any] | None) -> Any:
         if identity is not None:
             return identity
     return None
+
+
+# ------------------------------------------------------------------------------------- identity glue
+# Durable runs outlive their request: the caller's identity is kept (sealed with the proxy's own
+# key, as LiteLLM seals secrets in its database) and compared by a hash.
+
+
+def seal(text: str) -> str:
+    """``text`` encrypted with the proxy's key (``LITELLM_SALT_KEY``, else the master key)."""
+    from litellm.proxy.common_utils.encrypt_decrypt_utils import encrypt_value_helper
+
+    return str(encrypt_value_helper(text))
+
+
+def unseal(sealed: str) -> str | None:
+    """The text :func:`seal` sealed (None: not readable with this proxy's key)."""
+    from litellm.proxy.common_utils.encrypt_decrypt_utils import decrypt_value_helper
+
+    return decrypt_value_helper(sealed, key="proxy_ext run caller", exception_type="debug")
+
+
+def dump_identity(identity: Any) -> dict[str, Any] | None:
+    """A ``UserAPIKeyAuth`` as JSON-able data (None stays None)."""
+    if identity is None:
+        return None
+    return dict(identity.model_dump(mode="json", exclude={"parent_otel_span"}, exclude_none=True))
+
+
+def load_identity(data: dict[str, Any] | None) -> Any:
+    """The ``UserAPIKeyAuth`` :func:`dump_identity` dumped."""
+    if data is None:
+        return None
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    return UserAPIKeyAuth.model_validate(data)
+
+
+def identity_owner(identity: Any) -> tuple[str, str | None, bool]:
+    """(owner hash, team id, is proxy admin) of a caller: the owner is stable for one key."""
+    import hashlib
+
+    from litellm.proxy._types import LitellmUserRoles
+
+    if identity is None:
+        return "anonymous", None, False
+    basis = getattr(identity, "token", None) or getattr(identity, "api_key", None) or getattr(identity, "key_alias", None) or ""
+    owner = hashlib.sha256(f"proxy_ext-run-owner:{basis}".encode()).hexdigest()[:32]
+    admin = getattr(identity, "user_role", None) in (LitellmUserRoles.PROXY_ADMIN, LitellmUserRoles.PROXY_ADMIN.value)
+    return owner, getattr(identity, "team_id", None), bool(admin)
