@@ -136,6 +136,20 @@ def test_an_agent_profile_used_as_a_model_is_traced_under_litellms_span_of_the_c
     assert sorted(mine) == ["chat fake/otel-profile", "execute_tool calculator", "invoke_agent calc"]
 
 
+def test_a_background_run_is_traced_with_its_run_id(otel_proxy, upstream, receiver):
+    upstream.script("otel-bg", Reply(tool_calls=[call("calculator", {"expression": "1 + 1"}, "call_bg")]), Reply(text="two"))
+    headers = {**otel_proxy.headers, "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
+    response = httpx.post(f"{otel_proxy.base_url}/agent/run", headers=headers, timeout=60,
+                          json={"input": "1 + 1?", "model": "fake/otel-bg", "background": True})
+    assert response.status_code == 202, response.text
+    run_id = response.json()["run_id"]
+    mine = by_name(ours(receiver.wait_for(run_finished(run_id, 2)), run_id))
+    assert sorted(mine) == ["chat fake/otel-bg", "execute_tool calculator", "invoke_agent agent"]
+    (agent,) = mine["invoke_agent agent"]
+    assert agent.attributes["proxy_ext.stopped_reason"] == "final_answer"
+    assert all(s.parent_span_id == agent.span_id for s in [*mine["chat fake/otel-bg"], *mine["execute_tool calculator"]])
+
+
 def test_no_key_or_authorization_header_in_any_exported_span(otel_proxy, upstream, receiver):
     upstream.script("otel-keys", Reply(text="fine"))
     response = httpx.post(f"{otel_proxy.base_url}/agent/run", headers=otel_proxy.headers, timeout=60,
