@@ -294,3 +294,30 @@ def test_ready_and_doctor_name_the_export_only_when_it_is_on(tmp_path, monkeypat
     assert report.ok, report.problems
     assert report.capabilities["otel traces"] == "on (OTLP/HTTP to http://collector:4318/v1/traces, service litellm-proxy, with content)"
     assert any("capture_content" in warning for warning in report.warnings)
+
+
+def test_shutdown_flushes_and_is_bounded_when_the_collector_hangs():
+    import threading
+    import time
+
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    release = threading.Event()
+
+    class Hanging(InMemorySpanExporter):
+        def export(self, spans: Any) -> Any:
+            release.wait(10)
+            return super().export(spans)
+
+    for exporter, bound in ((InMemorySpanExporter(), 2.0), (Hanging(), 2.0)):
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+        otel_export.use_provider(provider)
+        otel_export.tracer(OtelConfig()).start_span("buffered").end()
+        started = time.monotonic()
+        otel_export.shutdown(0.3)
+        assert time.monotonic() - started < bound
+        if not isinstance(exporter, Hanging):
+            assert [s.name for s in exporter.get_finished_spans()] == ["buffered"]  # flushed, not lost
+    release.set()
+    otel_export.use_provider(None)

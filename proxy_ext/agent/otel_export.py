@@ -242,8 +242,15 @@ def shutdown(timeout_s: float = 5.0) -> None:
         provider, _provider, _tracer = _provider, None, None
     if provider is None:
         return
-    try:
-        provider.force_flush(int(timeout_s * 1000))
-        provider.shutdown()
-    except Exception as exc:  # noqa: BLE001 - shutting down: report, never raise
-        logger.warning("OpenTelemetry shutdown failed: %s", type(exc).__name__)
+
+    def stop() -> None:
+        try:
+            provider.force_flush(int(timeout_s * 1000))
+            provider.shutdown()
+        except Exception as exc:  # noqa: BLE001 - shutting down: report, never raise
+            logger.warning("OpenTelemetry shutdown failed: %s", type(exc).__name__)
+
+    # Bounded even when the collector hangs (an export in flight waits for its own timeout).
+    worker = threading.Thread(target=stop, name="proxy_ext.otel_shutdown", daemon=True)
+    worker.start()
+    worker.join(timeout_s + 0.5)
