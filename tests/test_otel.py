@@ -84,9 +84,11 @@ def test_a_tool_using_run_exports_the_three_span_kinds_nested_with_litellms(otel
     assert response.status_code == 200 and response.json()["ok"], response.text
     trace_id = response.json()["metrics"]["trace_id"]
 
-    def complete(spans: list[ReceivedSpan]) -> bool:  # ours, and LiteLLM's spans of both model calls
+    def complete(spans: list[ReceivedSpan]) -> bool:  # ours, LiteLLM's spans of both model calls and of /agent/run
         chats = {s.span_id for s in ours(spans, trace_id) if s.name.startswith("chat ")}
-        return run_finished(trace_id, 2)(spans) and len({s.parent_span_id for s in spans if s.parent_span_id in chats}) == 2
+        parents = {s.parent_span_id for s in ours(spans, trace_id) if s.name.startswith("invoke_agent")}
+        return (run_finished(trace_id, 2)(spans) and len({s.parent_span_id for s in spans if s.parent_span_id in chats}) == 2
+                and any(s.span_id in parents for s in spans))
 
     spans = receiver.wait_for(complete)
     mine = by_name(ours(spans, trace_id))
@@ -171,8 +173,8 @@ def test_a_streamed_run_whose_client_disconnects_still_ends_its_spans(otel_proxy
             if line.startswith("event: run_started"):
                 break
     left = time.monotonic()
-    spans = receiver.wait_for(run_finished(trace_id), timeout_s=6)
-    assert time.monotonic() - left < 6
+    spans = receiver.wait_for(run_finished(trace_id), timeout_s=7)  # the model would answer after 8 s
+    assert time.monotonic() - left < 7
     mine = by_name(ours(spans, trace_id))
     (agent,), (chat,) = mine["invoke_agent agent"], mine["chat fake/otel-hang"]
     assert agent.status == "ERROR" and agent.attributes["proxy_ext.stopped_reason"] == "cancelled"
@@ -205,9 +207,9 @@ def test_ready_reports_the_export_and_a_refusing_collector_never_breaks_a_run(ot
 
 def test_content_capture_env_configuration_and_flush_on_shutdown(upstream, receiver):
     """A second proxy: export configured by the standard OTEL_* variables alone, content capture
-    on, the default 5 s batch delay — the spans arrive because the proxy flushes them as it stops."""
+    on, a 60 s batch delay — the spans arrive because the proxy flushes them as it stops."""
     receiver.clear()
-    config = base_config(upstream, {"agent": {"default_model": "fake/otel-default"}, "traces": {"otel": {"capture_content": True}}})
+    config = base_config(upstream, {"agent": {"default_model": "fake/otel-default"}, "traces": {"otel": {"capture_content": True, "schedule_delay_s": 60}}})
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SERVICE_NAME": "otel-env-test",
            "OTEL_EXPORTER_OTLP_HEADERS": "x-collector-token=tok-123"}
     upstream.script("otel-content", Reply(tool_calls=[call("calculator", {"expression": "6 * 7"}, "call_c1")]), Reply(text="it is 42"))
@@ -216,7 +218,7 @@ def test_content_capture_env_configuration_and_flush_on_shutdown(upstream, recei
                               json={"input": f"what is 6 * 7? my key is {process.master_key}", "model": "fake/otel-content"})
         trace_id = response.json()["metrics"]["trace_id"]
         time.sleep(0.5)
-        assert ours(receiver.snapshot(), trace_id) == []  # still buffered (schedule_delay_s: 5)
+        assert ours(receiver.snapshot(), trace_id) == []  # still buffered (schedule_delay_s: 60)
     spans = receiver.wait_for(run_finished(trace_id, 2), timeout_s=5)
     mine = by_name(ours(spans, trace_id))
     agent, tool = mine["invoke_agent agent"][0], mine["execute_tool calculator"][0]
