@@ -17,7 +17,7 @@ export UV_COMPILE_BYTECODE ?= 1
 # The system trust store (it holds this network's registry CA), also in a shell without SSL_CERT_FILE.
 export UV_NATIVE_TLS ?= 1
 
-.PHONY: run test test-fast smoke-live bench doctor env node-deps system-deps codex-e2e clean
+.PHONY: run test test-fast test-compat smoke-live bench doctor env node-deps system-deps codex-e2e clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -101,6 +101,12 @@ test: env node-deps system-deps
 # The unit tier: no proxy subprocess, no make, no node (well under a minute).
 test-fast: env
 	$(VENV)/bin/python -m pytest -m "not integration" -q $(PYTEST_ARGS)
+
+# The supported LiteLLM range (pyproject.toml): the built wheel in throwaway environments with the
+# oldest, a middle and the newest supported release (tests/test_compat.py there), and one release
+# below the range (the extension loads and /ready says degraded). Uses the uv cache; a few minutes.
+test-compat: env
+	$(VENV)/bin/python -m tests.compat_run $(COMPAT_ARGS)
 
 # The live tier (tests/test_live.py): the key flows against real providers. Each flow runs when its
 # variables are set (OPENAI_API_KEY, ANTHROPIC_API_KEY, CODEX_AGENT_API_BASE, ...) and is skipped,

@@ -145,22 +145,41 @@ def register_providers(runtime: Runtime | None = None) -> list[str]:
 
 
 def _start_durable_runs(runtime: Runtime) -> None:
-    """Start this worker's durable-run executor now when the proxy is starting in an event loop,
-    so runs left by a stopped worker are continued without waiting for a request."""
+    """Start this worker's durable-run executor when the proxy starts in an event loop, so runs
+    left by a stopped worker are continued without waiting for a request. A SQLite store that does
+    not exist yet is not created here (no file until runs are used): the executor starts once
+    another worker created it, or on this worker's first request that needs it."""
     import asyncio
 
-    if not (runtime.settings.agent.enabled and runtime.settings.runs.enabled):
+    settings = runtime.settings.runs
+    if not (runtime.settings.agent.enabled and settings.enabled):
         return
     try:
-        asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
     except RuntimeError:
         return  # started on the first request that needs it
+    if settings.store == "sqlite" and not runtime.resolve_path(settings.path).exists():
+        loop.create_task(_start_when_created(runtime), name="proxy_ext-runs-watch")
+        return
+    _start_executor(runtime)
+
+
+def _start_executor(runtime: Runtime) -> None:
     from proxy_ext.runs import durable_runs
 
     try:
         durable_runs(runtime).ensure_started()
     except Exception as exc:  # noqa: BLE001 - e.g. an unreachable Redis: /agent/runs reports it
         logger.warning("proxy_ext: durable runs are not available: %s", exc)
+
+
+async def _start_when_created(runtime: Runtime) -> None:
+    import asyncio
+
+    path = runtime.resolve_path(runtime.settings.runs.path)
+    while not path.exists():
+        await asyncio.sleep(max(runtime.settings.runs.lease_s / 3, runtime.settings.runs.poll_interval_s))
+    _start_executor(runtime)
 
 
 def get_extension() -> ProxyExtension:
@@ -185,6 +204,9 @@ def get_extension() -> ProxyExtension:
         if runtime.settings.metrics.require_auth is not None:
             adapter.set_metrics_auth(runtime.settings.metrics.require_auth)
         _start_durable_runs(runtime)
+        problem = adapter.version_problem()
+        if problem:
+            logger.warning("proxy_ext: %s (/ready reports it as degraded; `proxy-ext doctor` too)", problem)
         _extension = CostProxyExtension() if runtime.settings.cost.enabled else ProxyExtension()
         logger.info("proxy_ext enabled (config: %s)", runtime.config_path)
         return _extension

@@ -22,7 +22,9 @@ What proxy_ext uses:
   :func:`caller_identity`;
 - durable runs (the caller kept across workers): :func:`seal`, :func:`unseal`, :func:`dump_identity`,
   :func:`load_identity`, :func:`identity_owner`;
-- the callback base class: :func:`custom_logger_class`.
+- the callback base class: :func:`custom_logger_class`;
+- the supported version range: :data:`SUPPORTED_LITELLM`, :func:`litellm_version`, :func:`version_problem`
+  (differences between supported releases are absorbed here, nowhere else).
 
 LiteLLM's documented extension APIs that providers subclass or build (``CustomLLM``,
 ``ModelResponse``, ``GenericStreamingChunk``, ``Usage``) are imported by the providers themselves.
@@ -44,6 +46,7 @@ __all__ = [
     "caller_identity", "mcp_allowed_server_ids", "mcp_call_tool", "mcp_list_tools", "mcp_open", "mcp_permitted_tools",
     "mcp_server_label", "mcp_servers", "mcp_tool_name",
     "dump_identity", "identity_owner", "load_identity", "seal", "unseal",
+    "SUPPORTED_LITELLM", "litellm_version", "version_problem",
 ]
 
 
@@ -358,7 +361,9 @@ def _priced_without_side_effects(logging_obj: Any, result: Any) -> tuple[float |
     missing = object()
     debug_before = details.get(debug_key, missing)
     try:
-        total = _number(logging_obj.response_cost_calculator(result=result))
+        # LiteLLM < 1.105 names it _response_cost_calculator (same signature).
+        calculator = getattr(logging_obj, "response_cost_calculator", None) or logging_obj._response_cost_calculator
+        total = _number(calculator(result=result))
         split = _split(getattr(logging_obj, "cost_breakdown", None)) if total is not None else (None, None)
     finally:
         logging_obj.cost_breakdown = breakdown_before
@@ -378,7 +383,12 @@ def stream_chunk_cost(chunk: Any, data: dict[str, Any] | None) -> tuple[float | 
     logging_obj = _logging_obj(data)
     if logging_obj is None:
         return None, None, None
-    return _priced_without_side_effects(logging_obj, chunk)
+    priced = _priced_without_side_effects(logging_obj, chunk)
+    response = getattr(chunk, "response", None) if getattr(chunk, "type", None) == "response.completed" else None
+    if not priced[0] and response is not None and getattr(response, "usage", None) is not None:
+        # LiteLLM < 1.105 prices a response.completed event at 0: price the response it carries.
+        priced = _priced_without_side_effects(logging_obj, response)
+    return priced
 
 
 # ----------------------------------------------------------------------------------- OTel glue
@@ -587,3 +597,37 @@ def identity_owner(identity: Any) -> tuple[str, str | None, bool]:
     owner = hashlib.sha256(f"proxy_ext-run-owner:{basis}".encode()).hexdigest()[:32]
     admin = getattr(identity, "user_role", None) in (LitellmUserRoles.PROXY_ADMIN, LitellmUserRoles.PROXY_ADMIN.value)
     return owner, getattr(identity, "team_id", None), bool(admin)
+
+
+# ------------------------------------------------------------------------------------- versions
+
+SUPPORTED_LITELLM = ">=1.100.0,<=1.108.7,!=1.107.0"
+"""The LiteLLM releases proxy_ext is tested with (``make test-compat``), as pyproject.toml declares
+them; 1.82.7, 1.82.8 and 1.107.0 were compromised on PyPI."""
+
+
+def litellm_version() -> str | None:
+    """The installed LiteLLM's version (None: not installed as a distribution)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("litellm")
+    except PackageNotFoundError:
+        return None
+
+
+def version_problem(installed: str | None = None) -> str | None:
+    """Why the installed LiteLLM is outside :data:`SUPPORTED_LITELLM` (None: it is inside)."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    installed = installed if installed is not None else litellm_version()
+    if installed is None:
+        return "the installed LiteLLM version is unknown"
+    try:
+        inside = Version(installed) in SpecifierSet(SUPPORTED_LITELLM)
+    except InvalidVersion:
+        inside = False
+    if inside:
+        return None
+    return f"LiteLLM {installed} is outside the range proxy_ext supports ({SUPPORTED_LITELLM}); it may not work as documented"

@@ -183,6 +183,13 @@ async def check_runs(runtime: Runtime, timeout_s: float) -> CheckResult:
     return CheckResult(True)
 
 
+async def check_litellm_version(runtime: Runtime, timeout_s: float) -> CheckResult:
+    from proxy_ext.litellm_adapter import version_problem
+
+    problem = version_problem()
+    return CheckResult(problem is None, problem or "")
+
+
 MCP_RECHECK_S = 30.0
 """A server's last state is reused this long; then /ready contacts it again."""
 
@@ -235,6 +242,10 @@ def enabled_checks(runtime: Runtime) -> dict[str, Check]:
         checks["codex_cli"] = check_codex_cli
     if settings.agent.enabled and settings.runs.enabled and settings.runs.store == "redis":
         checks["runs"] = check_runs  # a remote dependency (the SQLite file is checked when it is opened)
+    from proxy_ext.litellm_adapter import version_problem
+
+    if version_problem() is not None:
+        checks["litellm_version"] = check_litellm_version  # degraded (not 503): it may well work
     checks.update(mcp_checks(runtime))
     return checks
 

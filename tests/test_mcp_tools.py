@@ -196,7 +196,7 @@ def test_a_client_that_hangs_up_cancels_the_mcp_call(mcp_proxy, upstream, events
         raw = json.dumps({"input": "x", "model": "fake/mcp-hangup"}).encode()
         sock.sendall(f"POST /agent/run HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {mcp_proxy.master_key}\r\nContent-Type: application/json\r\n"
                      f"Content-Length: {len(raw)}\r\n\r\n".encode() + raw)
-        _wait_for(lambda: any(e["event"] == "slow_started" and e.get("tag") == "hangup" for e in _events(events_dir)), "the call never started")
+        _wait_for(lambda: any(e["event"] == "slow_started" and e.get("tag") == "hangup" for e in _events(events_dir)), "the call never started", timeout_s=45)  # a cold server start on a loaded 2-core box
     pid = next(e["pid"] for e in _events(events_dir) if e.get("tag") == "hangup")
     _wait_for(lambda: any(e["event"] in ("slow_cancelled", "exited") and e["pid"] == pid for e in _events(events_dir)), "no cancel at the server")
     _wait_for(lambda: not _alive(pid), "the cancelled call's server process is still alive")

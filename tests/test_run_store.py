@@ -90,6 +90,15 @@ def test_a_running_run_is_claimed_again_only_after_its_lease_ran_out(make_store)
     assert again.lease_owner == "w2" and again.attempts == 2
 
 
+def test_claims_skip_the_owners_asked_to(make_store):
+    store = make_store()
+    store.create(record("1" * 32, owner="busy", created=1.0))
+    store.create(record("2" * 32, owner="idle", created=2.0))
+    assert store.claim("w", 10, time.time(), frozenset({"busy"})).id == "2" * 32
+    assert store.claim("w", 10, time.time(), frozenset({"busy"})) is None
+    assert store.claim("w", 10, time.time()).id == "1" * 32
+
+
 def test_events_are_numbered_from_one_and_replay_after_an_id(make_store):
     store = make_store()
     for n in range(5):

@@ -84,14 +84,14 @@ class RedisRunStore(RunStore):
                 except redis.WatchError:
                     continue  # someone changed it first: read again
 
-    def claim(self, worker: str, lease_s: float, now: float) -> RunRecord | None:
-        candidates = [*self.client.zrange(self._key("status", "queued"), 0, _CLAIM_BATCH - 1),
+    def claim(self, worker: str, lease_s: float, now: float, skip_owners: frozenset[str] = frozenset()) -> RunRecord | None:
+        candidates = [*self.client.zrange(self._key("status", "queued"), 0, _CLAIM_BATCH * (1 + len(skip_owners)) - 1),
                       *self.client.zrange(self._key("status", "running"), 0, -1)]
         for raw_id in candidates:
             run_id = _text(raw_id)
 
             def mutate(record: RunRecord) -> bool:
-                if not claimable(record, now):
+                if not claimable(record, now) or record.owner in skip_owners:
                     return False
                 take(record, worker, lease_s, now)
                 return True

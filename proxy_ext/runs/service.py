@@ -80,6 +80,8 @@ class DurableRuns:
         self._loop_task: asyncio.Task[None] | None = None
         self._last_purge = 0.0
         self._failing = False
+        self._busy: dict[str, float] = {}
+        """Owners whose runs were refused a slot (their key's own limit), skipped until then."""
 
     # ------------------------------------------------------------------------------ entry points
 
@@ -199,8 +201,9 @@ class DurableRuns:
             self._last_purge = now
             self.store.purge(now, self.settings.retention_s, self.settings.max_runs)
         limit = self.runtime.settings.agent.limits.max_concurrent_runs
+        self._busy = {owner: until for owner, until in self._busy.items() if until > now}
         while service.run_slots.active + self._starting < limit:
-            record = self.store.claim(self.worker, self.settings.lease_s, now)
+            record = self.store.claim(self.worker, self.settings.lease_s, now, frozenset(self._busy))
             if record is None:
                 return
             if record.attempts > self.settings.max_attempts:
@@ -275,7 +278,8 @@ class DurableRuns:
         if local.cancel_requested:
             error = "cancelled on request (POST /agent/runs/{id}/cancel)"
             self._finish(record.id, "cancelled", final_envelope(record, "cancelled", error, local.recorder.checkpoint), local)
-        elif exc.status == 429 and local.run is None:  # a foreground run took the slot first: back in the queue
+        elif exc.status == 429 and local.run is None:  # no slot after all (a foreground run was first): back in the queue
+            self._busy[record.owner] = time.time() + max(1.0, self.settings.poll_interval_s)
             self.store.update(record.id, lambda r: self._requeue(r))
         else:
             self._finish(record.id, "failed", final_envelope(record, "error", exc.message, local.recorder.checkpoint), local)

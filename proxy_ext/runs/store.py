@@ -104,8 +104,9 @@ class RunStore(ABC):
         """Apply ``mutate`` atomically; the record after it (None: no such run, or left unchanged)."""
 
     @abstractmethod
-    def claim(self, worker: str, lease_s: float, now: float) -> RunRecord | None:
-        """Take the oldest queued run, or a running one whose lease ran out, for ``worker``."""
+    def claim(self, worker: str, lease_s: float, now: float, skip_owners: frozenset[str] = frozenset()) -> RunRecord | None:
+        """Take the oldest queued run, or a running one whose lease ran out, for ``worker`` (none of
+        ``skip_owners``: keys at their own concurrent-run limit must not block everyone else's runs)."""
 
     @abstractmethod
     def list(self, owner: str | None, team_id: str | None, status: str | None, limit: int,
@@ -217,11 +218,13 @@ class SqliteRunStore(RunStore):
             self._write(record)
             return record
 
-    def claim(self, worker: str, lease_s: float, now: float) -> RunRecord | None:
+    def claim(self, worker: str, lease_s: float, now: float, skip_owners: frozenset[str] = frozenset()) -> RunRecord | None:
+        skipped = sorted(skip_owners)
+        not_these = f" AND owner NOT IN ({', '.join('?' * len(skipped))})" if skipped else ""
         with self._tx():
             row = self._db.execute(
-                "SELECT doc FROM runs WHERE status = 'queued' OR (status = 'running' AND lease_until < ?) ORDER BY created_at LIMIT 1",
-                (now,)).fetchone()
+                "SELECT doc FROM runs WHERE (status = 'queued' OR (status = 'running' AND lease_until < ?))"
+                f"{not_these} ORDER BY created_at LIMIT 1", (now, *skipped)).fetchone()
             if row is None:
                 return None
             record = RunRecord.from_json(row[0])
