@@ -237,6 +237,29 @@ def _check_codex(runtime: Runtime, report: DoctorReport) -> None:
         pass
 
 
+def _check_otel(runtime: Runtime, report: DoctorReport) -> None:
+    from proxy_ext.agent import otel_export
+
+    if otel_export.is_enabled(runtime.settings.traces.otel):
+        problem = otel_export.import_problem()
+        if problem:
+            report.problems.append(f"traces.otel: {problem}")
+        elif runtime.settings.traces.otel.capture_content:
+            report.warnings.append("traces.otel.capture_content is on: prompts, answers and tool arguments are exported with the spans")
+
+
+def _otel_line(runtime: Runtime) -> str:
+    from proxy_ext.agent import otel_export
+
+    config = runtime.settings.traces.otel
+    if not otel_export.is_enabled(config):
+        return "off (set traces.otel or OTEL_EXPORTER_OTLP_ENDPOINT)"
+    resolved = otel_export.resolve(config)
+    service = resolved.service_name or os.environ.get("OTEL_SERVICE_NAME") or otel_export.DEFAULT_SERVICE_NAME
+    content = "with content" if config.capture_content else "no content"
+    return f"on (OTLP/HTTP to {resolved.endpoint}, service {service}, {content})"
+
+
 def _mini_agent_models(runtime: Runtime) -> list[str]:
     models = []
     for entry in runtime.document.get("model_list") or []:
@@ -278,6 +301,7 @@ def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) ->
         ),
         "cost in responses": state(on and s.cost.enabled),
         "traces": state(on and s.traces.enabled, str(runtime.resolve_path(s.traces.path)) if s.traces.enabled else ""),
+        "otel traces": _otel_line(runtime) if on else state(False),
         "exec tools": state(s.tools.exec.enabled, f"shell_mode={s.tools.exec.shell_mode}" if s.tools.exec.enabled else ""),
         **({"exec isolation": _isolation_line(runtime)} if s.tools.exec.enabled else {}),
         "http tool host": state(bool(s.tools.http.base_url), s.tools.http.base_url or ""),
@@ -301,6 +325,7 @@ def diagnose(config_path: str | os.PathLike[str]) -> DoctorReport:
     extension_on = _check_litellm_sections(document, path.resolve(), report)
     _check_providers(document, extension_on, report)
     _check_dependencies(runtime, names, report)
+    _check_otel(runtime, report)
     _capabilities(runtime, extension_on, report)
     return report
 

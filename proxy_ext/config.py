@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError
 
 from proxy_ext._config.agent import AgentBudget, AgentConfig, AgentLimits, AgentProfile
 from proxy_ext._config.base import ConfigError, _Section
+from proxy_ext._config.otel import OtelConfig
 from proxy_ext._config.sections import (
     CodexAgentCliConfig,
     CodexAgentConfig,
@@ -50,6 +51,7 @@ __all__ = [
     "HttpToolConfig",
     "McpToolConfig",
     "MetricsConfig",
+    "OtelConfig",
     "ProvidersConfig",
     "ProxyExtConfig",
     "ReadyConfig",

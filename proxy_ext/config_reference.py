@@ -40,6 +40,12 @@ Environment variables read through the same layer:
 | `CODEX_AGENT_API_BASE` | `providers.codex_agent.api_base` when the config leaves it unset |
 | `CODEX_AGENT_API_KEY` | `providers.codex_agent.api_key` when the config leaves it unset |
 | `LITELLM_ENABLE_CODEX_AGENT=1` | turns `providers.codex_agent.enabled` on |
+
+The OpenTelemetry export (`traces.otel`) reads the standard variables for every key the config
+leaves unset: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT` (either one turns
+it on when `traces.otel.enabled` is unset), `OTEL_EXPORTER_OTLP_TRACES_HEADERS` /
+`OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`
+and `OTEL_SDK_DISABLED` (see docs/observability.md).
 """
 
 

@@ -2,7 +2,7 @@
 
 503 only when a *required* check fails (``proxy_ext.ready.required``, default: the Router — a proxy
 without a loaded model list cannot serve at all). A failing optional capability (the codex CLI,
-the tool host, exec tools, traces unless required) leaves the proxy in rotation: 200 with
+the tool host, exec tools, traces and the OpenTelemetry export unless required) leaves the proxy in rotation: 200 with
 ``"status": "degraded"`` and the failing checks named. ``GET /ready?capability=<check>`` answers
 for one check alone (200 / 503), for operators who route or alert per capability.
 
@@ -158,6 +158,14 @@ async def check_codex_cli(runtime: Runtime, timeout_s: float) -> CheckResult:
     return CheckResult(problem is None, problem or "")
 
 
+async def check_otel(runtime: Runtime, timeout_s: float) -> CheckResult:
+    """The OpenTelemetry export: failing (degraded) while the last export failed."""
+    from proxy_ext.agent.otel_export import health_problem
+
+    problem = health_problem()
+    return CheckResult(problem is None, problem or "")
+
+
 async def check_runs(runtime: Runtime, timeout_s: float) -> CheckResult:
     """The durable run store (SQLite file or Redis) answers; degraded, not 503, when it does not:
     foreground runs still work."""
@@ -216,10 +224,14 @@ def mcp_checks(runtime: Runtime) -> dict[str, Check]:
 
 def enabled_checks(runtime: Runtime) -> dict[str, Check]:
     """The checks that apply to this configuration, by name."""
+    from proxy_ext.agent.otel_export import is_enabled as otel_enabled
+
     settings = runtime.settings
     checks: dict[str, Check] = {"router": check_router}
     if settings.traces.enabled:
         checks["traces"] = check_traces
+    if otel_enabled(settings.traces.otel):
+        checks["otel"] = check_otel
     if settings.tools.http.base_url:
         checks["tool_host"] = check_tool_host
     if settings.tools.exec.enabled:

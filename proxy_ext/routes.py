@@ -3,10 +3,12 @@ stock app, and the JSON schemas they publish in ``/openapi.json``."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
 
+from proxy_ext import litellm_adapter as adapter
 from proxy_ext import metrics, ready
 from proxy_ext.config import ProxyExtConfig
 
@@ -25,9 +27,20 @@ def _metrics_router() -> APIRouter:
     return router
 
 
+async def _end_litellm_request_span(request: Request) -> AsyncIterator[None]:
+    # Runs after the response was sent (FastAPI's request-scoped dependency exit): LiteLLM's otel
+    # callback opened a span for this request in its auth and, for routes not its own, never ends it.
+    try:
+        yield
+    except BaseException:
+        adapter.end_proxy_request_span(request.state, failed=True)
+        raise
+    adapter.end_proxy_request_span(request.state)
+
+
 def build_router(settings: ProxyExtConfig) -> APIRouter:
-    """Routes of every enabled capability."""
-    router = APIRouter()
+    """Routes of every enabled capability (each ends LiteLLM's OTel span of its request)."""
+    router = APIRouter(dependencies=[Depends(_end_litellm_request_span)])
     router.include_router(ready.router)
     if settings.agent.enabled:
         from proxy_ext.agent.routes import build_router as agent_router

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from proxy_ext._config.base import _Section
+from proxy_ext._config.otel import OtelConfig
 from proxy_ext._config.tools import DEFAULT_ENV_ALLOWLIST
 
 __all__ = [
@@ -36,6 +37,8 @@ class TracesConfig(_Section):
     """JSONL file (``MINI_AGENT_STORE_PATH`` overrides); relative paths are relative to the config file."""
     redact_patterns: list[str] = Field(default_factory=list)
     """Extra regular expressions whose matches are replaced by ``[REDACTED]`` in traces."""
+    otel: OtelConfig = Field(default_factory=OtelConfig)
+    """OpenTelemetry spans (independent of the JSONL file: ``enabled`` above is for the file only)."""
 
     @field_validator("redact_patterns")
     @classmethod
@@ -138,7 +141,7 @@ class ReadyConfig(_Section):
     """Dependency checks are re-run at most this often; calls in between reuse the last result."""
     check_timeout_s: float = Field(default=1.0, gt=0)
     """Timeout for one dependency check (e.g. reaching the tool host)."""
-    required: list[Literal["router", "traces", "tool_host", "exec_tools", "exec_isolation", "codex_cli"]] = Field(default_factory=lambda: ["router"])  # type: ignore[arg-type]
+    required: list[Literal["router", "traces", "otel", "tool_host", "exec_tools", "exec_isolation", "codex_cli"]] = Field(default_factory=lambda: ["router"])  # type: ignore[arg-type]
     """Checks whose failure makes GET /ready answer 503 (the router always is). Any other failing
     check leaves the proxy ready, reported as ``"status": "degraded"``."""
 

@@ -72,6 +72,8 @@ class ModelTurnFinished:
     status: int = 0
     """HTTP status of a failed call (0: no answer)."""
     error: str | None = None
+    finish_reason: str | None = None
+    """Why the model stopped (``stop``, ``tool_calls``, ``length`` …) when its answer said so."""
     at: float = field(default_factory=_now)
 
     @property

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy_ext.agent import metrics as agent_metrics
-from proxy_ext.agent import service
+from proxy_ext.agent import otel, service
 from proxy_ext.agent.events import EventStream, RunFinished
 from proxy_ext.agent.request import AgentRunRequest, RunSpec, resolve
 from proxy_ext.agent.runner import RunResult, run_agent
@@ -163,5 +163,8 @@ async def start(request: AgentRunRequest, caller: Caller, *, client_tools: tuple
     if prepared.traces is not None:
         recorder = TraceRecorder(prepared.traces, _trace_request(prepared), prepared.trace_id)
         events.subscribe(recorder)
+    spans = otel.attach(runtime.settings.traces.otel, prepared, events, caller.identity)  # None: OpenTelemetry off
     task = _launch(prepared, events, recorder, agent.limits.max_concurrent_runs, stream_text, detached, resume, decisions)
+    if spans is not None:
+        task.add_done_callback(spans.close)  # every span ends, however the task ends
     return AgentRun(prepared, events, task)

@@ -30,6 +30,7 @@ __all__ = ["ModelClient", "ModelTurn", "forwardable_headers"]
 # x-litellm-api-key, custom-auth headers, tracing headers) is, so the identity is the caller's.
 _DROP = {"host", "content-length", "content-type", "transfer-encoding", "connection", "keep-alive",
          "accept-encoding", "expect", "upgrade", "te", "trailer", "proxy-authorization", "accept"}
+_TRACE_CONTEXT = ("traceparent", "tracestate")
 
 
 def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -49,6 +50,8 @@ class ModelTurn:
     """Prompt side of ``cost_usd`` (None when LiteLLM gave no split)."""
     output_cost_usd: float | None = None
     """Completion side of ``cost_usd``."""
+    finish_reason: str | None = None
+    """``finish_reason`` of the answer's choice (None when it gave none)."""
 
 
 def _usd(value: Any) -> float | None:
@@ -62,6 +65,10 @@ def _usd(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _reason(value: Any) -> str | None:
+    return value[:64] if isinstance(value, str) and value else None
+
+
 def _error_message(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -73,7 +80,12 @@ def _error_message(response: httpx.Response) -> str:
 
 
 class ModelClient:
-    """Chat completions against this proxy, with the caller's headers."""
+    """Chat completions against this proxy, with the caller's headers.
+
+    ``trace_headers``, when set (OpenTelemetry on, :mod:`proxy_ext.agent.otel`), gives the W3C
+    trace context of the model turn being made (``traceparent``, ``tracestate``): it replaces the
+    caller's own on each call, so the proxy's spans of the call nest under the run's ``chat`` span.
+    """
 
     def __init__(self, base_url: str, headers: Mapping[str, str], http: httpx.AsyncClient,
                  stream_http: httpx.AsyncClient | None = None) -> None:
@@ -81,13 +93,21 @@ class ModelClient:
         self.headers = dict(headers)
         self.http = http
         self.stream_http = stream_http or http
+        self.trace_headers: Callable[[], Mapping[str, str]] | None = None
+
+    def _headers(self) -> dict[str, str]:
+        if self.trace_headers is None:
+            return self.headers
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _TRACE_CONTEXT}
+        headers.update(self.trace_headers())
+        return headers
 
     def _request(self, http: httpx.AsyncClient, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                  timeout_s: float, **extra: Any) -> httpx.Request:
         body: dict[str, Any] = {"model": model, "messages": messages, **extra}
         if tools:
             body["tools"] = tools
-        return http.build_request("POST", f"{self.base_url}/v1/chat/completions", json=body, headers=self.headers,
+        return http.build_request("POST", f"{self.base_url}/v1/chat/completions", json=body, headers=self._headers(),
                                   timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)))
 
     async def complete(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
@@ -97,7 +117,8 @@ class ModelClient:
             raise ModelCallError(model, response.status_code, _error_message(response))
         data = response.json()
         try:
-            message = data["choices"][0]["message"]
+            choice = data["choices"][0]
+            message = choice["message"]
         except (KeyError, IndexError, TypeError):
             raise ModelCallError(model, 502, "model answer had no choices[0].message") from None
         usage = data.get("usage") or {}
@@ -111,7 +132,8 @@ class ModelClient:
                 if isinstance(c, dict) and isinstance(c.get("function"), dict)
             ]
         return ModelTurn(clean, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), cost,
-                         _usd(headers.get("x-litellm-response-cost-input")), _usd(headers.get("x-litellm-response-cost-output")))
+                         _usd(headers.get("x-litellm-response-cost-input")), _usd(headers.get("x-litellm-response-cost-output")),
+                         _reason(choice.get("finish_reason")))
 
     async def complete_streaming(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                                  timeout_s: float, on_text: Callable[[str], Awaitable[None]]) -> ModelTurn:
@@ -145,6 +167,7 @@ async def _read_stream(model: str, response: httpx.Response, on_text: Callable[[
     content: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
     usage: dict[str, Any] = {}
+    finish_reason = None
     async for line in response.aiter_lines():
         if not line.startswith("data:"):
             continue
@@ -162,6 +185,7 @@ async def _read_stream(model: str, response: httpx.Response, on_text: Callable[[
         if chunk.get("usage"):
             usage = chunk["usage"]
         for choice in chunk.get("choices") or []:
+            finish_reason = _reason(choice.get("finish_reason")) or finish_reason
             delta = choice.get("delta") or {}
             if delta.get("content"):
                 content.append(delta["content"])
@@ -179,4 +203,4 @@ async def _read_stream(model: str, response: httpx.Response, on_text: Callable[[
                                  for _, c in sorted(calls.items())]
     details = found if isinstance(found := usage.get("cost_details"), dict) else {}
     return ModelTurn(message, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
-                     _usd(usage.get("cost")) or 0.0, _usd(details.get("input_cost")), _usd(details.get("output_cost")))
+                     _usd(usage.get("cost")) or 0.0, _usd(details.get("input_cost")), _usd(details.get("output_cost")), finish_reason)

@@ -182,7 +182,7 @@ class RunState:
             raise
         self.usage.add(turn.prompt_tokens, turn.completion_tokens, turn.cost_usd, turn.input_cost_usd, turn.output_cost_usd)
         self.events.publish(ModelTurnFinished(model, iteration, True, _ms(started), turn.prompt_tokens, turn.completion_tokens,
-                                              turn.cost_usd, turn.message))
+                                              turn.cost_usd, turn.message, finish_reason=turn.finish_reason))
         return turn
 
     # ------------------------------------------------------------------------------ tool calls

@@ -2,8 +2,8 @@
 
 A LiteLLM upgrade should only ever need changes in this module. It imports nothing of proxy_ext
 (a leaf: the entry module :mod:`proxy_ext.glue` and the capabilities import it, never the other
-way round), and LiteLLM itself only inside the functions, so importing it costs nothing. Two
-self-contained groups live in submodules (:mod:`.cost`, :mod:`.mcp`) and are re-exported here:
+way round), and LiteLLM itself only inside the functions, so importing it costs nothing. Three
+self-contained groups live in submodules (:mod:`.cost`, :mod:`.mcp`, :mod:`.otel`) and are re-exported here:
 import everything from ``proxy_ext.litellm_adapter``.
 
 What proxy_ext uses:
@@ -17,6 +17,8 @@ What proxy_ext uses:
   :func:`install_openapi_components`;
 - providers: :func:`add_custom_providers`, :func:`known_provider`;
 - cost: :func:`cost_response_kind`, :func:`call_cost`, :func:`stream_chunk_cost`;
+- OpenTelemetry (LiteLLM's ``otel`` callback): :func:`proxy_request_span`, :func:`end_proxy_request_span`;
+  shutdown: :func:`on_proxy_shutdown`;
 - MCP (the gateway's servers, permissions and client): :func:`mcp_servers`, :func:`mcp_allowed_server_ids`,
   :func:`mcp_permitted_tools`, :func:`mcp_open`, :func:`mcp_list_tools`, :func:`mcp_call_tool`,
   :func:`caller_identity`;
@@ -40,11 +42,13 @@ from typing import Any
 from proxy_ext.litellm_adapter.cost import call_cost, cost_response_kind, stream_chunk_cost
 from proxy_ext.litellm_adapter.mcp import (mcp_allowed_server_ids, mcp_call_tool, mcp_list_tools, mcp_open, mcp_permitted_tools,
                                            mcp_server_label, mcp_servers, mcp_tool_name)
+from proxy_ext.litellm_adapter.otel import end_proxy_request_span, on_proxy_shutdown, proxy_request_span
 
 __all__ = [
     "PARSED_BODY_SCOPE_KEY", "add_custom_providers", "auth_dependency", "auth_failure_without_db", "call_cost", "call_model_id",
     "cost_response_kind", "custom_logger_class", "deployment_litellm_params", "in_proxy", "install_openapi_components",
     "known_provider", "llm_router", "model_is_served", "proxy_app", "proxy_config_path", "running_proxy_config_path",
+    "end_proxy_request_span", "on_proxy_shutdown", "proxy_request_span",
     "set_metrics_auth", "share_parsed_body", "stream_chunk_cost", "wrap_middleware_stack",
     "caller_identity", "mcp_allowed_server_ids", "mcp_call_tool", "mcp_list_tools", "mcp_open", "mcp_permitted_tools",
     "mcp_server_label", "mcp_servers", "mcp_tool_name",
