@@ -72,8 +72,10 @@ $(MCP_SERVER_STAMP): tests/mcp_everything/package-lock.json
 codex-e2e: env node-deps
 	$(VENV)/bin/python -m pytest tests/test_codex_cli_e2e.py -q $(PYTEST_ARGS)
 
-# bubblewrap isolates the exec tools (tools.exec.isolation); a Debian package, installed here when
-# missing and possible (root with apt-get), so the isolation tests run instead of skipping.
+# bubblewrap isolates the exec tools (tools.exec.isolation); redis-server backs the tests of the
+# global run limit (scale.global_max_concurrent_runs; the tests start their own on a free port).
+# Debian packages, installed here when missing and possible (root with apt-get), so those tests run
+# instead of skipping.
 system-deps:
 	@if ! command -v bwrap >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -82,6 +84,14 @@ system-deps:
 	      { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null 2>&1; } || \
 	      echo "bubblewrap could not be installed: the exec isolation tests will be skipped"; \
 	  else echo "bwrap not found (and not root with apt-get): the exec isolation tests will be skipped"; fi; \
+	fi
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing redis-server (global run limit tests)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null 2>&1; } || \
+	      echo "redis-server could not be installed: the global run limit tests will be skipped"; \
+	  else echo "redis-server not found (and not root with apt-get): the global run limit tests will be skipped"; fi; \
 	fi
 
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
