@@ -15,6 +15,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from proxy_ext import metrics_multiproc
+
+metrics_multiproc.setup_early()  # several workers: multiprocess mode before the first collector exists
+
 try:
     from prometheus_client import REGISTRY, CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
@@ -84,8 +88,6 @@ def gauge_function(name: str, doc: str, read: Any) -> None:
     :func:`refresh` (at its scrapes and when the value changes) and the scrape adds up the live ones."""
     if not AVAILABLE:
         return
-    from proxy_ext import metrics_multiproc
-
     full = f"proxy_ext_{name}"
     with _lock:
         if full in _collectors:
@@ -117,6 +119,4 @@ def render() -> bytes:
     if not AVAILABLE:
         return b""
     refresh()
-    from proxy_ext import metrics_multiproc
-
     return metrics_multiproc.render() if metrics_multiproc.active() else generate_latest(REGISTRY)

@@ -23,7 +23,7 @@ import sys
 
 from proxy_ext.scale import instance_dir, is_alive, multi_worker
 
-__all__ = ["active", "collect_dead_workers", "directory", "render", "setup"]
+__all__ = ["active", "collect_dead_workers", "directory", "render", "setup", "setup_early"]
 
 logger = logging.getLogger("proxy_ext.metrics")
 
@@ -54,6 +54,21 @@ def setup(enabled: bool = True, state_dir: str | None = None) -> str | None:
     collect_dead_workers(configured)
     logger.info("proxy_ext: Prometheus multiprocess mode, %s", configured)
     return configured
+
+
+def setup_early() -> None:
+    """:func:`setup` with the installed settings (defaults before the extension loaded them), for
+    the first import of :mod:`proxy_ext.metrics`: whatever imports it first, e.g. a provider
+    LiteLLM loads before the callbacks, the collectors are created in the right mode."""
+    if not multi_worker() or directory() is not None:
+        return
+    from proxy_ext.state import installed_runtime
+
+    runtime = installed_runtime()
+    if runtime is None:
+        setup()
+    elif runtime.settings.metrics.enabled:
+        setup(runtime.settings.scale.multiprocess_metrics, runtime.settings.scale.state_dir)
 
 
 def active() -> bool:

@@ -192,6 +192,15 @@ def mcp_checks(runtime: Runtime) -> dict[str, Check]:
     return {f"mcp_{adapter.mcp_server_label(server)}": _mcp_check(server) for server in mcp_backend(runtime.settings).servers()}
 
 
+async def check_global_run_limit(runtime: Runtime, timeout_s: float) -> CheckResult:
+    """The Redis of ``scale.global_max_concurrent_runs`` answers (else runs get a 503, or start
+    without the global limit with ``scale.on_redis_error: allow``)."""
+    from proxy_ext.scale.leases import redis_problem
+
+    problem = await asyncio.to_thread(redis_problem, runtime.settings.scale, timeout_s)
+    return CheckResult(problem is None, problem or "")
+
+
 def enabled_checks(runtime: Runtime) -> dict[str, Check]:
     """The checks that apply to this configuration, by name."""
     settings = runtime.settings
@@ -205,6 +214,8 @@ def enabled_checks(runtime: Runtime) -> dict[str, Check]:
         checks["exec_isolation"] = check_exec_isolation
     if codex_cli_in_use(runtime):
         checks["codex_cli"] = check_codex_cli
+    if settings.scale.global_max_concurrent_runs is not None:
+        checks["global_run_limit"] = check_global_run_limit
     checks.update(mcp_checks(runtime))
     return checks
 

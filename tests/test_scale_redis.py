@@ -85,6 +85,12 @@ def test_global_limit_holds_across_instances(instances, upstream, redis_url):
     assert _run(b).status_code == 200
 
 
+def test_ready_reports_the_global_limits_redis(instances):
+    _, b = instances
+    body = httpx.get(f"{b.base_url}/ready", timeout=10).json()
+    assert body["checks"]["global_run_limit"] == {"ok": True}, body
+
+
 def test_litellm_prometheus_and_the_extension_share_one_scrape_across_workers(instances):
     a, _ = instances
     for _ in range(6):

@@ -17,7 +17,7 @@ from typing import Any
 
 from proxy_ext.exceptions import RequestError as AgentRequestError
 
-__all__ = ["RedisLeases", "redis_url"]
+__all__ = ["RedisLeases", "redis_problem", "redis_url"]
 
 logger = logging.getLogger("proxy_ext.scale")
 
@@ -65,6 +65,23 @@ def redis_url(configured: str | None) -> str | None:
     password = os.environ.get("REDIS_PASSWORD")
     auth = f":{password}@" if password else ""
     return f"redis://{auth}{host}:{os.environ.get('REDIS_PORT', '6379')}/0"
+
+
+def redis_problem(scale: Any, timeout_s: float) -> str | None:
+    """Why the global limit's Redis cannot be used (None: it answers). A fixed reason, no address."""
+    import redis
+
+    url = redis_url(scale.redis_url)
+    if url is None:
+        return "no Redis configured"
+    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"Redis unreachable ({type(exc).__name__})"
+    finally:
+        client.close()
+    return None
 
 
 class RedisLeases:
@@ -130,7 +147,9 @@ class RedisLeases:
             return None
         with self._lock:
             self._held[lease] = self._keys(owner, per_key)[-1] if owner is not None and per_key is not None else None
-        self._start_renewer()
+            if self._renewer is None:  # a renewer runs while this process holds leases
+                self._renewer = threading.Thread(target=self._renew_forever, name="proxy_ext-lease-renewer", daemon=True)
+                self._renewer.start()
         return lease
 
     def give(self, lease: str, owner: str | None) -> None:
@@ -160,16 +179,13 @@ class RedisLeases:
                 args.append(lease)
         self._renew(keys=keys, args=args)
 
-    def _start_renewer(self) -> None:
-        with self._lock:
-            if self._renewer is not None and self._renewer.is_alive():
-                return
-            self._renewer = threading.Thread(target=self._renew_forever, name="proxy_ext-lease-renewer", daemon=True)
-            self._renewer.start()
-
     def _renew_forever(self) -> None:
         stop = threading.Event()
         while not stop.wait(self.ttl_ms / 3000):
+            with self._lock:
+                if not self._held:
+                    self._renewer = None
+                    return
             try:
                 self.renew()
             except Exception as exc:
