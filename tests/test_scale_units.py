@@ -118,18 +118,25 @@ def test_global_limit_needs_redis():
     assert parse_config({"scale": {"global_max_concurrent_runs": 4, "redis_url": "redis://127.0.0.1:1/0"}}, env={}).scale.lease_ttl_s == 30
 
 
+_INSTANCES: list[RunSlots] = []
+
+
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
     if redis_server_binary() is None:
         pytest.skip("redis-server is not installed (make system-deps installs it)")
     with RedisServer(str(tmp_path_factory.mktemp("redis"))) as server:
         yield server.url
+        for slots in _INSTANCES:  # give every lease back while Redis still runs: no renewer outlives it
+            while slots._held:
+                slots.release(slots._held[-1])
 
 
 def _instance(url: str, limit: int, prefix: str, ttl_s: float = 30.0, per_key: int | None = None, **kwargs) -> RunSlots:
     from proxy_ext.scale.leases import RedisLeases
 
     slots = RunSlots()
+    _INSTANCES.append(slots)
     slots.configure(per_key=per_key, leases=RedisLeases(url, limit, prefix=prefix, ttl_s=ttl_s, **kwargs))
     return slots
 
