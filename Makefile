@@ -17,7 +17,7 @@ export UV_COMPILE_BYTECODE ?= 1
 # The system trust store (it holds this network's registry CA), also in a shell without SSL_CERT_FILE.
 export UV_NATIVE_TLS ?= 1
 
-.PHONY: run test test-fast smoke-live bench doctor env node-deps system-deps codex-e2e clean
+.PHONY: run test test-fast test-compat smoke-live bench doctor env node-deps system-deps codex-e2e clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -72,10 +72,9 @@ $(MCP_SERVER_STAMP): tests/mcp_everything/package-lock.json
 codex-e2e: env node-deps
 	$(VENV)/bin/python -m pytest tests/test_codex_cli_e2e.py -q $(PYTEST_ARGS)
 
-# bubblewrap isolates the exec tools (tools.exec.isolation); redis-server backs the tests of the
-# global run limit (scale.global_max_concurrent_runs; the tests start their own on a free port).
-# Debian packages, installed here when missing and possible (root with apt-get), so those tests run
-# instead of skipping.
+# bubblewrap isolates the exec tools (tools.exec.isolation) and redis-server backs the Redis run store
+# and global run limit (scale.global_max_concurrent_runs) tests; Debian packages, installed here when missing and possible (root with apt-get), so those
+# tests run instead of skipping.
 system-deps:
 	@if ! command -v bwrap >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -87,11 +86,11 @@ system-deps:
 	fi
 	@if ! command -v redis-server >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing redis-server (global run limit tests)"; \
+	    echo "installing redis-server (tests of the Redis run store)"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null 2>&1 || \
 	      { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null 2>&1; } || \
-	      echo "redis-server could not be installed: the global run limit tests will be skipped"; \
-	  else echo "redis-server not found (and not root with apt-get): the global run limit tests will be skipped"; fi; \
+	      echo "redis-server could not be installed: the Redis tests will be skipped"; \
+	  else echo "redis-server not found (and not root with apt-get): the Redis tests will be skipped"; fi; \
 	fi
 
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
@@ -102,6 +101,12 @@ test: env node-deps system-deps
 # The unit tier: no proxy subprocess, no make, no node (well under a minute).
 test-fast: env
 	$(VENV)/bin/python -m pytest -m "not integration" -q $(PYTEST_ARGS)
+
+# The supported LiteLLM range (pyproject.toml): the built wheel in throwaway environments with the
+# oldest, a middle and the newest supported release (tests/test_compat.py there), and one release
+# below the range (the extension loads and /ready says degraded). Uses the uv cache; a few minutes.
+test-compat: env
+	$(VENV)/bin/python -m tests.compat_run $(COMPAT_ARGS)
 
 # The live tier (tests/test_live.py): the key flows against real providers. Each flow runs when its
 # variables are set (OPENAI_API_KEY, ANTHROPIC_API_KEY, CODEX_AGENT_API_BASE, ...) and is skipped,

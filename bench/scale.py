@@ -51,12 +51,12 @@ def _slots() -> None:
 def _leases(directory: str) -> None:
     from proxy_ext.scale.leases import RedisLeases
     from proxy_ext.scale.slots import RunSlots
-    from tests.harness.redis_server import RedisServer, redis_server_binary
+    from tests.harness.redis_server import RedisServer, redis_available
 
-    if redis_server_binary() is None:
+    if redis_available() is not None:
         print("slot acquire+release with a Redis lease: skipped (redis-server not installed: make system-deps)")
         return
-    with RedisServer(directory) as server:
+    with RedisServer() as server:
         slots = RunSlots()
         slots.configure(shared_path=f"{directory}/run_slots.json", per_key=100, leases=RedisLeases(server.url, 1000, prefix="bench"))
         print(f"slot acquire+release, + Redis lease (loopback)   {_per_op_us(slots, N_LEASES):8.1f} us  (n={N_LEASES})")

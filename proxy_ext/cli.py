@@ -196,6 +196,11 @@ def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport)
         problem = asyncio.run(ready.tool_host_problem(http.base_url, dict(http.headers), settings.ready.check_timeout_s))
         if problem:
             report.problems.append(f"tools.http: {problem} ({http.base_url})")
+    from proxy_ext.litellm_adapter import version_problem
+
+    problem = version_problem()
+    if problem:
+        report.warnings.append(problem)
     codex = settings.providers.codex_agent
     from proxy_ext.providers import registry
 

@@ -36,6 +36,7 @@ __all__ = [
     "ProvidersConfig",
     "ProxyExtConfig",
     "ReadyConfig",
+    "RunsConfig",
     "ScaleConfig",
     "ToolsConfig",
     "TracesConfig",
@@ -404,6 +405,39 @@ class TracesConfig(_Section):
         return patterns
 
 
+class RunsConfig(_Section):
+    """``proxy_ext.runs``: durable agent runs (``background: true``, approvals; docs/agent.md)."""
+
+    enabled: bool = True
+    """Serve ``/agent/runs`` and accept background runs; paused (approval) runs are kept here too."""
+    store: Literal["sqlite", "redis"] = "sqlite"
+    """``sqlite``: one file, for the workers of one box. ``redis``: shared by every worker and instance."""
+    path: str = "runs/agent_runs.sqlite3"
+    """SQLite file (relative paths: to the config file's directory)."""
+    redis_url: str | None = None
+    """Redis for ``store: redis`` (``redis://host:port/0``; ``os.environ/NAME`` works). Unset: the Redis
+    LiteLLM is given (``litellm_settings.cache_params`` host/port/password, or ``REDIS_URL`` /
+    ``REDIS_HOST``/``REDIS_PORT``/``REDIS_PASSWORD``)."""
+    lease_s: float = Field(default=15.0, gt=0)
+    """A worker renews the lease of each run it executes every third of this; a run whose lease ran
+    out (its worker died) is continued by another worker from its last checkpoint."""
+    poll_interval_s: float = Field(default=0.2, gt=0)
+    """How often idle workers look for queued runs, and event streams for new events."""
+    approval_timeout_s: float = Field(default=3600.0, gt=0)
+    """How long a run waits for approval decisions before it stops (``approval_expired``)."""
+    max_attempts: int = Field(default=3, ge=1)
+    """Starts of one run (first start and continuations after a worker died) before it is marked
+    ``interrupted``."""
+    retention_s: float = Field(default=7 * 86400.0, gt=0)
+    """Finished runs (and their events) older than this are deleted."""
+    max_runs: int = Field(default=10_000, ge=1)
+    """Finished runs kept at most (the oldest go first)."""
+    max_queued_runs: int = Field(default=10_000, ge=1)
+    """Background runs waiting for a slot at most; more answer 429."""
+    stream_keepalive_s: float = Field(default=15.0, gt=0)
+    """An SSE comment on ``/agent/runs/{id}/events`` after this long without an event (keeps proxies from closing it)."""
+
+
 class CostConfig(_Section):
     """``proxy_ext.cost``: USD cost in every JSON response body."""
 
@@ -577,6 +611,8 @@ class ProxyExtConfig(_Section):
     """Run traces."""
     cost: CostConfig = Field(default_factory=CostConfig)
     """Cost-augmented JSON."""
+    runs: RunsConfig = Field(default_factory=RunsConfig)
+    """Durable agent runs."""
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     """Prometheus metrics."""
     ready: ReadyConfig = Field(default_factory=ReadyConfig)

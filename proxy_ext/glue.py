@@ -115,9 +115,10 @@ def guard_policy(runtime: Runtime) -> GuardPolicy:
     guard = settings.guard
     prefixes = tuple(sorted(guard.route_max_body_bytes.items(), key=lambda item: -len(item[0])))
     json_routes = {"/agent/run": settings.agent.limits.max_request_bytes} if settings.agent.enabled else {}
+    patterns = (("/agent/runs/", "/approvals", 65_536),) if settings.agent.enabled and settings.runs.enabled else ()
     custom_auth = (runtime.document.get("general_settings") or {}).get("custom_auth")
     return GuardPolicy(max_body_bytes=guard.max_body_bytes, body_timeout_s=guard.body_timeout_s, max_json_depth=guard.max_json_depth,
-                       prefix_limits=prefixes, json_routes=json_routes, require_credentials=not custom_auth,
+                       prefix_limits=prefixes, json_routes=json_routes, json_route_patterns=patterns, require_credentials=not custom_auth,
                        rewrite_401_paths=("/metrics",))
 
 
@@ -144,6 +145,44 @@ def register_providers(runtime: Runtime | None = None) -> list[str]:
     return added
 
 
+def _start_durable_runs(runtime: Runtime) -> None:
+    """Start this worker's durable-run executor when the proxy starts in an event loop, so runs
+    left by a stopped worker are continued without waiting for a request. A SQLite store that does
+    not exist yet is not created here (no file until runs are used): the executor starts once
+    another worker created it, or on this worker's first request that needs it."""
+    import asyncio
+
+    settings = runtime.settings.runs
+    if not (runtime.settings.agent.enabled and settings.enabled):
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # started on the first request that needs it
+    if settings.store == "sqlite" and not runtime.resolve_path(settings.path).exists():
+        loop.create_task(_start_when_created(runtime), name="proxy_ext-runs-watch")
+        return
+    _start_executor(runtime)
+
+
+def _start_executor(runtime: Runtime) -> None:
+    from proxy_ext.runs import durable_runs
+
+    try:
+        durable_runs(runtime).ensure_started()
+    except Exception as exc:  # noqa: BLE001 - e.g. an unreachable Redis: /agent/runs reports it
+        logger.warning("proxy_ext: durable runs are not available: %s", exc)
+
+
+async def _start_when_created(runtime: Runtime) -> None:
+    import asyncio
+
+    path = runtime.resolve_path(runtime.settings.runs.path)
+    while not path.exists():
+        await asyncio.sleep(max(runtime.settings.runs.lease_s / 3, runtime.settings.runs.poll_interval_s))
+    _start_executor(runtime)
+
+
 def get_extension() -> ProxyExtension:
     """Load the settings, register providers, routes and middleware; return the process-wide
     callback (idempotent)."""
@@ -167,6 +206,10 @@ def get_extension() -> ProxyExtension:
         install_middleware(app, runtime)
         if runtime.settings.metrics.require_auth is not None:
             adapter.set_metrics_auth(runtime.settings.metrics.require_auth)
+        _start_durable_runs(runtime)
+        problem = adapter.version_problem()
+        if problem:
+            logger.warning("proxy_ext: %s (/ready reports it as degraded; `proxy-ext doctor` too)", problem)
         _extension = CostProxyExtension() if runtime.settings.cost.enabled else ProxyExtension()
         logger.info("proxy_ext enabled (config: %s)", runtime.config_path)
         return _extension

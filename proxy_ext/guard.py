@@ -53,11 +53,23 @@ class GuardPolicy:
     """(path prefix, limit), longest prefix first."""
     json_routes: Mapping[str, int] = field(default_factory=dict)
     """POST paths of the extension's JSON routes, each with its byte limit."""
+    json_route_patterns: tuple[tuple[str, str, int], ...] = ()
+    """(prefix, suffix, limit) of templated JSON routes, e.g. ``/agent/runs/{id}/approvals``."""
     require_credentials: bool = True
     """401 on a JSON route when no credential header is sent (off when ``custom_auth`` decides)."""
     rewrite_401_paths: tuple[str, ...] = ()
     """Paths whose 401 bodies are rewritten into the OpenAI error shape (LiteLLM's ``/metrics``
     auth answers with a bare JSON string)."""
+
+    def json_limit(self, path: str) -> int | None:
+        """The byte limit when ``path`` is one of the extension's JSON routes (else None)."""
+        limit = self.json_routes.get(path)
+        if limit is not None:
+            return limit
+        for prefix, suffix, pattern_limit in self.json_route_patterns:
+            if path.startswith(prefix) and path.endswith(suffix) and "/" not in path[len(prefix):-len(suffix) or None]:
+                return pattern_limit
+        return None
 
     def limit_for(self, path: str) -> int:
         for prefix, limit in self.prefix_limits:
@@ -228,7 +240,7 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        json_limit = self.policy.json_routes.get(path)
+        json_limit = self.policy.json_limit(path)
         if json_limit is not None:
             if scope["method"] == "POST":
                 await self._json_route(scope, receive, send, json_limit)

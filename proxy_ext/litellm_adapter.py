@@ -18,7 +18,11 @@ What proxy_ext uses:
 - MCP (the gateway's servers, permissions and client): :func:`mcp_servers`, :func:`mcp_allowed_server_ids`,
   :func:`mcp_permitted_tools`, :func:`mcp_open`, :func:`mcp_list_tools`, :func:`mcp_call_tool`,
   :func:`caller_identity`;
-- the callback base class: :func:`custom_logger_class`.
+- durable runs (the caller kept across workers): :func:`seal`, :func:`unseal`, :func:`dump_identity`,
+  :func:`load_identity`, :func:`identity_owner`;
+- the callback base class: :func:`custom_logger_class`;
+- the supported version range: :data:`SUPPORTED_LITELLM`, :func:`litellm_version`, :func:`version_problem`
+  (differences between supported releases are absorbed here, nowhere else).
 
 LiteLLM's documented extension APIs that providers subclass or build (``CustomLLM``,
 ``ModelResponse``, ``GenericStreamingChunk``, ``Usage``) are imported by the providers themselves.
@@ -38,6 +42,8 @@ __all__ = [
     "set_metrics_auth", "share_parsed_body", "stream_chunk_cost", "wrap_middleware_stack",
     "caller_identity", "mcp_allowed_server_ids", "mcp_call_tool", "mcp_list_tools", "mcp_open", "mcp_permitted_tools",
     "mcp_server_label", "mcp_servers", "mcp_tool_name",
+    "dump_identity", "identity_owner", "load_identity", "seal", "unseal",
+    "SUPPORTED_LITELLM", "litellm_version", "version_problem",
 ]
 
 
@@ -352,7 +358,9 @@ def _priced_without_side_effects(logging_obj: Any, result: Any) -> tuple[float |
     missing = object()
     debug_before = details.get(debug_key, missing)
     try:
-        total = _number(logging_obj.response_cost_calculator(result=result))
+        # LiteLLM < 1.105 names it _response_cost_calculator (same signature).
+        calculator = getattr(logging_obj, "response_cost_calculator", None) or logging_obj._response_cost_calculator
+        total = _number(calculator(result=result))
         split = _split(getattr(logging_obj, "cost_breakdown", None)) if total is not None else (None, None)
     finally:
         logging_obj.cost_breakdown = breakdown_before
@@ -372,7 +380,12 @@ def stream_chunk_cost(chunk: Any, data: dict[str, Any] | None) -> tuple[float | 
     logging_obj = _logging_obj(data)
     if logging_obj is None:
         return None, None, None
-    return _priced_without_side_effects(logging_obj, chunk)
+    priced = _priced_without_side_effects(logging_obj, chunk)
+    response = getattr(chunk, "response", None) if getattr(chunk, "type", None) == "response.completed" else None
+    if not priced[0] and response is not None and getattr(response, "usage", None) is not None:
+        # LiteLLM < 1.105 prices a response.completed event at 0: price the response it carries.
+        priced = _priced_without_side_effects(logging_obj, response)
+    return priced
 
 
 # ------------------------------------------------------------------------------------- MCP glue
@@ -458,3 +471,86 @@ def caller_identity(litellm_params: Mapping[str, Any] | None) -> Any:
         if identity is not None:
             return identity
     return None
+
+
+# ------------------------------------------------------------------------------------- identity glue
+# Durable runs outlive their request: the caller's identity is kept (sealed with the proxy's own
+# key, as LiteLLM seals secrets in its database) and compared by a hash.
+
+
+def seal(text: str) -> str:
+    """``text`` encrypted with the proxy's key (``LITELLM_SALT_KEY``, else the master key)."""
+    from litellm.proxy.common_utils.encrypt_decrypt_utils import encrypt_value_helper
+
+    return str(encrypt_value_helper(text))
+
+
+def unseal(sealed: str) -> str | None:
+    """The text :func:`seal` sealed (None: not readable with this proxy's key)."""
+    from litellm.proxy.common_utils.encrypt_decrypt_utils import decrypt_value_helper
+
+    return decrypt_value_helper(sealed, key="proxy_ext run caller", exception_type="debug")
+
+
+def dump_identity(identity: Any) -> dict[str, Any] | None:
+    """A ``UserAPIKeyAuth`` as JSON-able data (None stays None)."""
+    if identity is None:
+        return None
+    return dict(identity.model_dump(mode="json", exclude={"parent_otel_span"}, exclude_none=True))
+
+
+def load_identity(data: dict[str, Any] | None) -> Any:
+    """The ``UserAPIKeyAuth`` :func:`dump_identity` dumped."""
+    if data is None:
+        return None
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    return UserAPIKeyAuth.model_validate(data)
+
+
+def identity_owner(identity: Any) -> tuple[str, str | None, bool]:
+    """(owner hash, team id, is proxy admin) of a caller: the owner is stable for one key."""
+    import hashlib
+
+    from litellm.proxy._types import LitellmUserRoles
+
+    if identity is None:
+        return "anonymous", None, False
+    basis = getattr(identity, "token", None) or getattr(identity, "api_key", None) or getattr(identity, "key_alias", None) or ""
+    owner = hashlib.sha256(f"proxy_ext-run-owner:{basis}".encode()).hexdigest()[:32]
+    admin = getattr(identity, "user_role", None) in (LitellmUserRoles.PROXY_ADMIN, LitellmUserRoles.PROXY_ADMIN.value)
+    return owner, getattr(identity, "team_id", None), bool(admin)
+
+
+# ------------------------------------------------------------------------------------- versions
+
+SUPPORTED_LITELLM = ">=1.100.0,<=1.108.7,!=1.107.0"
+"""The LiteLLM releases proxy_ext is tested with (``make test-compat``), as pyproject.toml declares
+them; 1.82.7, 1.82.8 and 1.107.0 were compromised on PyPI."""
+
+
+def litellm_version() -> str | None:
+    """The installed LiteLLM's version (None: not installed as a distribution)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("litellm")
+    except PackageNotFoundError:
+        return None
+
+
+def version_problem(installed: str | None = None) -> str | None:
+    """Why the installed LiteLLM is outside :data:`SUPPORTED_LITELLM` (None: it is inside)."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    installed = installed if installed is not None else litellm_version()
+    if installed is None:
+        return "the installed LiteLLM version is unknown"
+    try:
+        inside = Version(installed) in SpecifierSet(SUPPORTED_LITELLM)
+    except InvalidVersion:
+        inside = False
+    if inside:
+        return None
+    return f"LiteLLM {installed} is outside the range proxy_ext supports ({SUPPORTED_LITELLM}); it may not work as documented"

@@ -159,6 +159,29 @@ async def check_codex_cli(runtime: Runtime, timeout_s: float) -> CheckResult:
     return CheckResult(problem is None, problem or "")
 
 
+async def check_runs(runtime: Runtime, timeout_s: float) -> CheckResult:
+    """The durable run store (SQLite file or Redis) answers; degraded, not 503, when it does not:
+    foreground runs still work."""
+    from proxy_ext.exceptions import ProxyExtError
+
+    try:
+        from proxy_ext.runs import durable_runs
+
+        await asyncio.wait_for(asyncio.to_thread(durable_runs(runtime).store.ping), timeout_s)
+    except ProxyExtError as exc:
+        return CheckResult(False, exc.message)
+    except Exception as exc:  # noqa: BLE001 - the reason is the answer
+        return CheckResult(False, f"run store unreachable: {type(exc).__name__}")
+    return CheckResult(True)
+
+
+async def check_litellm_version(runtime: Runtime, timeout_s: float) -> CheckResult:
+    from proxy_ext.litellm_adapter import version_problem
+
+    problem = version_problem()
+    return CheckResult(problem is None, problem or "")
+
+
 MCP_RECHECK_S = 30.0
 """A server's last state is reused this long; then /ready contacts it again."""
 
@@ -216,6 +239,12 @@ def enabled_checks(runtime: Runtime) -> dict[str, Check]:
         checks["codex_cli"] = check_codex_cli
     if settings.scale.global_max_concurrent_runs is not None:
         checks["global_run_limit"] = check_global_run_limit
+    if settings.agent.enabled and settings.runs.enabled and settings.runs.store == "redis":
+        checks["runs"] = check_runs  # a remote dependency (the SQLite file is checked when it is opened)
+    from proxy_ext.litellm_adapter import version_problem
+
+    if version_problem() is not None:
+        checks["litellm_version"] = check_litellm_version  # degraded (not 503): it may well work
     checks.update(mcp_checks(runtime))
     return checks
 

@@ -32,7 +32,14 @@ def build_router(settings: ProxyExtConfig) -> APIRouter:
     if settings.agent.enabled:
         from proxy_ext.agent.routes import build_router as agent_router
 
-        router.include_router(agent_router())
+        if settings.runs.enabled:
+            from proxy_ext.runs.routes import RunsHandoff
+            from proxy_ext.runs.routes import build_router as runs_router
+
+            router.include_router(agent_router(RunsHandoff()))
+            router.include_router(runs_router())
+        else:
+            router.include_router(agent_router())
     if settings.metrics.enabled:
         router.include_router(_metrics_router())
     return router

@@ -39,7 +39,8 @@ def test_yaml_snippets_in_docs_are_valid(snippet):
     document = yaml.safe_load(snippet)
     assert isinstance(document, dict), "a YAML snippet in the docs should be a mapping"
     if "proxy_ext" in document:
-        parse_config(document["proxy_ext"], env={"LITELLM_MASTER_KEY": "x", "TOOL_HOST_TOKEN": "x", "CODEX_AGENT_API_KEY": "x", "CODEX_GATEWAY_KEY": "x"})
+        parse_config(document["proxy_ext"], env={"LITELLM_MASTER_KEY": "x", "TOOL_HOST_TOKEN": "x", "CODEX_AGENT_API_KEY": "x", "CODEX_GATEWAY_KEY": "x",
+                                                 "REDIS_URL": "redis://127.0.0.1:6379/0"})
     settings = document.get("litellm_settings") or {}
     for callback in settings.get("callbacks") or []:
         assert callback in {"proxy_ext.extension"} or not callback.startswith("proxy_ext"), callback

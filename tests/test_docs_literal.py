@@ -75,6 +75,10 @@ EXPECT: dict[tuple[str, str], Callable[[Result], None]] = {
         "set OPENAI_API_KEY to run this live flow", "set CODEX_AGENT_API_BASE to run this live flow", "6 skipped"),
     ("docs/agent.md", "  -d '{\"input\": \"hello agent\"}'"): contains('"ok":true', '"final_answer":"hello agent"'),
     ("docs/agent.md", 'print(run["ok"], run["stopped_reason"], run["final_answer"])'): lines("True final_answer hello agent", "echo 0.0"),
+    ("docs/agent.md", "curl -s http://127.0.0.1:4000/agent/runs/$RUN -H \"$AUTH\"; echo"): contains(
+        '"status":"completed"', '"final_answer":"hello later"', "event: run_completed", "id: 2"),
+    ("docs/agent.md", 'print(status["status"], status["envelope"]["final_answer"])'): lines(
+        "awaiting_approval ['calculator']", "completed 42"),
     ("docs/agent.md", 'reply = client.chat.completions.create(model="agent-demo",'): contains(
         "What is 17 * 23?\n", "'stopped_reason': 'final_answer'"),
     ("docs/cost.md", "raw = client.chat.completions.with_raw_response.create(model=\"echo\", messages=HI)"): lines(

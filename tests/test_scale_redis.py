@@ -20,9 +20,9 @@ import pytest
 
 from tests.conftest import base_config
 from tests.harness import ProxyProcess, Reply
-from tests.harness.redis_server import RedisServer, redis_server_binary
+from tests.harness.redis_server import RedisServer, redis_available
 
-pytestmark = pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not installed (make system-deps installs it)")
+pytestmark = pytest.mark.skipif(redis_available() is not None, reason=str(redis_available()))
 
 GLOBAL = 2
 TTL_S = 3
@@ -30,7 +30,7 @@ TTL_S = 3
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
-    with RedisServer(str(tmp_path_factory.mktemp("redis"))) as server:
+    with RedisServer() as server:
         yield server.url
 
 

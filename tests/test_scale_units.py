@@ -21,9 +21,9 @@ from proxy_ext.config import ConfigError, parse_config
 from proxy_ext.exceptions import RequestError
 from proxy_ext.scale import instance_dir, is_alive, process_start
 from proxy_ext.scale.slots import RunSlots, SharedCounts, owner_of
-from tests.harness.redis_server import RedisServer, redis_server_binary
+from tests.harness.redis_server import RedisServer, redis_available
 
-needs_redis = pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not installed (make system-deps installs it)")
+needs_redis = pytest.mark.skipif(redis_available() is not None, reason=str(redis_available()))
 
 
 def _shared(path, per_key=None) -> RunSlots:
@@ -123,9 +123,9 @@ _INSTANCES: list[RunSlots] = []
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
-    if redis_server_binary() is None:
-        pytest.skip("redis-server is not installed (make system-deps installs it)")
-    with RedisServer(str(tmp_path_factory.mktemp("redis"))) as server:
+    if redis_available() is not None:
+        pytest.skip(redis_available())
+    with RedisServer() as server:
         yield server.url
         for slots in _INSTANCES:  # give every lease back while Redis still runs: no renewer outlives it
             while slots._held:

@@ -26,6 +26,7 @@ from proxy_ext.agent import service
 from proxy_ext.agent.events import EventStream, RunFinished
 from proxy_ext.agent.request import AgentRunRequest, RunSpec, resolve
 from proxy_ext.agent.runner import RunResult, run_agent
+from proxy_ext.agent.state import Decision
 from proxy_ext.agent.traces import TraceRecorder
 from proxy_ext.exceptions import ClientDisconnected
 from proxy_ext.scale.slots import owner_of
@@ -95,11 +96,12 @@ def _trace_request(prepared: service.PreparedRun) -> dict[str, Any]:
     }
 
 
-async def _execute(prepared: service.PreparedRun, events: EventStream, recorder: TraceRecorder | None, stream_text: bool) -> RunResult:
+async def _execute(prepared: service.PreparedRun, events: EventStream, recorder: TraceRecorder | None, stream_text: bool,
+                   resume: dict[str, Any] | None, decisions: dict[str, Decision] | None) -> RunResult:
     try:
         return await run_agent(spec=prepared.spec, settings=prepared.settings, client=prepared.client, backend=prepared.backend,
                                tools=prepared.tools, tool_ctx=prepared.tool_ctx, trace_id=prepared.trace_id, events=events,
-                               stream_text=stream_text)
+                               stream_text=stream_text, resume=resume, decisions=decisions)
     except asyncio.CancelledError:
         if not events.closed:
             events.publish(RunFinished(None))  # cancelled: every consumer still closes its record
@@ -109,17 +111,18 @@ async def _execute(prepared: service.PreparedRun, events: EventStream, recorder:
             await recorder.flush()  # a cancelled run still leaves its trace record
 
 
-def _launch(prepared: service.PreparedRun, events: EventStream, recorder: TraceRecorder | None, limit: int,
-            stream_text: bool) -> "asyncio.Task[RunResult]":
+def _launch(prepared: service.PreparedRun, events: EventStream, recorder: TraceRecorder | None, limit: int, stream_text: bool,
+            detached: bool, resume: dict[str, Any] | None, decisions: dict[str, Decision] | None) -> "asyncio.Task[RunResult]":
     slot = service.run_slots.acquire(limit, owner=owner_of(prepared.headers))
-    watch_client()  # before the task exists: a client that already left cancels it before it starts
+    if not detached:
+        watch_client()  # before the task exists: a client that already left cancels it before it starts
     try:
-        task = asyncio.get_running_loop().create_task(_execute(prepared, events, recorder, stream_text),
+        task = asyncio.get_running_loop().create_task(_execute(prepared, events, recorder, stream_text, resume, decisions),
                                                       name=service.RUN_TASK_PREFIX + prepared.trace_id)
     except BaseException:
         service.run_slots.release(slot)
         raise
-    unregister = cancel_on_disconnect(task)
+    unregister = (lambda: None) if detached else cancel_on_disconnect(task)
 
     def finished(_: "asyncio.Task[RunResult]") -> None:
         service.run_slots.release(slot)
@@ -131,7 +134,9 @@ def _launch(prepared: service.PreparedRun, events: EventStream, recorder: TraceR
 
 
 async def start(request: AgentRunRequest, caller: Caller, *, client_tools: tuple[dict[str, Any], ...] = (),
-                stream_text: bool = False, runtime: Runtime | None = None) -> AgentRun:
+                stream_text: bool = False, runtime: Runtime | None = None, run_id: str | None = None, detached: bool = False,
+                resume: dict[str, Any] | None = None, decisions: dict[str, Decision] | None = None,
+                consumers: tuple[Any, ...] = ()) -> AgentRun:
     """Resolve ``request`` against the config, check it against this proxy and start the run.
 
     Raises a 4xx :class:`~proxy_ext.exceptions.RequestError` for anything the caller must fix
@@ -139,6 +144,11 @@ async def start(request: AgentRunRequest, caller: Caller, *, client_tools: tuple
     in progress, 503 when the tool backend is down. ``client_tools`` are function tools the client
     runs itself (a call to one ends the run, ``tool_calls``). With ``stream_text`` the model calls
     are streamed and answer text is published as it is written.
+
+    A ``detached`` run (a background run) does not belong to the current HTTP request: its
+    client leaving does not cancel it. ``run_id`` names the run (default: a new random id);
+    ``resume`` continues it from a checkpoint with the approval ``decisions``; ``consumers`` are
+    extra event subscribers (e.g. the durable run store).
 
     The returned run has not run a step yet: take :meth:`EventStream.reader` now to see every event.
     """
@@ -148,11 +158,11 @@ async def start(request: AgentRunRequest, caller: Caller, *, client_tools: tuple
     if client_tools:
         spec = dataclasses.replace(spec, client_tools=tuple(client_tools))
     base_url = service.proxy_base_url(caller.server, caller.scheme, agent.proxy_base_url)
-    prepared = await service.prepare(runtime, spec, caller.headers, base_url, caller.identity)
-    events = EventStream([agent_metrics.observe])
+    prepared = await service.prepare(runtime, spec, caller.headers, base_url, caller.identity, run_id)
+    events = EventStream([agent_metrics.observe, *consumers])
     recorder = None
     if prepared.traces is not None:
         recorder = TraceRecorder(prepared.traces, _trace_request(prepared), prepared.trace_id)
         events.subscribe(recorder)
-    task = _launch(prepared, events, recorder, agent.limits.max_concurrent_runs, stream_text)
+    task = _launch(prepared, events, recorder, agent.limits.max_concurrent_runs, stream_text, detached, resume, decisions)
     return AgentRun(prepared, events, task)

@@ -53,6 +53,9 @@ class AgentRunRequest(BaseModel):
     """Per-run budget."""
     stream: bool = False
     """Server-sent events instead of one JSON body."""
+    background: bool = False
+    """Run detached from this request: answer 202 with the run id at once (``/agent/runs/{id}``);
+    with ``stream`` the events stream now and the run survives a disconnect."""
     metadata: dict[str, Any] | None = None
     """Copied into the trace record."""
 

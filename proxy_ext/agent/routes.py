@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -15,11 +14,12 @@ from proxy_ext.agent import events as ev
 from proxy_ext.agent import facade
 from proxy_ext.agent.errors import AgentRequestError
 from proxy_ext.agent.request import AgentRunRequest
+from proxy_ext.agent.wire import event_payload, sse
 from proxy_ext.exceptions import ProxyExtError, error_body
 from proxy_ext.guard import content_type_problem, parse_json_object
 from proxy_ext.state import get_runtime
 
-__all__ = ["build_router", "error_response", "openapi_components"]
+__all__ = ["DurableHandoff", "build_router", "error_response", "json_body", "openapi_components"]
 
 
 def error_response(status: int, message: str, param: str | None = None) -> JSONResponse:
@@ -35,7 +35,7 @@ def _validation_message(exc: ValidationError) -> str:
     return "invalid /agent/run request: " + "; ".join(parts)
 
 
-async def _json_body(request: Request, limit: int, max_depth: int) -> dict[str, Any]:
+async def json_body(request: Request, limit: int, max_depth: int) -> dict[str, Any]:
     """The request's JSON object: the one the request guard already parsed, else read and checked
     here the same way (guard switched off)."""
     from proxy_ext.litellm_adapter import PARSED_BODY_SCOPE_KEY
@@ -54,37 +54,10 @@ async def _json_body(request: Request, limit: int, max_depth: int) -> dict[str, 
     return parse_json_object(bytes(body), max_depth)
 
 
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, default=str, separators=(',', ':'))}\n\n".encode()
-
-
 def sse_frame(event: ev.RunEvent) -> bytes | None:
-    """The SSE frame of a run event (None: not part of the stream). The wire format of
-    docs/agent.md "Streaming progress"."""
-    if isinstance(event, ev.RunStarted):
-        return _sse("run_started", {"trace_id": event.trace_id, "models": event.models, "backend": event.backend, "tools": event.tools})
-    if isinstance(event, ev.ModelTurnFinished):
-        if not event.ok:
-            return None
-        return _sse("model_turn", {"type": "model_turn", "model": event.model, "ok": True, "iteration": event.iteration,
-                                   "prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
-                                   "cost_usd": event.cost_usd, "duration_ms": event.duration_ms, "tool_calls": event.tool_calls,
-                                   "message": event.message})
-    if isinstance(event, ev.AnswerDelta):
-        return _sse("answer_delta", {"text": event.text})
-    if isinstance(event, ev.ToolCallStarted):
-        return _sse("tool_call", {"id": event.id, "name": event.name, "arguments": event.arguments})
-    if isinstance(event, ev.ToolCallFinished):
-        return _sse("tool_result", {"id": event.id, "name": event.name, "ok": event.ok, "content": event.content, "duration_ms": event.duration_ms})
-    if isinstance(event, ev.Escalated):
-        return _sse("escalation", {"to": event.to_model, "reason": event.reason}) if event.to_model else None
-    if isinstance(event, ev.FellBack):
-        return _sse("fallback", {"model": event.model, "reason": event.reason})
-    if isinstance(event, ev.RunFinished):
-        if event.envelope is None:
-            return _sse("run_failed", {"message": "the run was cancelled"})
-        return _sse("run_completed", event.envelope.to_dict())
-    return None
+    """The SSE frame of a run event (None: not part of the stream); see :mod:`proxy_ext.agent.wire`."""
+    payload = event_payload(event)
+    return sse(*payload) if payload is not None else None
 
 
 def _stream(run: facade.AgentRun) -> StreamingResponse:
@@ -100,13 +73,23 @@ def _stream(run: facade.AgentRun) -> StreamingResponse:
                     yield frame
             if not finished:  # the run died without a last event
                 error = run.task.exception() if run.task.done() and not run.task.cancelled() else None
-                yield _sse("run_failed", {"message": f"{type(error).__name__}: {error}" if error else "the run was cancelled"})
+                yield sse("run_failed", {"message": f"{type(error).__name__}: {error}" if error else "the run was cancelled"})
         finally:
             reader.close()
             run.cancel()  # no await here: this may run inside a cancelled scope; the task cleans up itself
 
     return StreamingResponse(body(), media_type="text/event-stream",
                              headers={"cache-control": "no-store", "x-accel-buffering": "no", "x-proxy-ext-trace-id": run.trace_id})
+
+
+class DurableHandoff(Protocol):
+    """What ``/agent/run`` hands to durable runs (:mod:`proxy_ext.runs`, when ``proxy_ext.runs`` is on)."""
+
+    async def background(self, payload: dict[str, Any], parsed: AgentRunRequest, caller: facade.Caller) -> Any:
+        """Queue a ``background: true`` run; the response (202, or its SSE events with ``stream``)."""
+
+    async def park(self, payload: dict[str, Any], caller: facade.Caller, result: Any) -> None:
+        """Keep a foreground run that paused for approvals, so decisions can continue it."""
 
 
 _SCHEMA_PREFIX = "ProxyExt"
@@ -155,8 +138,9 @@ _RUN_RESPONSES: dict[int | str, dict[str, Any]] = {
 _RUN_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": _ref("AgentRunRequest")}}}}
 
 
-def build_router() -> APIRouter:
-    """The /agent/run route, behind the proxy's own key auth."""
+def build_router(durable: DurableHandoff | None = None) -> APIRouter:
+    """The /agent/run route, behind the proxy's own key auth (``durable``: background runs and
+    approvals; without it ``background: true`` answers 501)."""
     from proxy_ext import litellm_adapter
 
     router = APIRouter()
@@ -168,16 +152,22 @@ def build_router() -> APIRouter:
         runtime = get_runtime()
         agent = runtime.settings.agent
         try:
-            payload = await _json_body(request, agent.limits.max_request_bytes, runtime.settings.guard.max_json_depth)
+            payload = await json_body(request, agent.limits.max_request_bytes, runtime.settings.guard.max_json_depth)
             try:
                 parsed = AgentRunRequest.model_validate(payload)
             except ValidationError as exc:
                 raise AgentRequestError(_validation_message(exc), status=422) from None
             caller = facade.Caller(request.headers, request.scope.get("server"), request.url.scheme, identity)
+            if parsed.background:
+                if durable is None:
+                    raise AgentRequestError("background runs are off (proxy_ext.runs.enabled: false)", status=501)
+                return await durable.background(payload, parsed, caller)
             run = await facade.start(parsed, caller, stream_text=parsed.stream, runtime=runtime)
             if parsed.stream:
                 return _stream(run)
             result = await run.result()
+            if result.envelope.stopped_reason == "awaiting_approval" and durable is not None:
+                await durable.park(payload, caller, result)
         except ProxyExtError as exc:
             return error_response(exc.status, exc.message)
         return JSONResponse(result.envelope.to_dict(), headers={"x-proxy-ext-trace-id": run.trace_id})

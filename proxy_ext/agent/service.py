@@ -156,7 +156,8 @@ def select_tools(tools: list[ToolSpec], wanted: list[str], backend: str) -> list
     return [t for t in tools if any(fnmatch.fnmatchcase(t.name, w) for w in wanted)]
 
 
-async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], base_url: str, identity: Any = None) -> PreparedRun:
+async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], base_url: str, identity: Any = None,
+                  run_id: str | None = None) -> PreparedRun:
     """Check models, backend and tools against this proxy; raise AgentRequestError (4xx) on problems."""
     agent = runtime.settings.agent
     if spec.backend != "echo":
@@ -166,7 +167,7 @@ async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], b
             if problem:
                 raise AgentRequestError(problem)
     lower = {k.lower(): v for k, v in headers.items()}
-    trace_id = uuid.uuid4().hex
+    trace_id = run_id or uuid.uuid4().hex
     backend = backend_for(runtime.settings, spec.backend)
     tool_ctx = ToolContext(request_headers=lower, run_id=trace_id, timeout_s=spec.limits.timeout_s, identity=identity)
     tools: list[ToolSpec] = []

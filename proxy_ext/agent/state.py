@@ -112,6 +112,8 @@ class RunState:
     """Calls that were running when a previous worker died (not run again)."""
     decisions: dict[str, Decision] = field(default_factory=dict)
     """Approval decisions, by call id."""
+    awaiting: list[str] = field(default_factory=list)
+    """Calls of the current turn that wait for a decision (never started: not interrupted)."""
 
     def __post_init__(self) -> None:
         # The same for every turn of the run: the run's own tools, then the client's.
@@ -126,7 +128,7 @@ class RunState:
         """Everything needed to continue the run (JSON-serialisable)."""
         return {"model_index": self.model_index, "model_iterations": self.model_iterations, "tool_errors": self.tool_errors,
                 "added": self.added, "usage": dataclasses.asdict(self.usage), "metrics": dataclasses.asdict(self.metrics),
-                "batch": self.batch, "batch_ok": self.batch_ok}
+                "batch": self.batch, "batch_ok": self.batch_ok, "awaiting": self.awaiting}
 
     def save(self) -> None:
         self.events.publish(Checkpointed(self.checkpoint()))
@@ -139,7 +141,8 @@ class RunState:
         self.usage = Usage(**saved["usage"])
         self.metrics = RunMetrics(**{**saved["metrics"], "trace_id": self.metrics.trace_id})
         self.batch, self.batch_ok = dict(saved.get("batch") or {}), dict(saved.get("batch_ok") or {})
-        self.interrupted = {c.get("id") for c in self.open_calls() if c.get("id") not in self.batch}
+        waited = set(saved.get("awaiting") or [])
+        self.interrupted = {c.get("id") for c in self.open_calls() if c.get("id") not in self.batch and c.get("id") not in waited}
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -218,8 +221,11 @@ class RunState:
         comes); raise :class:`AwaitApproval` first when some still need a decision."""
         pending = self.pending_approval(calls)
         if pending:
+            # Nothing of this turn runs before every decision is in: the whole turn waits.
+            self.awaiting = [c.get("id") or "" for c in calls if (c.get("id") or "") not in self.batch]
             self.events.publish(ApprovalRequested(pending))
             raise AwaitApproval(pending)
+        self.awaiting = []
         semaphore = asyncio.Semaphore(self.settings.max_concurrent_tool_calls)
 
         async def one(call: dict[str, Any]) -> None:
@@ -242,5 +248,5 @@ class RunState:
             key = call.get("id") or ""
             self.append({"role": "tool", "tool_call_id": call.get("id"), "content": self.batch[key]})
             self.tool_errors = 0 if self.batch_ok.get(key) else self.tool_errors + 1
-        self.batch, self.batch_ok, self.interrupted = {}, {}, set()
+        self.batch, self.batch_ok, self.interrupted, self.awaiting = {}, {}, set(), []
         self.save()

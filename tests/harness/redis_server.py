@@ -1,59 +1,53 @@
-"""A real ``redis-server`` on a free loopback port for the tests of the global run limit.
-
-``make system-deps`` installs it (Debian's redis-server); without it the tests that need it skip,
-saying so.
-"""
+"""A real ``redis-server`` process on a free loopback port, for the tests of Redis-backed features
+(`make system-deps` installs the Debian package where it is missing)."""
 
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
+import tempfile
 import time
 
 from tests.harness.fake_upstream import free_port
 
-__all__ = ["RedisServer", "redis_server_binary"]
+__all__ = ["RedisServer", "redis_available"]
 
 
-def redis_server_binary() -> str | None:
-    return shutil.which("redis-server")
+def redis_available() -> str | None:
+    """None when redis-server can be started here, else why not (a skip reason)."""
+    if shutil.which("redis-server") is None:
+        return "redis-server is not installed (make system-deps installs it as root with apt-get)"
+    return None
 
 
 class RedisServer:
-    """``redis-server`` without persistence on ``127.0.0.1:<free port>``; stopped on exit."""
+    """``with RedisServer() as redis: redis.url``; nothing persisted, killed on exit."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self) -> None:
         self.port = free_port()
-        self.directory = directory
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.dir = tempfile.mkdtemp(prefix="proxy-ext-redis-")
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
     def __enter__(self) -> "RedisServer":
-        binary = redis_server_binary()
-        assert binary, "redis-server is not installed (make system-deps)"
-        self.process = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                         "--dir", self.directory], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        import redis
-
-        client = redis.Redis.from_url(self.url, socket_timeout=1)
-        deadline = time.monotonic() + 15
-        while True:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir, "--protected-mode", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
             try:
-                client.ping()
-                return self
-            except redis.RedisError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError("redis-server did not start") from None
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
                 time.sleep(0.05)
+        self.__exit__()
+        raise RuntimeError("redis-server did not start")
 
-    def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def __exit__(self, *_: object) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -22,6 +22,8 @@ IDENTITIES = {
     "sk-test-rpm": {"models": [], "allowed_routes": AGENT_ROUTES, "rpm_limit": 2},
     # May use the agent profile model, but none of the models the agent itself calls.
     "sk-test-agent-only": {"models": ["mini-agent/calc"], "allowed_routes": AGENT_ROUTES},
+    # Any model, and the durable-run routes too (it did not create the runs it asks about).
+    "sk-test-runs-other": {"models": [], "allowed_routes": [*AGENT_ROUTES, "/agent/runs", "/agent/runs/*"]},
     # A key whose allowed routes do not include /agent/run.
     "sk-test-chat-only": {"models": [], "allowed_routes": ["/v1/chat/completions", "/chat/completions"]},
 }

@@ -1,0 +1,87 @@
+"""The durable run's event consumer: every wire event and checkpoint of a run goes to the store as
+it happens, and local event streams of the run are woken at once (others poll)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from proxy_ext.agent import events as ev
+from proxy_ext.agent.wire import event_payload
+from proxy_ext.runs.store import RunRecord, RunStore
+
+__all__ = ["EventBell", "StoreRecorder"]
+
+logger = logging.getLogger("proxy_ext.runs")
+
+
+class EventBell:
+    """Wakes this worker's event streams of a run when new events of it were stored."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[asyncio.Event]] = {}
+
+    def ring(self, run_id: str) -> None:
+        for waiter in self._waiting.get(run_id, ()):
+            waiter.set()
+
+    async def wait(self, run_id: str, timeout_s: float) -> None:
+        """Until the run's bell rings or ``timeout_s`` passed (events stored elsewhere are polled)."""
+        waiter = asyncio.Event()
+        self._waiting.setdefault(run_id, set()).add(waiter)
+        try:
+            await asyncio.wait_for(waiter.wait(), timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            waiting = self._waiting.get(run_id)
+            if waiting is not None:
+                waiting.discard(waiter)
+                if not waiting:
+                    del self._waiting[run_id]
+
+
+class StoreRecorder:
+    """Subscribed to one run's :class:`~proxy_ext.agent.events.EventStream` by the executor.
+
+    Writes are synchronous, in the order of the run: a checkpoint is stored before the loop makes
+    its next model or tool call. A checkpoint is only written while this worker holds the run's
+    lease; when another worker took the run over (this one stalled), :attr:`lost` is set and the
+    executor stops the run here.
+    """
+
+    def __init__(self, store: RunStore, run_id: str, worker: str, bell: EventBell) -> None:
+        self.store, self.run_id, self.worker, self.bell = store, run_id, worker, bell
+        self.checkpoint: dict[str, Any] | None = None
+        """The run's last checkpoint seen (also when the store could not take it)."""
+        self.lost = False
+        """Another worker holds the run now."""
+        self.finished = False
+        """A final envelope (completed or paused) was recorded."""
+
+    def __call__(self, event: ev.RunEvent) -> None:
+        if isinstance(event, ev.Checkpointed):
+            self.checkpoint = event.state
+            self._save(event.state)
+            return
+        if isinstance(event, ev.RunFinished) and event.envelope is None:
+            return  # cancelled here: the executor records why (cancel request, worker stopping)
+        payload = event_payload(event)
+        if payload is None or self.lost:
+            return
+        self.store.append_event(self.run_id, *payload)
+        if isinstance(event, ev.RunFinished):
+            self.finished = True
+        self.bell.ring(self.run_id)
+
+    def _save(self, state: dict[str, Any]) -> None:
+        def mutate(record: RunRecord) -> bool:
+            if record.lease_owner != self.worker or record.status != "running":
+                return False
+            record.checkpoint = state
+            return True
+
+        if self.store.update(self.run_id, mutate) is None and not self.lost:
+            self.lost = True
+            logger.warning("proxy_ext: run %s is no longer this worker's (lease lost); stopping it here", self.run_id)

@@ -1,0 +1,92 @@
+"""The durable-run executor's bookkeeping without a proxy: a run over its attempts is interrupted with
+its partial transcript, expired approvals fail, cancels and decisions change the stored run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from proxy_ext.agent.errors import AgentRequestError
+from proxy_ext.agent.state import Decision
+from proxy_ext.config import parse_config
+from proxy_ext.runs.service import DurableRuns
+from proxy_ext.runs.store import RunRecord, SqliteRunStore
+from proxy_ext.state import Runtime
+
+CHECKPOINT = {"added": [{"role": "assistant", "content": None, "tool_calls": [{"id": "t1"}]}, {"role": "tool", "content": "6"}],
+              "usage": {"prompt_tokens": 11, "completion_tokens": 3, "cost_usd": 0.25, "requests": 1},
+              "metrics": {"iterations": 1, "tool_calls": 1}}
+
+
+@pytest.fixture
+def runs(tmp_path):
+    runtime = Runtime(settings=parse_config({"runs": {"path": str(tmp_path / "r.sqlite3"), "max_attempts": 2, "approval_timeout_s": 5}}))
+    service = DurableRuns(runtime, SqliteRunStore(tmp_path / "r.sqlite3"))
+    yield service
+    service.store.close()
+
+
+def _record(run_id: str, status: str, **fields) -> RunRecord:
+    return RunRecord(id=run_id, owner="o", team_id=None, status=status, request={"input": "x"}, caller="sealed", **fields)
+
+
+def test_a_run_over_its_attempts_is_interrupted_with_its_partial_transcript(runs):
+    runs.store.create(_record("a" * 32, "running", attempts=2, lease_owner="dead-worker", lease_until=time.time() - 1,
+                              checkpoint=CHECKPOINT))
+    asyncio.run(_tick(runs))
+    record = runs.store.get("a" * 32)
+    assert record.status == "interrupted" and record.lease_owner is None
+    envelope = record.envelope
+    assert envelope["stopped_reason"] == "interrupted" and envelope["ok"] is False
+    assert envelope["messages"] == CHECKPOINT["added"]
+    assert envelope["metrics"]["cost_usd"] == 0.25 and envelope["metrics"]["prompt_tokens"] == 11 and "max_attempts" in envelope["metrics"]["error"]
+    assert [kind for _, kind, _ in runs.store.events("a" * 32, 0)] == ["run_completed"]
+
+
+def test_an_expired_approval_fails_the_run(runs):
+    runs.store.create(_record("b" * 32, "awaiting_approval", approval_deadline=time.time() - 1, pending=[{"id": "c1"}],
+                              checkpoint=CHECKPOINT))
+    asyncio.run(_tick(runs))
+    record = runs.store.get("b" * 32)
+    assert record.status == "failed" and record.envelope["stopped_reason"] == "approval_expired" and record.pending is None
+    with pytest.raises(AgentRequestError) as refused:
+        runs.decide(record, {"c1": Decision(True)})
+    assert refused.value.status == 409
+
+
+def test_decisions_continue_the_run_only_when_every_pending_call_is_decided(runs):
+    runs.store.create(_record("c" * 32, "awaiting_approval", approval_deadline=time.time() + 60, pending=[{"id": "c1"}, {"id": "c2"}]))
+    with pytest.raises(AgentRequestError) as unknown:
+        runs.decide(runs.store.get("c" * 32), {"nope": Decision(True)})
+    assert unknown.value.status == 400 and "c1, c2" in unknown.value.message
+    assert asyncio.run(_decide(runs, "c" * 32, {"c1": Decision(True)})).status == "awaiting_approval"
+    done = asyncio.run(_decide(runs, "c" * 32, {"c2": Decision(False, "no")}))
+    assert done.status == "queued" and done.decisions == {"c1": {"approve": True, "reason": None}, "c2": {"approve": False, "reason": "no"}}
+
+
+def test_cancel_a_queued_run_at_once_and_refuse_a_finished_one(runs):
+    runs.store.create(_record("d" * 32, "queued"))
+    assert runs.cancel(runs.store.get("d" * 32)).status == "cancelled"
+    assert runs.store.get("d" * 32).envelope["stopped_reason"] == "cancelled"
+    with pytest.raises(AgentRequestError) as again:
+        runs.cancel(runs.store.get("d" * 32))
+    assert again.value.status == 409
+
+
+def test_a_running_run_elsewhere_is_flagged_for_its_worker(runs):
+    runs.store.create(_record("e" * 32, "running", lease_owner="other", lease_until=time.time() + 60))
+    flagged = runs.cancel(runs.store.get("e" * 32))
+    assert flagged.status == "running" and flagged.cancel_requested
+
+
+async def _tick(runs: DurableRuns) -> None:
+    runs._tick(time.time())
+    await asyncio.sleep(0)
+
+
+async def _decide(runs: DurableRuns, run_id: str, decisions: dict) -> RunRecord:
+    record = runs.decide(runs.store.get(run_id), decisions)
+    runs._loop_task.cancel()
+    return record
