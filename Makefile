@@ -73,7 +73,7 @@ codex-e2e: env node-deps
 	$(VENV)/bin/python -m pytest tests/test_codex_cli_e2e.py -q $(PYTEST_ARGS)
 
 # bubblewrap isolates the exec tools (tools.exec.isolation) and redis-server backs the Redis run store
-# tests; Debian packages, installed here when missing and possible (root with apt-get), so those
+# and global run limit (scale.global_max_concurrent_runs) tests; Debian packages, installed here when missing and possible (root with apt-get), so those
 # tests run instead of skipping.
 system-deps:
 	@if ! command -v bwrap >/dev/null 2>&1; then \

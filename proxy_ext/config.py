@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError
 from proxy_ext._config.agent import AgentBudget, AgentConfig, AgentLimits, AgentProfile
 from proxy_ext._config.base import ConfigError, _Section
 from proxy_ext._config.otel import OtelConfig
+from proxy_ext._config.scale import ScaleConfig
 from proxy_ext._config.sections import (
     CodexAgentCliConfig,
     CodexAgentConfig,
@@ -56,6 +57,7 @@ __all__ = [
     "ProxyExtConfig",
     "ReadyConfig",
     "RunsConfig",
+    "ScaleConfig",
     "ToolsConfig",
     "TracesConfig",
     "agent_model_names",
@@ -79,6 +81,8 @@ class ProxyExtConfig(_Section):
     """Cost-augmented JSON."""
     runs: RunsConfig = Field(default_factory=RunsConfig)
     """Durable agent runs."""
+    scale: ScaleConfig = Field(default_factory=ScaleConfig)
+    """Limits and metrics across workers and instances."""
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     """Prometheus metrics."""
     ready: ReadyConfig = Field(default_factory=ReadyConfig)

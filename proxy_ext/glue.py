@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from proxy_ext import litellm_adapter as adapter
+from proxy_ext import metrics_multiproc
 from proxy_ext.config import ConfigError
 from proxy_ext.guard import GuardPolicy, RequestGuard
 from proxy_ext.providers import registry
@@ -198,6 +199,8 @@ def get_extension() -> ProxyExtension:
         if problem is not None:  # outside the except block: no chained traceback in the log
             _fail_startup(problem)
         set_runtime(runtime)
+        if runtime.settings.metrics.enabled:  # before any collector exists
+            metrics_multiproc.setup(runtime.settings.scale.multiprocess_metrics, runtime.settings.scale.state_dir)
         register_providers(runtime)
         app = adapter.proxy_app()
         register_routes(app, runtime)

@@ -4,12 +4,20 @@ Collectors live in prometheus_client's default registry with a ``proxy_ext_`` pr
 LiteLLM's own prometheus callback is on (it mounts ``/metrics`` too) one scrape shows both.
 Define collectors with :func:`counter` / :func:`histogram` / :func:`gauge_function`: they are idempotent,
 so a module loaded twice does not trip prometheus_client's duplicate-name check.
+
+With several workers prometheus_client runs in multiprocess mode (:mod:`proxy_ext.metrics_multiproc`):
+gauges add up the live workers (``livesum``) and a scrape reads every worker's samples. Gauges read
+at scrape time (:func:`gauge_function`) are then set by :func:`refresh` instead.
 """
 
 from __future__ import annotations
 
 import threading
 from typing import Any
+
+from proxy_ext import metrics_multiproc
+
+metrics_multiproc.setup_early()  # several workers: multiprocess mode before the first collector exists
 
 try:
     from prometheus_client import REGISTRY, CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -20,7 +28,7 @@ except ImportError:  # optional: without it metrics are off and every collector 
     CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
     Counter = Gauge = Histogram = None  # type: ignore[assignment,misc]
 
-__all__ = ["AVAILABLE", "CONTENT_TYPE_LATEST", "counter", "gauge_function", "histogram", "render"]
+__all__ = ["AVAILABLE", "CONTENT_TYPE_LATEST", "counter", "gauge", "gauge_function", "histogram", "refresh", "refreshing", "render"]
 
 
 class _NoOp:
@@ -65,19 +73,50 @@ def histogram(name: str, doc: str, labels: tuple[str, ...] = (), buckets: tuple[
     return _get(Histogram, name, doc, labels, **({"buckets": buckets} if buckets else {}))
 
 
+def gauge(name: str, doc: str, labels: tuple[str, ...] = (), multiprocess_mode: str = "livesum") -> Any:
+    """A gauge named ``proxy_ext_<name>`` (with several workers: ``multiprocess_mode`` over them)."""
+    return _get(Gauge, name, doc, labels, multiprocess_mode=multiprocess_mode)
+
+
+_refreshers: dict[str, tuple[Any, Any]] = {}
+
+
 def gauge_function(name: str, doc: str, read: Any) -> None:
-    """A gauge ``proxy_ext_<name>`` whose value is ``read()`` at scrape time (registered once)."""
+    """A gauge ``proxy_ext_<name>`` whose value is ``read()`` at scrape time (registered once).
+
+    In multiprocess mode a scrape cannot call into other workers: each worker sets the gauge with
+    :func:`refresh` (at its scrapes and when the value changes) and the scrape adds up the live ones."""
     if not AVAILABLE:
         return
     full = f"proxy_ext_{name}"
     with _lock:
         if full in _collectors:
             return
-        collector = Gauge(full, doc)
-        collector.set_function(read)
+        collector = Gauge(full, doc, multiprocess_mode="livesum")
+        if metrics_multiproc.active():
+            _refreshers[name] = (collector, read)
+            collector.set(0)
+        else:
+            collector.set_function(read)
         _collectors[full] = collector
 
 
+def refreshing() -> bool:
+    """True when gauges read at scrape time are set by :func:`refresh` (multiprocess mode)."""
+    return bool(_refreshers)
+
+
+def refresh(*names: str) -> None:
+    """Set the :func:`gauge_function` gauges ``names`` (all: none named) from their read functions."""
+    for name, (collector, read) in list(_refreshers.items()):
+        if not names or name in names:
+            collector.set(read())
+
+
 def render() -> bytes:
-    """The Prometheus text exposition of the default registry (empty when metrics are off)."""
-    return generate_latest(REGISTRY) if AVAILABLE else b""
+    """The Prometheus text exposition (empty when metrics are off): with several workers, the sum
+    of every worker's samples; else the default registry."""
+    if not AVAILABLE:
+        return b""
+    refresh()
+    return metrics_multiproc.render() if metrics_multiproc.active() else generate_latest(REGISTRY)

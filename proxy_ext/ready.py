@@ -222,6 +222,15 @@ def mcp_checks(runtime: Runtime) -> dict[str, Check]:
     return {f"mcp_{adapter.mcp_server_label(server)}": _mcp_check(server) for server in mcp_backend(runtime.settings).servers()}
 
 
+async def check_global_run_limit(runtime: Runtime, timeout_s: float) -> CheckResult:
+    """The Redis of ``scale.global_max_concurrent_runs`` answers (else runs get a 503, or start
+    without the global limit with ``scale.on_redis_error: allow``)."""
+    from proxy_ext.scale.leases import redis_problem
+
+    problem = await asyncio.to_thread(redis_problem, runtime.settings.scale, timeout_s)
+    return CheckResult(problem is None, problem or "")
+
+
 def enabled_checks(runtime: Runtime) -> dict[str, Check]:
     """The checks that apply to this configuration, by name."""
     from proxy_ext.agent.otel_export import is_enabled as otel_enabled
@@ -239,6 +248,8 @@ def enabled_checks(runtime: Runtime) -> dict[str, Check]:
         checks["exec_isolation"] = check_exec_isolation
     if codex_cli_in_use(runtime):
         checks["codex_cli"] = check_codex_cli
+    if settings.scale.global_max_concurrent_runs is not None:
+        checks["global_run_limit"] = check_global_run_limit
     if settings.agent.enabled and settings.runs.enabled and settings.runs.store == "redis":
         checks["runs"] = check_runs  # a remote dependency (the SQLite file is checked when it is opened)
     from proxy_ext.litellm_adapter import version_problem

@@ -89,6 +89,8 @@ EXPECT: dict[tuple[str, str], Callable[[Result], None]] = {
     ("docs/cost.md", 'import OpenAI from "openai";'): lines("0 { input_cost: 0, output_cost: 0 } null", "0"),
     ("docs/troubleshooting.md", '  -H "Authorization: Bearer team-a-key" -H \'Content-Type: application/json\' \\'): contains(
         '"ok":true', '"final_answer":"hello agent"', "\n403"),
+    ("docs/operator-guide.md", "for scrape in 1 2; do"): lines(
+        'proxy_ext_agent_runs_total{stopped_reason="final_answer"} 6.0', 'proxy_ext_agent_runs_total{stopped_reason="final_answer"} 6.0'),
     ("docs/migrating-from-the-fork.md", "curl -s http://127.0.0.1:4002/v1/chat/completions \\"): lambda result: (
         _count(result, '"content":"answered by the codex-agent service"', 2)),
     ("docs/migrating-from-the-fork.md", "curl -s -o /dev/null -w '%{http_code}\\n' http://127.0.0.1:4002/agent/run \\"): lines("401"),

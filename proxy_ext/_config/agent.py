@@ -42,7 +42,8 @@ class AgentLimits(_Section):
     max_tool_result_bytes: int = Field(default=65_536, ge=256)
     """Tool results longer than this are cut (with a note) before the model sees them."""
     max_concurrent_runs: int = Field(default=256, ge=1)
-    """Runs in progress per proxy worker; further requests get a 429 until one finishes."""
+    """Runs in progress per proxy instance, across all its workers (``--num_workers``); further
+    requests get a 429 until one finishes. See ``scale`` for per-key and cross-instance limits."""
 
 
 class AgentProfile(_Section):

@@ -29,6 +29,7 @@ from proxy_ext.agent.runner import RunResult, run_agent
 from proxy_ext.agent.state import Decision
 from proxy_ext.agent.traces import TraceRecorder
 from proxy_ext.exceptions import ClientDisconnected
+from proxy_ext.scale.slots import owner_of
 from proxy_ext.request_context import cancel_on_disconnect, watch_client
 from proxy_ext.state import Runtime, get_runtime
 
@@ -112,19 +113,19 @@ async def _execute(prepared: service.PreparedRun, events: EventStream, recorder:
 
 def _launch(prepared: service.PreparedRun, events: EventStream, recorder: TraceRecorder | None, limit: int, stream_text: bool,
             detached: bool, resume: dict[str, Any] | None, decisions: dict[str, Decision] | None) -> "asyncio.Task[RunResult]":
-    service.run_slots.acquire(limit)
+    slot = service.run_slots.acquire(limit, owner=owner_of(prepared.headers))
     if not detached:
         watch_client()  # before the task exists: a client that already left cancels it before it starts
     try:
         task = asyncio.get_running_loop().create_task(_execute(prepared, events, recorder, stream_text, resume, decisions),
                                                       name=service.RUN_TASK_PREFIX + prepared.trace_id)
     except BaseException:
-        service.run_slots.release()
+        service.run_slots.release(slot)
         raise
     unregister = (lambda: None) if detached else cancel_on_disconnect(task)
 
     def finished(_: "asyncio.Task[RunResult]") -> None:
-        service.run_slots.release()
+        service.run_slots.release(slot)
         unregister()
         events.close()  # readers end even if the run died before it could say so
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from proxy_ext.metrics import counter, gauge_function, histogram
+from proxy_ext.metrics import counter, gauge_function, histogram, refresh, refreshing
 
-__all__ = ["ESCALATIONS", "MODEL_TURN_SECONDS", "RUNS", "RUN_SECONDS", "observe", "watch_runs"]
+__all__ = ["ESCALATIONS", "MODEL_TURN_SECONDS", "RUNS", "RUN_SECONDS", "observe", "runs_changed", "watch_runs"]
 
 RUNS = counter("agent_runs", "Agent runs by stopped_reason.", ("stopped_reason",))
 ESCALATIONS = counter("agent_escalations", "Moves up the model ladder, by reason.", ("reason",))
@@ -18,8 +18,22 @@ MODEL_TURN_SECONDS = histogram("agent_model_turn_duration_seconds", "Wall time o
 
 def watch_runs(in_progress: "Callable[[], int]", tasks: "Callable[[], int]") -> None:
     """Gauges read at scrape time: runs holding a slot, and live asyncio tasks of runs."""
-    gauge_function("agent_runs_in_progress", "Agent runs in progress in this worker (holding a run slot).", in_progress)
-    gauge_function("agent_tasks", "Live asyncio tasks of agent runs in this worker (leak check: 0 when idle).", tasks)
+    gauge_function("agent_runs_in_progress", "Agent runs in progress (holding a run slot); with several workers, their sum.", in_progress)
+    gauge_function("agent_tasks", "Live asyncio tasks of agent runs (leak check: 0 when idle); with several workers, their sum.", tasks)
+
+
+def runs_changed() -> None:
+    """A run took or gave back its slot: with several workers, publish this worker's gauges now
+    (the task count a little later, once the run's helper tasks have ended)."""
+    if not refreshing():
+        return
+    refresh("agent_runs_in_progress")
+    try:
+        import asyncio
+
+        asyncio.get_running_loop().call_later(0.5, refresh, "agent_tasks")
+    except RuntimeError:  # not on an event loop
+        refresh("agent_tasks")
 
 
 def observe(event: object) -> None:

@@ -24,6 +24,7 @@ from proxy_ext.agent.runner import RunSettings
 from proxy_ext.agent.traces import Redactor, TraceWriter, environment_secrets
 from proxy_ext.config import agent_model_names
 from proxy_ext.credentials import CREDENTIAL_HEADERS
+from proxy_ext.scale.slots import RunSlots
 from proxy_ext.state import Runtime
 from proxy_ext.tools.base import ToolContext, ToolSpec
 
@@ -62,31 +63,6 @@ def _http_client(transport: str) -> httpx.AsyncClient:
         return client
 
 
-class RunSlots:
-    """Counts runs in progress in this worker (``agent.limits.max_concurrent_runs``).
-
-    A slot belongs to a run task (:func:`proxy_ext.agent.facade.start`) and is given back by the task's done
-    callback: a plain function that runs however the task ends (answer, error, cancellation by a
-    client that left), so no code path can forget it or be cancelled before reaching it.
-    """
-
-    def __init__(self) -> None:
-        self.active = 0
-
-    def check(self, limit: int) -> None:
-        """429 when ``limit`` runs are in progress."""
-        if self.active >= limit:
-            raise AgentRequestError(f"too many agent runs in progress ({limit}, proxy_ext.agent.limits.max_concurrent_runs); retry shortly", status=429)
-
-    def acquire(self, limit: int) -> None:
-        """Take a slot (429 when none is free)."""
-        self.check(limit)
-        self.active += 1
-
-    def release(self) -> None:
-        self.active -= 1
-
-
 run_slots = RunSlots()
 TASK_PREFIX = "proxy_ext."
 """Name prefix of every asyncio task proxy_ext starts for a run (runs, streamed model calls,
@@ -102,6 +78,7 @@ def _live_run_tasks() -> int:
 
 
 agent_metrics.watch_runs(lambda: run_slots.active, _live_run_tasks)
+run_slots.on_change = agent_metrics.runs_changed
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Durable runs in Redis: every worker of every instance sees the same runs.
 
-Keys (prefix ``proxy_ext:runs:``): ``run:<id>`` the record (JSON), ``events:<id>`` a list of events
+Keys (prefix ``proxy_ext:durable:``): ``run:<id>`` the record (JSON), ``events:<id>`` a list of events
 (the list position is the sequence number), and sorted sets indexing runs by creation time —
 ``all``, ``owner:<hash>``, ``team:<id>``, ``status:<status>`` — plus ``approvals`` by deadline.
 Updates are optimistic (``WATCH`` / ``MULTI``), so two workers never both claim a run.
@@ -27,7 +27,7 @@ _Scored = list[tuple[Any, float]]
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
-PREFIX = "proxy_ext:runs:"
+PREFIX = "proxy_ext:durable:"  # apart from scale.redis_key_prefix (proxy_ext:runs, the run-slot leases)
 _CLAIM_BATCH = 20
 
 

@@ -202,7 +202,7 @@ class DurableRuns:
             self.store.purge(now, self.settings.retention_s, self.settings.max_runs)
         limit = self.runtime.settings.agent.limits.max_concurrent_runs
         self._busy = {owner: until for owner, until in self._busy.items() if until > now}
-        while service.run_slots.active + self._starting < limit:
+        while self._starting < limit and service.run_slots.free(limit - self._starting):  # the instance's slots
             record = self.store.claim(self.worker, self.settings.lease_s, now, frozenset(self._busy))
             if record is None:
                 return

@@ -1,0 +1,185 @@
+"""The multi-worker tier: one proxy with ``--num_workers 2``, as operators scale it.
+
+Agent runs (JSON and SSE, with tool calls), chat completions with ``usage.cost``, and the run limits
+go through both workers; ``/metrics`` must add the workers up on every scrape, the instance run limit
+and the per-key limit must hold across workers, and a worker killed with ``kill -9`` mid-run must give
+its slots back (and its gauges must leave the scrape).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import glob
+import json
+import os
+import re
+import signal
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import base_config
+from tests.harness import REPO_ROOT, ProxyProcess, Reply, call, fake_model_entry
+
+LIMIT = 3
+PER_KEY = 2
+WORKER_ARGS = ["--num_workers", "2", "--timeout_worker_healthcheck", "120"]
+
+
+def _responder(body: dict) -> Reply:
+    """A tool call first, then the answer (each model call of a run is a separate request)."""
+    messages = body.get("messages") or []
+    if messages and messages[-1].get("role") == "tool":
+        return Reply(text="done")
+    return Reply(tool_calls=[call("exec_python", {"code": "print(6 * 7)"})])
+
+
+@pytest.fixture(scope="module")
+def workers(upstream, tmp_path_factory):
+    state = tmp_path_factory.mktemp("scale-state")
+    traces = state / "runs.jsonl"
+    upstream.respond("scale-tools", _responder)
+    upstream.script("scale-chat", Reply(text="hi", prompt_tokens=10, completion_tokens=5))
+    config = base_config(upstream, {
+        "agent": {"default_model": "fake/scale-tools", "limits": {"max_concurrent_runs": LIMIT}},
+        "scale": {"max_concurrent_runs_per_key": PER_KEY, "state_dir": str(state)},
+        "traces": {"enabled": True, "path": str(traces)},
+        "tools": {"exec": {"enabled": True}},
+    }, models=[fake_model_entry("priced/scale-chat", upstream.base_url, "scale-chat", input_cost_per_token=1e-6, output_cost_per_token=2e-6)])
+    config["general_settings"]["custom_auth"] = "tests.support.scale_auth.user_api_key_auth"
+    with ProxyProcess(config, env={"PYTHONPATH": str(REPO_ROOT)}, args=WORKER_ARGS, startup_timeout_s=150) as proxy:
+        proxy.state_dir, proxy.traces = state, traces
+        _until_both_workers_served(proxy)
+        yield proxy
+
+
+def _run(proxy, body: dict, key: str | None = None, timeout: float = 60) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key or proxy.master_key}"}
+    return httpx.post(f"{proxy.base_url}/agent/run", json=body, headers=headers, timeout=timeout)
+
+
+def _worker_pids(proxy) -> set[int]:
+    lines = proxy.traces.read_bytes().splitlines() if proxy.traces.exists() else []
+    return {json.loads(line)["worker_pid"] for line in lines}
+
+
+def _until_both_workers_served(proxy) -> None:
+    # /health/liveliness answers as soon as one worker is up.
+    deadline = time.monotonic() + 120
+    while len(_worker_pids(proxy)) < 2:
+        assert time.monotonic() < deadline, "the second worker never served a run"
+        with concurrent.futures.ThreadPoolExecutor(LIMIT) as pool:
+            list(pool.map(lambda i: _run(proxy, {"input": "warm", "backend": "echo"}, key=f"sk-scale-warm{i}"), range(LIMIT)))
+
+
+def _scrape(proxy) -> str:
+    # A new connection each time: the kernel hands it to either worker.
+    with httpx.Client(headers=proxy.headers, timeout=10) as client:
+        response = client.get(f"{proxy.base_url}/metrics")
+    assert response.status_code == 200
+    return response.text
+
+
+def _total(text: str, name: str) -> float:
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+
+def test_metrics_add_up_across_workers(workers, upstream):
+    before = _scrape(workers)
+    runs_before, tools_before = _total(before, "proxy_ext_agent_runs_total"), _total(before, "proxy_ext_tool_calls_total")
+    turns_before = _total(before, "proxy_ext_agent_model_turn_duration_seconds_count")
+    client = workers.openai()
+
+    def one(i: int) -> None:
+        key = f"sk-scale-m{i % 6}"
+        if i % 3 == 0:  # SSE
+            with httpx.stream("POST", f"{workers.base_url}/agent/run", json={"input": "sum", "stream": True},
+                              headers={"Authorization": f"Bearer {key}"}, timeout=60) as response:
+                assert response.status_code in (200, 429), response.read()
+                if response.status_code == 429:  # three runs at a time: come back
+                    time.sleep(0.05)
+                    return one(i)
+                assert b"run_completed" in response.read()
+        else:
+            response = _run(workers, {"input": "sum"}, key=key)
+            if response.status_code == 429:
+                time.sleep(0.05)
+                return one(i)
+            assert response.status_code == 200 and response.json()["ok"], response.text
+        chat = client.chat.completions.create(model="priced/scale-chat", messages=[{"role": "user", "content": "hi"}])
+        assert chat.usage.model_extra["cost"] == pytest.approx(10 * 1e-6 + 5 * 2e-6)  # the cost hooks of either worker
+
+    sent = 24
+    with concurrent.futures.ThreadPoolExecutor(LIMIT) as pool:
+        list(pool.map(one, range(sent)))
+    assert len(_worker_pids(workers)) == 2
+    for _ in range(8):  # every scrape, whichever worker serves it, shows the same totals
+        text = _scrape(workers)
+        assert _total(text, "proxy_ext_agent_runs_total") == runs_before + sent
+        assert _total(text, "proxy_ext_tool_calls_total") == tools_before + sent
+        assert _total(text, "proxy_ext_agent_run_duration_seconds_count") == runs_before + sent
+        assert _total(text, "proxy_ext_agent_model_turn_duration_seconds_count") == turns_before + 2 * sent
+
+
+def _slow_burst(proxy, keys: list[str], latency_s: float) -> list[httpx.Response]:
+    with concurrent.futures.ThreadPoolExecutor(len(keys)) as pool:
+        return list(pool.map(lambda k: _run(proxy, {"input": "slow", "model": f"fake/scale-slow-{latency_s}"}, key=k), keys))
+
+
+def test_instance_limit_holds_across_workers(workers, upstream):
+    upstream.script("scale-slow-3", *[Reply(text="late", latency_s=3)] * 12)
+    responses = _slow_burst(workers, [f"sk-scale-i{i}" for i in range(8)], 3)
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200] * LIMIT + [429] * (8 - LIMIT), [r.text for r in responses]
+    refused = next(r for r in responses if r.status_code == 429)
+    assert "max_concurrent_runs" in refused.json()["error"]["message"]
+
+
+def test_per_key_limit_holds_across_workers(workers, upstream):
+    upstream.script("scale-slow-2", *[Reply(text="late", latency_s=2)] * 6)
+    responses = _slow_burst(workers, ["sk-scale-same"] * (PER_KEY + 1), 2)
+    assert sorted(r.status_code for r in responses) == [200] * PER_KEY + [429]
+    refused = next(r for r in responses if r.status_code == 429)
+    assert "max_concurrent_runs_per_key" in refused.json()["error"]["message"]
+
+
+def _slots(proxy) -> dict:
+    files = glob.glob(str(proxy.state_dir / "proxy_ext-instance-*" / "run_slots.json"))
+    assert len(files) == 1, files
+    with open(files[0], "rb") as handle:
+        raw = handle.read()
+    return json.loads(raw) if raw else {}
+
+
+def test_a_worker_killed_mid_run_gives_its_slots_back(workers, upstream):
+    upstream.script("scale-slow-8", *[Reply(text="late", latency_s=8)] * LIMIT)
+    pool = concurrent.futures.ThreadPoolExecutor(LIMIT)
+    pending = [pool.submit(_run, workers, {"input": "slow", "model": "fake/scale-slow-8"}, f"sk-scale-k{i}") for i in range(LIMIT)]
+    deadline = time.monotonic() + 20
+    while sum(sum(e["runs"].values()) for e in _slots(workers).values()) < LIMIT:
+        assert time.monotonic() < deadline, _slots(workers)
+        time.sleep(0.1)
+    victim = int(next(iter(_slots(workers))))
+    os.kill(victim, signal.SIGKILL)
+    for future in pending:  # the victim's runs end with the connection; the others finish
+        try:
+            future.result(timeout=60)
+        except httpx.HTTPError:
+            pass
+    pool.shutdown()
+    assert str(victim) in _slots(workers)  # nobody has given the dead worker's slots back yet
+    upstream.script("scale-slow-1", *[Reply(text="late", latency_s=1)] * LIMIT)
+    deadline = time.monotonic() + 60
+    while True:  # the surviving worker (or the replacement) reclaims them: a full burst succeeds
+        responses = _slow_burst(workers, [f"sk-scale-r{i}" for i in range(LIMIT)], 1)
+        codes = [r.status_code for r in responses]
+        if codes == [200] * LIMIT:
+            break
+        assert time.monotonic() < deadline and set(codes) <= {200, 429}, [r.text for r in responses]
+    assert str(victim) not in _slots(workers)
+    deadline = time.monotonic() + 10
+    while _total(_scrape(workers), "proxy_ext_agent_runs_in_progress") != 0:  # the dead worker's gauge is gone
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert _total(_scrape(workers), "proxy_ext_agent_runs_in_progress") == 0
