@@ -93,11 +93,11 @@ system-deps:
 	  else echo "redis-server not found (and not root with apt-get): the Redis tests will be skipped"; fi; \
 	fi
 
-# pytest exits 5 when it collects no test; that is not a failure of the suite. TEST_WORKERS=2 runs
-# the suite on two pytest-xdist workers, a whole module per worker (--dist loadfile: each module's
-# proxies still start once). Off by default: on a busy 2-core machine the MCP tests' 3 s server
-# start-up timeout was missed under the doubled load (7 failures in one run).
-TEST_WORKERS ?= 0
+# pytest exits 5 when it collects no test; that is not a failure of the suite. The suite runs on
+# two pytest-xdist workers, a whole module per worker (--dist loadfile: each module's proxies still
+# start once): most of its time is proxies starting and waiting, so two cores halve it.
+# TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: env node-deps system-deps
 	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc

@@ -108,4 +108,7 @@ def test_both_workers_and_the_other_instance_share_the_queue(pair, upstream, eff
         assert wait_status(second, run_id, {"completed"}, timeout_s=60)["envelope"]["final_answer"] == "shared"
     lines = [json.loads(line) for line in effects.read_text().splitlines() if '"share-' in line]
     assert sorted(line["note"] for line in lines) == sorted(f"share-{i}" for i in range(16))  # each run's tool ran once
-    assert len({line["pid"] for line in lines}) == 3  # two workers of the first instance and the second instance
+    pids = {line["pid"] for line in lines}
+    # Both instances took runs from the one queue (the first instance's two workers share its slots,
+    # so which of them runs how many is first come, first served).
+    assert second.process.pid in pids and pids - {second.process.pid}, pids
