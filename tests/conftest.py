@@ -10,6 +10,7 @@ import pytest
 
 from tests.harness import FakeUpstream, ProxyProcess, fake_model_entry
 from tests.harness.proxy import RUNNING
+from tests.harness.redis_server import RedisServer, redis_available
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -98,3 +99,13 @@ def default_proxy() -> Iterator[ProxyProcess]:
     env = {"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": ""}
     with ProxyProcess(REPO_ROOT / "proxy_config.yaml", cwd=REPO_ROOT, env=env) as process:
         yield process
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A real redis-server for the module's tests (skipped, saying why, where none can be started)."""
+    reason = redis_available()
+    if reason:
+        pytest.skip(reason)
+    with RedisServer() as server:
+        yield server.url

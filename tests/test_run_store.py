@@ -8,16 +8,6 @@ import time
 import pytest
 
 from proxy_ext.runs.store import RunRecord, SqliteRunStore
-from tests.harness.redis_server import RedisServer, redis_available
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    reason = redis_available()
-    if reason:
-        pytest.skip(reason)
-    with RedisServer() as server:
-        yield server.url
 
 
 @pytest.fixture(params=["sqlite", "redis"])

@@ -12,17 +12,7 @@ import pytest
 
 from tests.conftest import base_config
 from tests.harness import REPO_ROOT, ProxyProcess, Reply, call
-from tests.harness.redis_server import RedisServer, redis_available
 from tests.test_runs import notes, sse_events
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    reason = redis_available()
-    if reason:
-        pytest.skip(reason)
-    with RedisServer() as server:
-        yield server.url
 
 
 @pytest.fixture(scope="module")

@@ -20,18 +20,12 @@ import pytest
 
 from tests.conftest import base_config
 from tests.harness import ProxyProcess, Reply
-from tests.harness.redis_server import RedisServer, redis_available
+from tests.harness.redis_server import redis_available
 
 pytestmark = pytest.mark.skipif(redis_available() is not None, reason=str(redis_available()))
 
 GLOBAL = 2
 TTL_S = 3
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    with RedisServer() as server:
-        yield server.url
 
 
 def _config(upstream, url: str, prometheus: bool = False) -> dict:
