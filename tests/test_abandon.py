@@ -22,6 +22,10 @@ import pytest
 from tests.conftest import base_config
 from tests.harness import ProxyProcess, Reply, call
 
+# Timing matters here (no model call may start after a hang-up): `make test` runs these after the
+# parallel part, alone on the machine.
+pytestmark = pytest.mark.serial
+
 LIMIT = 6
 MARKER = "abandon-marker"
 WORDS = " ".join(f"w{i}" for i in range(40))

@@ -386,6 +386,7 @@ async def test_file_size_limit():
     assert out["rc"] == 1 and "File too large" in out["stderr"]
 
 
+@pytest.mark.serial  # RLIMIT_NPROC counts every process of the sandbox user: other suites' exec tools too
 @pytest.mark.skipif(os.geteuid() != 0, reason="RLIMIT_NPROC counts every process of the user; only checked for the sandbox user")
 async def test_process_count_limit():
     tag = marker()
