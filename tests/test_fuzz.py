@@ -19,7 +19,7 @@ EXTENSION_OPERATIONS = [("/agent/run", "POST"), ("/ready", "GET"), ("/agent/runs
                         ("/agent/runs/{run_id}/approvals", "POST")]
 EXAMPLES = {("/agent/run", GenerationMode.POSITIVE): 80, ("/agent/run", GenerationMode.NEGATIVE): 150,
             ("/ready", GenerationMode.POSITIVE): 40, ("/ready", GenerationMode.NEGATIVE): 60,
-            **{(path, mode): 25 for path, _ in EXTENSION_OPERATIONS[2:] for mode in GenerationMode}}
+            **{(path, mode): 12 for path, _ in EXTENSION_OPERATIONS[2:] for mode in GenerationMode}}
 
 
 @pytest.fixture(scope="module")
