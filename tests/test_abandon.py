@@ -152,7 +152,8 @@ def _burst_succeeds(proxy: ProxyProcess) -> None:
 def _no_call_after_hang_up(upstream, hang_ups: dict[str, tuple[str, float]]) -> None:
     """No run made a model call its client could no longer have wanted: no more calls than it had
     started when the client left, none long after the hang-up. (A call may start a moment after
-    the client's close() when the proxy had not yet read the reset: 0.5 s of slack for that.)"""
+    the client's close() when the proxy had not yet read the reset — with 300 streams on two cores
+    its event loop lags: 1 s of slack for that; the bug this guards ran on for many seconds.)"""
     calls: dict[str, int] = {}
     late = []
     for request in upstream.requests_for("abandon"):
@@ -162,7 +163,7 @@ def _no_call_after_hang_up(upstream, hang_ups: dict[str, tuple[str, float]]) -> 
             continue
         run_id = match.group(1)
         calls[run_id] = calls.get(run_id, 0) + 1
-        if request["at"] > hang_ups[run_id][1] + 0.5:
+        if request["at"] > hang_ups[run_id][1] + 1.0:
             late.append((run_id, round(request["at"] - hang_ups[run_id][1], 3)))
     extra = {run_id: (hang_ups[run_id][0], n) for run_id, n in calls.items() if n > MAX_CALLS[hang_ups[run_id][0]]}
     assert not extra, f"runs made model calls after their client hung up (mode, calls): {dict(list(extra.items())[:10])}"
