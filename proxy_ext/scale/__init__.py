@@ -35,14 +35,18 @@ def multi_worker() -> bool:
 
 
 def process_start(pid: int) -> int | None:
-    """The start time of ``pid`` (clock ticks since boot; None: no such process)."""
+    """The start time of ``pid`` (clock ticks since boot; None: no such process, or one that died
+    and waits to be reaped — a zombie holds no slots, though its pid still shows in /proc)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             stat = handle.read()
     except OSError:
         return None
     try:
-        return int(stat.rsplit(b")", 1)[1].split()[19])
+        fields = stat.rsplit(b")", 1)[1].split()
+        if fields[0] in (b"Z", b"X"):
+            return None
+        return int(fields[19])
     except (IndexError, ValueError):
         return None
 
@@ -51,6 +55,8 @@ def is_alive(pid: int, start: int | None = None) -> bool:
     """``pid`` runs and (given ``start``) is the same process that had it then."""
     now = process_start(pid)
     if now is None:
+        if os.path.exists(f"/proc/{pid}/stat"):
+            return False  # a zombie: dead, not yet reaped by its parent
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
