@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["ConfigError"]
+__all__ = ["ConfigError", "http_url"]
 
 
 class ConfigError(ValueError):
@@ -16,3 +18,10 @@ class _Section(BaseModel):
     # parses source at import and would add ~100 ms to proxy start-up).
     model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
 
+
+
+def http_url(value: str | None) -> str | None:
+    """A field validator body: None, or an ``http(s)://host...`` URL."""
+    if value is not None and not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
 
 from pydantic import Field, field_validator, model_validator
 
-from proxy_ext._config.base import _Section
+from proxy_ext._config.base import _Section, http_url
 
 __all__ = ["OtelConfig"]
 
@@ -47,9 +46,7 @@ class OtelConfig(_Section):
     @field_validator("endpoint")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+        return http_url(value)
 
     @model_validator(mode="after")
     def _batch_within_queue(self) -> "OtelConfig":

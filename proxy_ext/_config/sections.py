@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from proxy_ext._config.base import _Section
+from proxy_ext._config.base import _Section, http_url
 from proxy_ext._config.otel import OtelConfig
 from proxy_ext._config.tools import DEFAULT_ENV_ALLOWLIST
 
@@ -195,9 +195,7 @@ class CodexAgentConfig(_Section):
     @field_validator("api_base")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+        return http_url(value)
 
 
 class ProvidersConfig(_Section):
