@@ -102,9 +102,13 @@ def register_routes(app: Any, runtime: Runtime) -> bool:
     """Add the extension's routes to ``app`` unless they are already there; True if added now."""
     if getattr(app.state, _ROUTES_MARKER, False):
         return False
-    from proxy_ext.routes import build_router, openapi_components
+    from proxy_ext.routes import build_metrics_router, build_router, openapi_components
 
-    app.include_router(build_router(runtime.settings))
+    # In front of LiteLLM's ~570 routes: matching them first saves ~1 ms per /agent/run request.
+    adapter.include_router_first(app, build_router(runtime.settings))
+    metrics = build_metrics_router(runtime.settings)
+    if metrics is not None:
+        app.include_router(metrics)
     adapter.install_openapi_components(app, openapi_components(runtime.settings))
     setattr(app.state, _ROUTES_MARKER, True)
     return True

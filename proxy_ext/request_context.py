@@ -36,6 +36,8 @@ class RequestInfo:
     """Address the request arrived on (host, port)."""
     scheme: str
     """``http`` or ``https``."""
+    client: tuple[str, int] | None = None
+    """The client's address (host, port)."""
 
 
 class _Channel:
@@ -114,7 +116,7 @@ def current_request() -> RequestInfo | None:
         return None
     scope = channel.scope
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
-    return RequestInfo(headers, scope.get("server"), scope.get("scheme", "http"))
+    return RequestInfo(headers, scope.get("server"), scope.get("scheme", "http"), scope.get("client"))
 
 
 def set_request_note(name: str, value: Any) -> bool:

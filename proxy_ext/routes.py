@@ -12,7 +12,7 @@ from proxy_ext import litellm_adapter as adapter
 from proxy_ext import metrics, ready
 from proxy_ext.config import ProxyExtConfig
 
-__all__ = ["build_router", "openapi_components"]
+__all__ = ["build_metrics_router", "build_router", "openapi_components"]
 
 
 def _metrics_router() -> APIRouter:
@@ -39,7 +39,8 @@ async def _end_litellm_request_span(request: Request) -> AsyncIterator[None]:
 
 
 def build_router(settings: ProxyExtConfig) -> APIRouter:
-    """Routes of every enabled capability (each ends LiteLLM's OTel span of its request)."""
+    """Routes of every enabled capability except ``/metrics`` (each ends LiteLLM's OTel span of
+    its request). No stock route has these paths: they can be matched before LiteLLM's."""
     router = APIRouter(dependencies=[Depends(_end_litellm_request_span)])
     router.include_router(ready.router)
     if settings.agent.enabled:
@@ -53,8 +54,15 @@ def build_router(settings: ProxyExtConfig) -> APIRouter:
             router.include_router(runs_router())
         else:
             router.include_router(agent_router())
-    if settings.metrics.enabled:
-        router.include_router(_metrics_router())
+    return router
+
+
+def build_metrics_router(settings: ProxyExtConfig) -> APIRouter | None:
+    """``/metrics`` (None when off): matched after LiteLLM's routes, so a stock ``/metrics`` wins."""
+    if not settings.metrics.enabled:
+        return None
+    router = APIRouter(dependencies=[Depends(_end_litellm_request_span)])
+    router.include_router(_metrics_router())
     return router
 
 

@@ -94,10 +94,13 @@ class AgentConfig(_Section):
     """When every model of the ladder fails, try one plain one-shot completion."""
     fallback_model: str | None = None
     """Model of the one-shot fallback (default: the last model of the run's ladder)."""
-    model_transport: Literal["asgi", "http"] = "asgi"
-    """How the agent's model calls reach this proxy's /v1/chat/completions: ``asgi`` (in process,
-    through the proxy's own ASGI app: same auth, hooks and spend logging, no socket) or ``http``
-    (loopback HTTP to ``proxy_base_url`` or the address the request arrived on)."""
+    model_transport: Literal["direct", "asgi", "http"] = "direct"
+    """How the agent's model calls reach this proxy's chat completions as the caller: ``direct`` (in
+    process: LiteLLM's auth and chat route handler called as functions for each turn — the same
+    checks, hooks and spend logging as a /v1/chat/completions request, without HTTP; falls back to
+    ``asgi`` with a warning when this LiteLLM's route cannot be called so), ``asgi`` (in process,
+    an HTTP request through the proxy's whole ASGI app, middleware included) or ``http`` (loopback
+    HTTP to ``proxy_base_url`` or the address the request arrived on)."""
     proxy_base_url: str | None = None
     """Where the agent reaches this proxy for its model calls (default: the address the request
     arrived on; set it when the proxy listens on an address it cannot call itself, e.g. behind a

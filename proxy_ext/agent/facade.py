@@ -49,6 +49,8 @@ class Caller:
     identity: Any = None
     """The caller's identity as the proxy's auth resolved it (LiteLLM's ``UserAPIKeyAuth``), for
     tool backends that apply the proxy's own permissions (MCP servers)."""
+    client: tuple[str, int] | None = None
+    """The caller's address: the proxy's checks of the run's model calls see it (IP allowlists)."""
 
 
 class AgentRun:
@@ -158,7 +160,7 @@ async def start(request: AgentRunRequest, caller: Caller, *, client_tools: tuple
     if client_tools:
         spec = dataclasses.replace(spec, client_tools=tuple(client_tools))
     base_url = service.proxy_base_url(caller.server, caller.scheme, agent.proxy_base_url)
-    prepared = await service.prepare(runtime, spec, caller.headers, base_url, caller.identity, run_id)
+    prepared = await service.prepare(runtime, spec, caller.headers, base_url, caller.identity, run_id, caller.client)
     events = EventStream([agent_metrics.observe, *consumers])
     recorder = None
     if prepared.traces is not None:

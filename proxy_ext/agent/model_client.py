@@ -1,22 +1,24 @@
-"""Model calls of the agent, made through the proxy's own ``/v1/chat/completions`` as the caller.
+"""Model calls of the agent, made as the caller: LiteLLM's auth and chat route handler for each turn.
 
-Why through the proxy's route rather than calling the Router directly: the request then passes
-through exactly the same auth, model-access checks, budgets, rate limits, hooks and spend logging
-as the caller's own chat call — with the caller's headers — so an agent run can never reach a
-model the key may not use, and a LiteLLM upgrade cannot silently change that.
+Why as the caller's own chat call rather than a bare Router call: each turn then passes exactly
+the same auth, model-access checks, budgets, rate limits, hooks and spend logging as the caller's
+own ``/v1/chat/completions`` request — with the caller's headers — so an agent run can never reach
+a model the key may not use, nor make a call the key's limits would refuse.
 
-The transport is the ``httpx.AsyncClient`` given to :class:`ModelClient` (chosen by
-``agent.model_transport``, see :mod:`proxy_ext.agent.service`): by default ``asgi``, the proxy's
-own ASGI app called in process (no socket; streamed calls through
+How (``agent.model_transport``, see :mod:`proxy_ext.agent.service`): by default ``direct``, in
+process without HTTP (:func:`proxy_ext.litellm_adapter.direct_chat`: LiteLLM's ``user_api_key_auth``
+and its chat endpoint, called as functions; no ASGI stack, no JSON encoding); ``asgi`` hands an
+HTTP request to the proxy's ASGI app in process (streamed calls through
 :class:`proxy_ext.agent.asgi_stream.StreamingASGITransport`); ``http`` is loopback HTTP to
 ``agent.proxy_base_url`` or the address the request arrived on, over one pooled keep-alive client.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,12 +89,16 @@ class ModelClient:
     caller's own on each call, so the proxy's spans of the call nest under the run's ``chat`` span.
     """
 
-    def __init__(self, base_url: str, headers: Mapping[str, str], http: httpx.AsyncClient,
-                 stream_http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, base_url: str, headers: Mapping[str, str], http: httpx.AsyncClient | None = None,
+                 stream_http: httpx.AsyncClient | None = None, *, client: tuple[str, int] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.headers = dict(headers)
+        self.direct = http is None
+        """No HTTP client: calls are made in process (:func:`proxy_ext.litellm_adapter.direct_chat`)."""
         self.http = http
         self.stream_http = stream_http or http
+        self.client = client
+        """The caller's address, for the proxy's checks of in-process calls (IP allowlists)."""
         self.trace_headers: Callable[[], Mapping[str, str]] | None = None
 
     def _headers(self) -> dict[str, str]:
@@ -104,36 +110,31 @@ class ModelClient:
 
     def _request(self, http: httpx.AsyncClient, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                  timeout_s: float, **extra: Any) -> httpx.Request:
-        body: dict[str, Any] = {"model": model, "messages": messages, **extra}
-        if tools:
-            body["tools"] = tools
-        return http.build_request("POST", f"{self.base_url}/v1/chat/completions", json=body, headers=self._headers(),
+        return http.build_request("POST", f"{self.base_url}/v1/chat/completions", json=_body(model, messages, tools, **extra),
+                                  headers=self._headers(),
                                   timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)))
 
     async def complete(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                        timeout_s: float) -> ModelTurn:
+        if self.direct:
+            reply = await self._direct(model, _body(model, messages, tools), timeout_s)
+            if reply.status != 200:
+                raise ModelCallError(model, reply.status, (reply.error or "model call failed")[:2000])
+            return _turn(model, reply.body, reply.headers)
+        assert self.http is not None
         response = await _send(self.http, self._request(self.http, model, messages, tools, timeout_s), model, stream=False)
         if response.status_code != 200:
             raise ModelCallError(model, response.status_code, _error_message(response))
-        data = response.json()
+        return _turn(model, response.json(), response.headers)
+
+    async def _direct(self, model: str, body: dict[str, Any], timeout_s: float) -> Any:
+        from proxy_ext import litellm_adapter as adapter
+
         try:
-            choice = data["choices"][0]
-            message = choice["message"]
-        except (KeyError, IndexError, TypeError):
-            raise ModelCallError(model, 502, "model answer had no choices[0].message") from None
-        usage = data.get("usage") or {}
-        headers = response.headers
-        cost = _usd(headers.get("x-litellm-response-cost")) or 0.0
-        clean = {"role": "assistant", "content": message.get("content")}
-        if message.get("tool_calls"):
-            clean["tool_calls"] = [
-                {"id": c.get("id"), "type": "function", "function": {"name": c["function"]["name"], "arguments": c["function"].get("arguments") or "{}"}}
-                for c in message["tool_calls"]
-                if isinstance(c, dict) and isinstance(c.get("function"), dict)
-            ]
-        return ModelTurn(clean, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), cost,
-                         _usd(headers.get("x-litellm-response-cost-input")), _usd(headers.get("x-litellm-response-cost-output")),
-                         _reason(choice.get("finish_reason")))
+            async with asyncio.timeout(timeout_s):
+                return await adapter.direct_chat(body, self._headers(), self.client)
+        except TimeoutError:
+            raise ModelCallError(model, 0, "model call timed out") from None
 
     async def complete_streaming(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                                  timeout_s: float, on_text: Callable[[str], Awaitable[None]]) -> ModelTurn:
@@ -141,17 +142,78 @@ class ModelClient:
 
         The cost is the ``usage.cost`` LiteLLM puts on the stream's usage chunk (streams carry no
         cost header)."""
+        if self.direct:
+            return await self._direct_streaming(model, messages, tools, timeout_s, on_text)
+        assert self.stream_http is not None
         request = self._request(self.stream_http, model, messages, tools, timeout_s, stream=True, stream_options={"include_usage": True})
         response = await _send(self.stream_http, request, model, stream=True)
         try:
             if response.status_code != 200:
                 await response.aread()
                 raise ModelCallError(model, response.status_code, _error_message(response))
-            return await _read_stream(model, response, on_text)
+            return await _read_stream(model, response.aiter_lines(), on_text)
         except httpx.TimeoutException:
             raise ModelCallError(model, 0, "model call timed out") from None
         finally:
             await response.aclose()
+
+    async def _direct_streaming(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                                timeout_s: float, on_text: Callable[[str], Awaitable[None]]) -> ModelTurn:
+        body = _body(model, messages, tools, stream=True, stream_options={"include_usage": True})
+        reply = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                from proxy_ext import litellm_adapter as adapter
+
+                reply = await adapter.direct_chat(body, self._headers(), self.client)
+                if reply.status != 200 or reply.stream is None:
+                    raise ModelCallError(model, reply.status, (reply.error or "model call failed")[:2000])
+                return await _read_stream(model, _lines(reply.stream), on_text)
+        except TimeoutError:
+            raise ModelCallError(model, 0, "model call timed out") from None
+        finally:
+            if reply is not None and reply.stream is not None:
+                await reply.stream.aclose()  # type: ignore[attr-defined]
+
+
+def _body(model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, "messages": messages, **extra}
+    if tools:
+        body["tools"] = tools
+    return body
+
+
+def _turn(model: str, data: Any, headers: Mapping[str, str]) -> ModelTurn:
+    """The assistant turn in a chat completion answer (cost from LiteLLM's cost headers)."""
+    try:
+        choice = data["choices"][0]
+        message = choice["message"]
+    except (KeyError, IndexError, TypeError):
+        raise ModelCallError(model, 502, "model answer had no choices[0].message") from None
+    usage = data.get("usage") or {}
+    cost = _usd(headers.get("x-litellm-response-cost")) or 0.0
+    clean = {"role": "assistant", "content": message.get("content")}
+    if message.get("tool_calls"):
+        clean["tool_calls"] = [
+            {"id": c.get("id"), "type": "function", "function": {"name": c["function"]["name"], "arguments": c["function"].get("arguments") or "{}"}}
+            for c in message["tool_calls"]
+            if isinstance(c, dict) and isinstance(c.get("function"), dict)
+        ]
+    return ModelTurn(clean, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), cost,
+                     _usd(headers.get("x-litellm-response-cost-input")), _usd(headers.get("x-litellm-response-cost-output")),
+                     _reason(choice.get("finish_reason")))
+
+
+async def _lines(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The lines of SSE text that arrives in chunks of any size."""
+    pending = ""
+    async for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split("\n")
+        for line in complete:
+            yield line.rstrip("\r")
+    if pending:
+        yield pending
 
 
 async def _send(http: httpx.AsyncClient, request: httpx.Request, model: str, stream: bool) -> httpx.Response:
@@ -163,12 +225,12 @@ async def _send(http: httpx.AsyncClient, request: httpx.Request, model: str, str
         raise ModelCallError(model, 0, f"model call failed: {type(exc).__name__}") from None
 
 
-async def _read_stream(model: str, response: httpx.Response, on_text: Callable[[str], Awaitable[None]]) -> ModelTurn:
+async def _read_stream(model: str, lines: AsyncIterator[str], on_text: Callable[[str], Awaitable[None]]) -> ModelTurn:
     content: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
     usage: dict[str, Any] = {}
     finish_reason = None
-    async for line in response.aiter_lines():
+    async for line in lines:
         if not line.startswith("data:"):
             continue
         data = line[5:].strip()

@@ -157,7 +157,7 @@ def build_router(durable: DurableHandoff | None = None) -> APIRouter:
                 parsed = AgentRunRequest.model_validate(payload)
             except ValidationError as exc:
                 raise AgentRequestError(_validation_message(exc), status=422) from None
-            caller = facade.Caller(request.headers, request.scope.get("server"), request.url.scheme, identity)
+            caller = facade.Caller(request.headers, request.scope.get("server"), request.url.scheme, identity, request.scope.get("client"))
             if parsed.background:
                 if durable is None:
                     raise AgentRequestError("background runs are off (proxy_ext.runs.enabled: false)", status=501)

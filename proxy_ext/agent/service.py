@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import logging
 import threading
 import uuid
 from collections.abc import Mapping
@@ -28,8 +29,10 @@ from proxy_ext.scale.slots import RunSlots
 from proxy_ext.state import Runtime
 from proxy_ext.tools.base import ToolContext, ToolSpec
 
-__all__ = ["PreparedRun", "RUN_TASK_PREFIX", "TASK_PREFIX", "prepare", "proxy_base_url", "run_slots", "trace_writer"]
+__all__ = ["PreparedRun", "RUN_TASK_PREFIX", "TASK_PREFIX", "model_transport", "prepare", "proxy_base_url", "run_slots", "trace_writer"]
 
+
+logger = logging.getLogger("proxy_ext.agent")
 
 _clients: dict[tuple[int, str], httpx.AsyncClient] = {}
 _clients_lock = threading.Lock()
@@ -61,6 +64,23 @@ def _http_client(transport: str) -> httpx.AsyncClient:
                 client = httpx.AsyncClient(limits=httpx.Limits(max_connections=512, max_keepalive_connections=128), trust_env=False)
             _clients[key] = client
         return client
+
+
+_direct_problem: list[str | None] = []
+
+
+def model_transport(configured: str) -> str:
+    """The transport the agent's model calls use: ``direct`` falls back to ``asgi`` (warned once)
+    when this LiteLLM's chat route cannot be called in process."""
+    if configured != "direct":
+        return configured
+    if not _direct_problem:
+        from proxy_ext import litellm_adapter as adapter
+
+        _direct_problem.append(adapter.direct_chat_problem())
+        if _direct_problem[0]:
+            logger.warning("proxy_ext: agent model calls go through the ASGI app instead of direct calls: %s", _direct_problem[0])
+    return "asgi" if _direct_problem[0] else "direct"
 
 
 run_slots = RunSlots()
@@ -158,7 +178,7 @@ def select_tools(tools: list[ToolSpec], wanted: list[str], backend: str) -> list
 
 
 async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], base_url: str, identity: Any = None,
-                  run_id: str | None = None) -> PreparedRun:
+                  run_id: str | None = None, caller_address: tuple[str, int] | None = None) -> PreparedRun:
     """Check models, backend and tools against this proxy; raise AgentRequestError (4xx) on problems."""
     agent = runtime.settings.agent
     if spec.backend != "echo":
@@ -194,7 +214,10 @@ async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], b
         max_tool_result_bytes=agent.limits.max_tool_result_bytes,
         requires_approval=tuple(approval_patterns(agent, spec.profile)),
     )
-    transport = agent.model_transport
-    client = ModelClient(base_url if transport == "http" else "http://proxy.internal", forwardable_headers(headers),
-                         _http_client(transport), _http_client("asgi-stream" if transport == "asgi" else transport))
+    transport = model_transport(agent.model_transport)
+    if transport == "direct":
+        client = ModelClient("http://proxy.internal", forwardable_headers(headers), client=caller_address)
+    else:
+        client = ModelClient(base_url if transport == "http" else "http://proxy.internal", forwardable_headers(headers),
+                             _http_client(transport), _http_client("asgi-stream" if transport == "asgi" else transport))
     return PreparedRun(spec, settings, client, backend, tools, tool_ctx, trace_id, trace_writer(runtime, lower), lower)

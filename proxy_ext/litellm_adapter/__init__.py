@@ -2,8 +2,8 @@
 
 A LiteLLM upgrade should only ever need changes in this module. It imports nothing of proxy_ext
 (a leaf: the entry module :mod:`proxy_ext.glue` and the capabilities import it, never the other
-way round), and LiteLLM itself only inside the functions, so importing it costs nothing. Three
-self-contained groups live in submodules (:mod:`.cost`, :mod:`.mcp`, :mod:`.otel`) and are re-exported here:
+way round), and LiteLLM itself only inside the functions, so importing it costs nothing. Four
+self-contained groups live in submodules (:mod:`.chat`, :mod:`.cost`, :mod:`.mcp`, :mod:`.otel`) and are re-exported here:
 import everything from ``proxy_ext.litellm_adapter``.
 
 What proxy_ext uses:
@@ -11,9 +11,11 @@ What proxy_ext uses:
 - the app, config path and Router: :func:`proxy_app`, :func:`proxy_config_path`,
   :func:`running_proxy_config_path`, :func:`llm_router`, :func:`in_proxy`, :func:`model_is_served`,
   :func:`deployment_litellm_params`, :func:`call_model_id`;
+- the agent's model calls in process (LiteLLM's auth and chat endpoint as functions):
+  :func:`direct_chat`, :func:`direct_chat_problem` (:mod:`.chat`);
 - auth: :func:`auth_dependency` (the proxy's ``user_api_key_auth``), :func:`auth_failure_without_db`,
   :func:`set_metrics_auth`;
-- the ASGI stack and OpenAPI document: :func:`wrap_middleware_stack`, :func:`share_parsed_body`,
+- the ASGI stack, routes and OpenAPI document: :func:`wrap_middleware_stack`, :func:`include_router_first`, :func:`share_parsed_body`,
   :func:`install_openapi_components`;
 - providers: :func:`add_custom_providers`, :func:`known_provider`;
 - cost: :func:`cost_response_kind`, :func:`call_cost`, :func:`stream_chunk_cost`;
@@ -39,14 +41,16 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from proxy_ext.litellm_adapter.chat import DirectChatReply, direct_chat, direct_chat_problem
 from proxy_ext.litellm_adapter.cost import call_cost, cost_response_kind, stream_chunk_cost
 from proxy_ext.litellm_adapter.mcp import (mcp_allowed_server_ids, mcp_call_tool, mcp_list_tools, mcp_open, mcp_permitted_tools,
                                            mcp_server_label, mcp_servers, mcp_tool_name)
 from proxy_ext.litellm_adapter.otel import end_proxy_request_span, on_proxy_shutdown, proxy_request_span
 
 __all__ = [
+    "DirectChatReply", "direct_chat", "direct_chat_problem",
     "PARSED_BODY_SCOPE_KEY", "add_custom_providers", "auth_dependency", "auth_failure_without_db", "call_cost", "call_model_id",
-    "cost_response_kind", "custom_logger_class", "deployment_litellm_params", "in_proxy", "install_openapi_components",
+    "cost_response_kind", "custom_logger_class", "deployment_litellm_params", "in_proxy", "include_router_first", "install_openapi_components",
     "known_provider", "llm_router", "model_is_served", "proxy_app", "proxy_config_path", "running_proxy_config_path",
     "end_proxy_request_span", "on_proxy_shutdown", "proxy_request_span",
     "set_metrics_auth", "share_parsed_body", "stream_chunk_cost", "wrap_middleware_stack",
@@ -121,6 +125,17 @@ def install_openapi_components(app: Any, components: dict[str, Any]) -> None:
 
 
 _STACK_MARKER = "proxy_ext_middleware_installed"
+
+
+def include_router_first(app: Any, router: Any) -> None:
+    """Include ``router`` in ``app`` in front of the routes already there (the stock app matches
+    routes in order; its own come first otherwise). Only for paths no stock route has."""
+    app.include_router(router)
+    routes = app.router.routes
+    routes.insert(0, routes.pop())
+    mark_changed = getattr(app.router, "_mark_routes_changed", None)  # FastAPI >= 0.150 caches route lists
+    if callable(mark_changed):
+        mark_changed()
 
 
 def wrap_middleware_stack(app: Any, wrap: Callable[[Any], Any]) -> bool:

@@ -350,7 +350,8 @@ class DurableRuns:
     def _new_record(self, run_id: str, status: str, payload: dict[str, Any], caller: facade.Caller) -> RunRecord:
         owner, team_id, _ = adapter.identity_owner(caller.identity)
         sealed = adapter.seal(json.dumps({"headers": forwardable_headers(caller.headers), "server": caller.server,
-                                          "scheme": caller.scheme, "identity": adapter.dump_identity(caller.identity)}))
+                                          "scheme": caller.scheme, "identity": adapter.dump_identity(caller.identity),
+                                          "client": caller.client}))
         request = {k: v for k, v in payload.items() if k != "background"}
         return RunRecord(id=run_id, owner=owner, team_id=team_id, status=status, request=request, caller=sealed)
 
@@ -361,5 +362,6 @@ class DurableRuns:
                                     "(LITELLM_SALT_KEY / master key differ between instances?)", status=500)
         data = json.loads(text)
         server = tuple(data["server"]) if data.get("server") else None
+        client = tuple(data["client"]) if data.get("client") else None
         return facade.Caller(data["headers"], server, data.get("scheme") or "http",  # type: ignore[arg-type]
-                             adapter.load_identity(data.get("identity")))
+                             adapter.load_identity(data.get("identity")), client)  # type: ignore[arg-type]

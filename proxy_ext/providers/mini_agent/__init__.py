@@ -79,7 +79,7 @@ async def _start(model: str, messages: list[dict[str, Any]], optional_params: di
     try:
         tools = client_tools(profile, optional_params)
         parsed = AgentRunRequest(messages=[dict(m) for m in messages], profile=profile)  # type: ignore[misc]  # validated here
-        caller = facade.Caller(request.headers, request.server, request.scheme, adapter.caller_identity(litellm_params))
+        caller = facade.Caller(request.headers, request.server, request.scheme, adapter.caller_identity(litellm_params), request.client)
         return await facade.start(parsed, caller, client_tools=tuple(tools), stream_text=stream_text, runtime=runtime)
     except ClientToolError as exc:
         _raise_for(400, str(exc), model)

@@ -1,0 +1,210 @@
+"""A chat completion made in process as a caller: LiteLLM's own auth, then its own route handler.
+
+What a ``POST /v1/chat/completions`` of the caller runs, minus HTTP: no socket, no ASGI middleware
+stack, no route matching, no FastAPI dependency solving, no JSON encoding of the request nor of
+the answer. Per call, exactly as for a direct request:
+
+1. ``user_api_key_auth`` with the caller's headers, for the ``/v1/chat/completions`` route and
+   this body: key/JWT/custom auth (LiteLLM caches key lookups), expiry and blocked keys, route
+   permissions, key/team/user/end-user model access, every budget, budget reservation;
+2. the route's own endpoint (``chat_completion``): metadata for spend logging, the pre-call hooks
+   (rpm/tpm and parallel-request limiters, budget limiters, guardrails, callbacks), the Router,
+   the post-call hooks, the cost headers;
+3. a budget reservation no callback took is released when the call is over (what LiteLLM's
+   ``BudgetReservationReleaseMiddleware`` does for an HTTP request).
+
+The body LiteLLM gets is a copy: hooks and guardrails may edit it in place, the caller's
+transcript must not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["DirectChatReply", "direct_chat", "direct_chat_problem"]
+
+CHAT_ROUTE = "/v1/chat/completions"
+
+
+@dataclass
+class DirectChatReply:
+    """What LiteLLM answered: a status, its response headers, and a JSON body or an SSE stream."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    """The JSON answer (non-streamed), or an error body."""
+    stream: AsyncIterator[str] | None = None
+    """SSE text as LiteLLM sends it (streamed); ``aclose`` it when done."""
+    error: str | None = None
+    """The error message, for a status other than 200."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    route: Any
+    endpoint: Any
+    auth: Any
+    key_headers: tuple[tuple[str, str], ...]
+    """(parameter of ``user_api_key_auth``, header it reads) for each of its API key headers."""
+
+
+_entry: _Entry | None = None
+
+
+def _key_headers(auth: Any) -> tuple[tuple[str, str], ...]:
+    from fastapi.params import Security
+    from fastapi.security import APIKeyHeader
+
+    found = []
+    for name, parameter in inspect.signature(auth).parameters.items():
+        default = parameter.default
+        if isinstance(default, Security) and isinstance(default.dependency, APIKeyHeader):
+            found.append((name, default.dependency.model.name))
+    return tuple(found)
+
+
+def _routes(routes: Any) -> Any:
+    """Every route of the app, also those of included routers (FastAPI ≥ 0.150 nests them)."""
+    for route in routes:
+        if hasattr(route, "effective_candidates"):
+            yield from _routes(route.effective_candidates())
+        else:
+            yield getattr(route, "original_route", route)
+
+
+def _resolve() -> _Entry:
+    global _entry
+    if _entry is None:
+        from litellm.proxy import proxy_server
+        from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
+
+        endpoint = proxy_server.chat_completion
+        # The route object goes into the scope as FastAPI would put it (route templates for metrics).
+        route = next((r for r in _routes(proxy_server.app.routes) if getattr(r, "endpoint", None) is endpoint), None)
+        _entry = _Entry(route, endpoint, user_api_key_auth, _key_headers(user_api_key_auth))
+    return _entry
+
+
+def direct_chat_problem() -> str | None:
+    """Why in-process calls cannot be made with this LiteLLM (None: they can)."""
+    try:
+        entry = _resolve()
+        parameters = inspect.signature(entry.endpoint).parameters
+    except Exception as exc:  # noqa: BLE001  # any shape we do not know: fall back, and say why
+        return f"LiteLLM's chat route could not be resolved ({type(exc).__name__})"
+    missing = {"request", "fastapi_response", "user_api_key_dict"} - set(parameters)
+    return f"LiteLLM's chat route has no parameter(s) {sorted(missing)}" if missing else None
+
+
+def _plain_copy(value: Any) -> Any:
+    """A copy of JSON-like data (dicts and lists copied, leaves shared: they are immutable)."""
+    if isinstance(value, dict):
+        return {k: _plain_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_copy(v) for v in value]
+    return value
+
+
+def _request(entry: _Entry, body: dict[str, Any], headers: Mapping[str, str], client: tuple[str, int] | None) -> Any:
+    from starlette.requests import Request
+
+    raw = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
+    raw.append((b"content-type", b"application/json"))
+    sent = False
+
+    async def receive() -> dict[str, Any]:  # only for code that reads the raw body itself
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
+        await asyncio.Event().wait()  # never a disconnect: cancellation ends the call
+        return {"type": "http.disconnect"}
+
+    from litellm.proxy import proxy_server
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": CHAT_ROUTE, "raw_path": CHAT_ROUTE.encode(), "root_path": "", "query_string": b"", "headers": raw,
+             "client": client or ("127.0.0.1", 0), "server": ("proxy.internal", 80), "state": {}, "app": proxy_server.app,
+             "endpoint": entry.endpoint, "path_params": {}, "parsed_body": (tuple(body), body)}
+    if entry.route is not None:
+        scope["route"] = entry.route
+    return Request(scope, receive)
+
+
+def _failure(exc: BaseException) -> DirectChatReply:
+    """The status and message a direct request would have got for ``exc``."""
+    from fastapi import HTTPException
+    from litellm.proxy._types import ProxyException
+
+    if isinstance(exc, ProxyException):
+        code = str(exc.code or "")
+        return DirectChatReply(int(code) if code.isdigit() else 500, error=str(exc.message))
+    if isinstance(exc, HTTPException):
+        detail = exc.detail
+        if isinstance(detail, dict):
+            error = detail.get("error", detail)
+            detail = error.get("message", error) if isinstance(error, dict) else error
+        return DirectChatReply(exc.status_code, error=str(detail))
+    status = getattr(exc, "status_code", None)
+    return DirectChatReply(status if isinstance(status, int) and 400 <= status < 600 else 500, error=f"{type(exc).__name__}: {exc}")
+
+
+async def _release_reservation(request: Any) -> None:
+    reservation = request.scope["state"].get("budget_reservation")
+    if not isinstance(reservation, Mapping):
+        return
+    try:
+        from litellm.proxy.spend_tracking.budget_reservation import release_unbound_budget_reservation
+    except ImportError:  # releases without budget reservations
+        return
+    await release_unbound_budget_reservation(reservation)
+
+
+async def _stream(request: Any, iterator: Any) -> AsyncIterator[str]:
+    try:
+        async for chunk in iterator:
+            yield chunk.decode() if isinstance(chunk, (bytes, bytearray)) else str(chunk)
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
+        await _release_reservation(request)
+
+
+async def direct_chat(body: dict[str, Any], headers: Mapping[str, str], client: tuple[str, int] | None = None) -> DirectChatReply:
+    """``POST /v1/chat/completions`` with ``body`` as the caller whose ``headers`` these are."""
+    from starlette.responses import Response, StreamingResponse
+
+    entry = _resolve()
+    request = _request(entry, _plain_copy(body), headers, client)
+    keys = {name: request.headers.get(header) for name, header in entry.key_headers}
+    streaming = False
+    try:
+        identity = await entry.auth(request=request, **keys)
+        answer = Response()
+        result = await entry.endpoint(request=request, fastapi_response=answer, model=None, user_api_key_dict=identity)
+        if isinstance(result, StreamingResponse):
+            streaming = True
+            return DirectChatReply(result.status_code, dict(result.headers), stream=_stream(request, result.body_iterator))
+        if isinstance(result, Response):
+            data = json.loads(bytes(result.body) or b"null")
+            reply = DirectChatReply(result.status_code, dict(result.headers), data)
+            if result.status_code != 200:
+                reply.error = str((data.get("error") or {}).get("message") if isinstance(data, dict) else data)
+            return reply
+        if hasattr(result, "model_dump"):
+            result = result.model_dump(exclude_none=True)
+        return DirectChatReply(200, dict(answer.headers), result)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001  # what the proxy's exception handlers would have answered
+        return _failure(exc)
+    finally:
+        if not streaming:
+            await _release_reservation(request)
