@@ -1,10 +1,17 @@
-"""/agent/run overhead, measured side by side in one run against one proxy and one fake upstream.
+"""Agent turns vs a client looping itself, measured side by side in one run (issue 13's targets).
 
-1. An /agent/run of k model turns (k-1 tool calls of the local ``current_time`` tool, then an
-   answer) vs the same k turns as direct /v1/chat/completions calls through the proxy, alternating.
-   Target: overhead <= 1 ms per turn (ratio <= 1.05).
-2. 100 concurrent runs with 200 ms upstream latency per turn vs one run alone.
-   Target: the 100 finish within 1.3x one run's wall time.
+Every figure is the median of ROUNDS interleaved rounds (the arms alternate within a round, and
+their order flips between rounds, so drift on a shared machine hits each alike). Proxy CPU comes
+from /proc of the proxy's process group, independent of the machine's load.
+
+- P1: /v1/chat/completions through the proxy with the extension vs the stock proxy: p50 ratio
+  (target <= 1.02).
+- P2: an N-turn /agent/run (N-1 calls of the local ``current_time`` tool, then an answer) vs the
+  same N calls sent by the client itself through the proxy, N = 2 and 4: wall p50 ratio and proxy
+  CPU per turn (target: ratio <= 1.0).
+- P3: 100 concurrent 2-turn runs with 200 ms upstream latency per turn vs one run alone (target
+  <= 2.0); then again on a proxy with ``--num_workers 2``.
+- P6: 200 concurrent echo runs (no model call): runs per second (target >= 200).
 """
 
 from __future__ import annotations
@@ -12,53 +19,59 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 
 import httpx
 
+from bench._common import orders
 from proxy_ext.agent.local_tools import BUILTIN_TOOLS, current_time, spec_from_callable
 from tests.harness import FakeUpstream, ProxyProcess, Reply, call, fake_model_entry
 
 TOOLS = [spec_from_callable(fn, name).openai_tool() for name, fn in BUILTIN_TOOLS.items()]
 
-K = 4
-ROUNDS = 60
+ROUNDS = 5
+PER_ROUND = 20
 CONCURRENT = 100
+ECHO_CONCURRENT = 200
 LATENCY_S = 0.2
 
 
-def _config(upstream: FakeUpstream) -> dict:
-    return {
+def _config(upstream: FakeUpstream, extension: bool = True) -> dict:
+    config: dict = {
         "model_list": [fake_model_entry("fake/*", upstream.base_url, "*")],
-        "litellm_settings": {"callbacks": ["proxy_ext.extension"]},
         "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
-        "proxy_ext": {"agent": {"default_model": "fake/bench-agent", "max_iterations": 16},
-                      "cost": {"enabled": False}},
     }
+    if extension:
+        config["litellm_settings"] = {"callbacks": ["proxy_ext.extension"]}
+        config["proxy_ext"] = {"agent": {"default_model": "fake/bench-2", "max_iterations": 16,
+                                         "limits": {"max_concurrent_runs": 256}},
+                               "cost": {"enabled": False}}
+    return config
 
 
-def _k_turns(latency_s: float):
+def _turns(k: int, latency_s: float) -> Callable[[dict], Reply]:
     def responder(body: dict) -> Reply:
         done = sum(1 for m in body.get("messages", []) if m.get("role") == "tool")
-        if done < K - 1:
+        if done < k - 1:
             return Reply(tool_calls=[call("current_time", {})], latency_s=latency_s)
         return Reply(text="done", latency_s=latency_s)
     return responder
 
 
-async def _agent_run(client: httpx.AsyncClient, model: str) -> float:
+async def _agent_run(client: httpx.AsyncClient, model: str, turns: int) -> float:
     started = time.perf_counter()
     response = await client.post("/agent/run", json={"input": "go", "model": model})
     body = response.json()
-    assert response.status_code == 200 and body["ok"] and body["metrics"]["iterations"] == K, body
+    assert response.status_code == 200 and body["ok"] and body["metrics"]["iterations"] == turns, body
     return time.perf_counter() - started
 
 
-async def _direct_turns(client: httpx.AsyncClient, model: str = "fake/bench-direct") -> float:
-    """The same k turns as the agent makes them: same tools offered, same replies, the client
-    running the tool and sending the growing conversation back."""
+async def _direct_turns(client: httpx.AsyncClient, model: str) -> float:
+    """The turns as the agent makes them: same tools offered, same replies, the client running the
+    tool and sending the growing conversation back."""
     started = time.perf_counter()
     messages: list[dict] = [{"role": "user", "content": "go"}]
-    for _ in range(K):
+    while True:
         response = await client.post("/v1/chat/completions", json={"model": model, "messages": messages, "tools": TOOLS})
         assert response.status_code == 200, response.text
         message = response.json()["choices"][0]["message"]
@@ -70,63 +83,107 @@ async def _direct_turns(client: httpx.AsyncClient, model: str = "fake/bench-dire
     return time.perf_counter() - started
 
 
-async def _measure(proxy: ProxyProcess) -> None:
-    limits = httpx.Limits(max_connections=CONCURRENT + 10, max_keepalive_connections=CONCURRENT + 10)
-    async with httpx.AsyncClient(base_url=proxy.base_url, headers=proxy.headers, timeout=120, limits=limits) as client:
-        for _ in range(5):  # warm-up: connections, caches, first-call imports
-            await _agent_run(client, "fake/bench-agent")
-            await _direct_turns(client)
-        agent, direct = [], []
-        cpu = {"agent": 0.0, "direct": 0.0}
-        for _ in range(ROUNDS):
-            before = proxy.cpu_seconds()
-            agent.append(await _agent_run(client, "fake/bench-agent"))
-            middle = proxy.cpu_seconds()
-            direct.append(await _direct_turns(client))
-            cpu["agent"] += middle - before
-            cpu["direct"] += proxy.cpu_seconds() - middle
-        a50, d50 = statistics.median(agent) * 1000, statistics.median(direct) * 1000
-        a_cpu, d_cpu = (cpu[k] * 1000 / ROUNDS for k in ("agent", "direct"))
-        print(f"{K}-turn /agent/run           p50 {a50:7.2f} ms   proxy CPU {a_cpu:6.2f} ms/run")
-        print(f"{K} direct chat completions   p50 {d50:7.2f} ms   proxy CPU {d_cpu:6.2f} ms/run")
-        print(f"wall: overhead per turn {(a50 - d50) / K:+.2f} ms, ratio {a50 / d50:.3f}; proxy CPU: overhead per turn "
-              f"{(a_cpu - d_cpu) / K:+.2f} ms, ratio {a_cpu / d_cpu:.3f} (target <= 1 ms per turn, ratio <= 1.05)")
-        print("  (the direct client does its JSON and HTTP work in its own process; the agent does it inside the proxy)")
-        # The fixed part: one authenticated /agent/run request that makes no model call (echo backend).
-        fixed_wall, before = [], proxy.cpu_seconds()
-        for _ in range(ROUNDS):
-            started = time.perf_counter()
-            response = await client.post("/agent/run", json={"input": "go", "backend": "echo"})
-            assert response.status_code == 200, response.text
-            fixed_wall.append(time.perf_counter() - started)
-        fixed_cpu = (proxy.cpu_seconds() - before) * 1000 / ROUNDS
-        f50 = statistics.median(fixed_wall) * 1000
-        print(f"fixed per run (auth + envelope, echo backend): p50 {f50:.2f} ms, proxy CPU {fixed_cpu:.2f} ms; "
-              f"per model turn beyond it: wall {(a50 - d50 - f50) / K:+.2f} ms, CPU {(a_cpu - d_cpu - fixed_cpu) / K:+.2f} ms")
+async def _echo(client: httpx.AsyncClient) -> float:
+    started = time.perf_counter()
+    response = await client.post("/agent/run", json={"input": "go", "backend": "echo"})
+    assert response.status_code == 200, response.text
+    return time.perf_counter() - started
 
-        single = min([await _agent_run(client, "fake/bench-slow") for _ in range(3)])
-        started, cpu_before = time.perf_counter(), proxy.cpu_seconds()
-        await asyncio.gather(*(_agent_run(client, "fake/bench-slow") for _ in range(CONCURRENT)))
-        together, busy = time.perf_counter() - started, proxy.cpu_seconds() - cpu_before
-        print(f"one {K}-turn run at {LATENCY_S * 1000:.0f} ms/turn: {single * 1000:.0f} ms; "
-              f"{CONCURRENT} concurrent: {together * 1000:.0f} ms; ratio {together / single:.2f} (target <= 1.3)")
-        print(f"  proxy CPU during the concurrent runs: {busy * 1000:.0f} ms ({busy / together:.0%} of one core; "
-              f"{busy * 1000 / CONCURRENT:.1f} ms per run)")
-        started = time.perf_counter()
-        await asyncio.gather(*(_direct_turns(client, "fake/bench-direct-slow") for _ in range(CONCURRENT)))
-        direct_together = time.perf_counter() - started
-        print(f"the same {CONCURRENT} x {K} turns as concurrent direct chat completions: {direct_together * 1000:.0f} ms; "
-              f"agent : direct = {together / direct_together:.2f}")
+
+async def _arm(proxy: ProxyProcess, fn: Callable[[], Awaitable[float]], n: int) -> tuple[float, float]:
+    """p50 wall (ms) of ``n`` sequential calls, and proxy CPU (ms) per call."""
+    before = proxy.cpu_seconds()
+    walls = [await fn() for _ in range(n)]
+    return statistics.median(walls) * 1000, (proxy.cpu_seconds() - before) * 1000 / n
+
+
+def _client(proxy: ProxyProcess, connections: int = 16) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(base_url=proxy.base_url, headers=proxy.headers, timeout=120, limits=limits)
+
+
+async def _p1(ext: ProxyProcess, stock: ProxyProcess) -> None:
+    body = {"model": "fake/bench-chat", "messages": [{"role": "user", "content": "hi"}]}
+    async with _client(ext) as e, _client(stock) as s:
+        clients = {"extension": (ext, e), "stock": (stock, s)}
+
+        async def one(c: httpx.AsyncClient) -> float:
+            started = time.perf_counter()
+            assert (await c.post("/v1/chat/completions", json=body)).status_code == 200
+            return time.perf_counter() - started
+
+        for c in (e, s):
+            for _ in range(20):
+                await one(c)
+        ratios = []
+        for names in orders(list(clients), ROUNDS):
+            p50 = {n: (await _arm(clients[n][0], lambda c=clients[n][1]: one(c), 4 * PER_ROUND))[0] for n in names}
+            ratios.append(p50["extension"] / p50["stock"])
+        print(f"P1 /v1/chat/completions p50 extension / stock: {statistics.median(ratios):.3f} "
+              f"(rounds {', '.join(f'{r:.3f}' for r in ratios)}; target <= 1.02)")
+
+
+async def _p2(proxy: ProxyProcess, turns: int) -> None:
+    async with _client(proxy) as client:
+        arms = {"agent": lambda: _agent_run(client, f"fake/bench-{turns}", turns),
+                "direct": lambda: _direct_turns(client, f"fake/bench-{turns}")}
+        for fn in arms.values():
+            for _ in range(5):
+                await fn()
+        rounds: list[dict[str, tuple[float, float]]] = []
+        for names in orders(list(arms), ROUNDS):
+            rounds.append({name: await _arm(proxy, arms[name], PER_ROUND) for name in names})
+        wall = {n: statistics.median(r[n][0] for r in rounds) for n in arms}
+        cpu = {n: statistics.median(r[n][1] for r in rounds) for n in arms}
+        ratio = statistics.median(r["agent"][0] / r["direct"][0] for r in rounds)
+        cpu_ratio = statistics.median(r["agent"][1] / r["direct"][1] for r in rounds)
+        print(f"P2 N={turns}: /agent/run p50 {wall['agent']:6.2f} ms, proxy CPU {cpu['agent'] / turns:5.2f} ms/turn | "
+              f"{turns} direct calls p50 {wall['direct']:6.2f} ms, proxy CPU {cpu['direct'] / turns:5.2f} ms/turn | "
+              f"wall ratio {ratio:.3f}, CPU ratio {cpu_ratio:.3f} (target <= 1.0)")
+
+
+async def _p3(proxy: ProxyProcess, label: str) -> None:
+    async with _client(proxy, CONCURRENT + 10) as client:
+        ratios, cpu_per_run = [], []
+        for _ in range(ROUNDS):
+            single = min([await _agent_run(client, "fake/bench-slow", 2) for _ in range(3)])
+            started, before = time.perf_counter(), proxy.cpu_seconds()
+            await asyncio.gather(*(_agent_run(client, "fake/bench-slow", 2) for _ in range(CONCURRENT)))
+            ratios.append((time.perf_counter() - started) / single)
+            cpu_per_run.append((proxy.cpu_seconds() - before) * 1000 / CONCURRENT)
+        print(f"P3 {label}: {CONCURRENT} concurrent 2-turn runs at {LATENCY_S * 1000:.0f} ms/turn vs one run: ratio "
+              f"{statistics.median(ratios):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)}; target <= 2.0); "
+              f"proxy CPU {statistics.median(cpu_per_run):.1f} ms per run")
+
+
+async def _p6(proxy: ProxyProcess) -> None:
+    async with _client(proxy, ECHO_CONCURRENT + 10) as client:
+        await asyncio.gather(*(_echo(client) for _ in range(ECHO_CONCURRENT)))  # connections opened
+        rates, cpu = [], []
+        for _ in range(ROUNDS):
+            started, before = time.perf_counter(), proxy.cpu_seconds()
+            await asyncio.gather(*(_echo(client) for _ in range(ECHO_CONCURRENT)))
+            rates.append(ECHO_CONCURRENT / (time.perf_counter() - started))
+            cpu.append((proxy.cpu_seconds() - before) * 1000 / ECHO_CONCURRENT)
+        print(f"P6 {ECHO_CONCURRENT} concurrent echo runs: {statistics.median(rates):.0f} runs/s "
+              f"(rounds {', '.join(f'{r:.0f}' for r in rates)}; target >= 200); proxy CPU {statistics.median(cpu):.2f} ms per run")
 
 
 def main() -> None:
     with FakeUpstream() as upstream:
-        upstream.respond("bench-agent", _k_turns(0.0))
-        upstream.respond("bench-slow", _k_turns(LATENCY_S))
-        upstream.respond("bench-direct", _k_turns(0.0))
-        upstream.respond("bench-direct-slow", _k_turns(LATENCY_S))
-        with ProxyProcess(_config(upstream)) as proxy:
-            asyncio.run(_measure(proxy))
+        for turns in (2, 4):
+            upstream.respond(f"bench-{turns}", _turns(turns, 0.0))
+        upstream.respond("bench-slow", _turns(2, LATENCY_S))
+        upstream.respond("bench-chat", lambda body: Reply(text="hello"))
+        with ProxyProcess(_config(upstream)) as ext, ProxyProcess(_config(upstream, extension=False)) as stock:
+            asyncio.run(_p1(ext, stock))
+        with ProxyProcess(_config(upstream)) as ext:
+            for turns in (2, 4):
+                asyncio.run(_p2(ext, turns))
+            asyncio.run(_p3(ext, "one worker"))
+            asyncio.run(_p6(ext))
+        with ProxyProcess(_config(upstream), args=["--num_workers", "2"]) as ext2:
+            asyncio.run(_p3(ext2, "--num_workers 2"))
 
 
 if __name__ == "__main__":
