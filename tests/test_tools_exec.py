@@ -331,6 +331,13 @@ async def test_fresh_working_directory_is_private_and_removed(backend):
     assert not os.path.exists(cwd1) and not os.path.exists(cwd2)
 
 
+async def test_the_tool_holds_no_descriptor_of_the_sandbox(backend):
+    """Only stdin, stdout and stderr: not the fork server's control socket (a tool holding it could
+    take other calls' connections off it), nor any pipe of its supervisor."""
+    out = await python(backend, "import os; print(sorted(os.listdir('/proc/self/fd')))")
+    assert out["stdout"] == "['0', '1', '2', '3']\n", out  # 3: the listing's own
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="privileges are dropped only when the proxy runs as root")
 async def test_runs_as_the_unprivileged_user_when_root(backend):
     out = await python(backend, "import os; print(os.getuid(), os.getgid(), os.getgroups())")

@@ -309,6 +309,9 @@ def serve(control: socket.socket, pool_size: int) -> None:
 def main(argv: list[str]) -> int:
     prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the proxy died: clean up (see serve)
     control = socket.socket(fileno=int(argv[1]))
+    # Inherited through pass_fds, so inheritable: no tool may hold it (it could take other calls'
+    # connections off it).
+    os.set_inheritable(control.fileno(), False)
     pool_size = int(argv[2]) if len(argv) > 2 else 2
     if os.getppid() == 1:  # the parent died before PDEATHSIG was armed
         return 0
