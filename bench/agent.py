@@ -12,13 +12,18 @@ from /proc of the proxy's process group, independent of the machine's load.
 - P3: 100 concurrent 2-turn runs with 200 ms upstream latency per turn vs one run alone (target
   <= 2.0); then again on a proxy with ``--num_workers 2``.
 - P6: 200 concurrent echo runs (no model call): runs per second (target >= 200).
+- The floor: LiteLLM's ``Router.acompletion`` alone in a process of its own, CPU per call — what
+  a turn cannot cost less than, whatever the proxy around it does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -158,7 +163,8 @@ async def _p3(proxy: ProxyProcess, label: str) -> None:
 
 async def _p6(proxy: ProxyProcess) -> None:
     async with _client(proxy, ECHO_CONCURRENT + 10) as client:
-        await asyncio.gather(*(_echo(client) for _ in range(ECHO_CONCURRENT)))  # connections opened
+        for _ in range(3):  # connections opened, first-call costs paid
+            await asyncio.gather(*(_echo(client) for _ in range(ECHO_CONCURRENT)))
         rates, cpu = [], []
         for _ in range(ROUNDS):
             started, before = time.perf_counter(), proxy.cpu_seconds()
@@ -167,6 +173,14 @@ async def _p6(proxy: ProxyProcess) -> None:
             cpu.append((proxy.cpu_seconds() - before) * 1000 / ECHO_CONCURRENT)
         print(f"P6 {ECHO_CONCURRENT} concurrent echo runs: {statistics.median(rates):.0f} runs/s "
               f"(rounds {', '.join(f'{r:.0f}' for r in rates)}; target >= 200); proxy CPU {statistics.median(cpu):.2f} ms per run")
+
+
+def _floor(upstream: FakeUpstream) -> None:
+    script = Path(__file__).with_name("_router_floor.py")
+    out = subprocess.run([sys.executable, str(script), upstream.base_url], capture_output=True, text=True, timeout=300, check=True)
+    sequential, concurrent = (float(x) for x in out.stdout.split()[-2:])
+    print(f"floor: Router.acompletion alone, in a process of its own: {sequential:.2f} ms CPU per call "
+          f"({concurrent:.2f} ms at 100 concurrent calls)")
 
 
 def main() -> None:
@@ -184,6 +198,7 @@ def main() -> None:
             asyncio.run(_p6(ext))
         with ProxyProcess(_config(upstream), args=["--num_workers", "2"]) as ext2:
             asyncio.run(_p3(ext2, "--num_workers 2"))
+        _floor(upstream)
 
 
 if __name__ == "__main__":

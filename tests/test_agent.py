@@ -373,3 +373,58 @@ def test_fifty_concurrent_runs_all_ok(agent_proxy, upstream):
     bodies = [envelope_of(r) for r in responses]
     assert all(b["ok"] and b["final_answer"] == "fine" for b in bodies)
     assert len({b["metrics"]["trace_id"] for b in bodies}) == 50
+
+
+# ------------------------------------------------------------------ spend logging, field by field
+
+# What differs between any two calls (ids, clocks, content, the tools offered); everything else of
+# the payload LiteLLM builds its spend logs from must be the same for an agent turn and a direct call.
+_PER_CALL = {"id", "trace_id", "startTime", "endTime", "completionStartTime", "response_time", "messages", "response",
+             "model_parameters", "hidden_params", "metadata.usage_object", "metadata.spend_logs_metadata",
+             "litellm_call_id", "metadata.user_api_key_request_route"}
+
+
+# Hop-by-hop and body-describing headers are the connection's, not the caller's: a model turn
+# carries the caller's other headers (tests/test_agent_units: forwardable_headers).
+_CONNECTION_HEADERS = {"host", "accept", "accept-encoding", "connection", "content-length"}
+
+
+def _flatten(value: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, item in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(item, dict) and name in ("metadata",):
+            flat.update(_flatten(item, name + "."))
+        else:
+            flat[name] = item
+    return flat
+
+
+def _payloads(spend_path: Path, alias: str, count: int) -> list[dict]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        records = [json.loads(line) for line in spend_path.read_text().splitlines()] if spend_path.exists() else []
+        mine = [r["payload"] for r in records if r["key_alias"] == alias and r.get("payload")]
+        if len(mine) >= count:
+            return mine
+        time.sleep(0.2)
+    raise AssertionError(f"{count} spend records for {alias!r} did not arrive")
+
+
+def test_spend_logged_per_turn_has_the_fields_of_a_direct_call(agent_proxy, upstream, spend_path):
+    before = len(_payloads(spend_path, "limited", 0))
+    upstream.script("agent-allowed", Reply(text="direct", prompt_tokens=7, completion_tokens=3),
+                    Reply(text="agent", prompt_tokens=7, completion_tokens=3))
+    direct = httpx.post(f"{agent_proxy.base_url}/v1/chat/completions", headers={"Authorization": "Bearer sk-test-limited"},
+                        json={"model": "fake/agent-allowed", "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+    assert direct.status_code == 200, direct.text
+    direct_payload = _payloads(spend_path, "limited", before + 1)[before]
+    envelope_of(run(agent_proxy, {"input": "hi", "model": "fake/agent-allowed"}, key="sk-test-limited"))
+    turn_payload = _payloads(spend_path, "limited", before + 2)[before + 1]
+    a, b = _flatten(direct_payload), _flatten(turn_payload)
+    for flat in (a, b):
+        headers = flat["metadata.requester_metadata"]["headers"]
+        flat["metadata.requester_metadata"]["headers"] = {k: v for k, v in headers.items() if k not in _CONNECTION_HEADERS}
+    differing = {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if k not in _PER_CALL and a.get(k) != b.get(k)}
+    assert differing == {}, json.dumps(differing, indent=1, default=str)[:6000]
+    assert b["metadata.user_api_key_alias"] == "limited" and b["model_group"] == "fake/agent-allowed"

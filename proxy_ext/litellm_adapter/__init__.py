@@ -15,7 +15,8 @@ What proxy_ext uses:
   :func:`direct_chat`, :func:`direct_chat_problem` (:mod:`.chat`);
 - auth: :func:`auth_dependency` (the proxy's ``user_api_key_auth``), :func:`auth_failure_without_db`,
   :func:`set_metrics_auth`;
-- the ASGI stack, routes and OpenAPI document: :func:`wrap_middleware_stack`, :func:`include_router_first`, :func:`share_parsed_body`,
+- the ASGI stack, routes and OpenAPI document: :func:`wrap_middleware_stack`, :func:`include_router_first`,
+  :func:`remember_route_kind`, :func:`share_parsed_body`,
   :func:`install_openapi_components`;
 - providers: :func:`add_custom_providers`, :func:`known_provider`;
 - cost: :func:`cost_response_kind`, :func:`call_cost`, :func:`stream_chunk_cost`;
@@ -41,7 +42,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from proxy_ext.litellm_adapter.chat import DirectChatReply, direct_chat, direct_chat_problem
+from proxy_ext.litellm_adapter.chat import DirectChatReply, direct_chat, direct_chat_problem, flat_routes
 from proxy_ext.litellm_adapter.cost import call_cost, cost_response_kind, stream_chunk_cost
 from proxy_ext.litellm_adapter.mcp import (mcp_allowed_server_ids, mcp_call_tool, mcp_list_tools, mcp_open, mcp_permitted_tools,
                                            mcp_server_label, mcp_servers, mcp_tool_name)
@@ -50,7 +51,7 @@ from proxy_ext.litellm_adapter.otel import end_proxy_request_span, on_proxy_shut
 __all__ = [
     "DirectChatReply", "direct_chat", "direct_chat_problem",
     "PARSED_BODY_SCOPE_KEY", "add_custom_providers", "auth_dependency", "auth_failure_without_db", "call_cost", "call_model_id",
-    "cost_response_kind", "custom_logger_class", "deployment_litellm_params", "in_proxy", "include_router_first", "install_openapi_components",
+    "cost_response_kind", "custom_logger_class", "deployment_litellm_params", "in_proxy", "include_router_first", "install_openapi_components", "remember_route_kind",
     "known_provider", "llm_router", "model_is_served", "proxy_app", "proxy_config_path", "running_proxy_config_path",
     "end_proxy_request_span", "on_proxy_shutdown", "proxy_request_span",
     "set_metrics_auth", "share_parsed_body", "stream_chunk_cost", "wrap_middleware_stack",
@@ -136,6 +137,31 @@ def include_router_first(app: Any, router: Any) -> None:
     mark_changed = getattr(app.router, "_mark_routes_changed", None)  # FastAPI >= 0.150 caches route lists
     if callable(mark_changed):
         mark_changed()
+
+
+def remember_route_kind(router: Any) -> None:
+    """Remember LiteLLM's "is this an LLM API route?" answer for the paths of ``router`` (the
+    extension's own; templated paths such as ``/agent/runs/{run_id}`` are left to LiteLLM).
+
+    LiteLLM's auth asks it several times per request, and for a path that is no LLM route it tries
+    every pattern it knows (about 1 ms of CPU per /agent/run). The answer for these paths is
+    LiteLLM's own, computed once per path; every other path is asked of LiteLLM as before."""
+    from litellm.proxy.auth.route_checks import RouteChecks
+
+    original = RouteChecks.__dict__["is_llm_api_route"]
+    ask = original.__func__ if isinstance(original, staticmethod) else original
+    if getattr(ask, "proxy_ext_paths", None) is not None:
+        return
+    paths = frozenset(path for path in (getattr(r, "path", None) for r in flat_routes(router.routes)) if path and "{" not in path)
+    known = {path: ask(route=path) for path in paths}
+
+    def is_llm_api_route(route: str) -> bool:
+        answer = known.get(route) if isinstance(route, str) else None
+        return ask(route=route) if answer is None else answer
+
+    is_llm_api_route.proxy_ext_paths = paths  # type: ignore[attr-defined]
+    is_llm_api_route.__doc__ = ask.__doc__
+    RouteChecks.is_llm_api_route = staticmethod(is_llm_api_route)  # type: ignore[method-assign]
 
 
 def wrap_middleware_stack(app: Any, wrap: Callable[[Any], Any]) -> bool:

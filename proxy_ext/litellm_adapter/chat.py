@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DirectChatReply", "direct_chat", "direct_chat_problem"]
+__all__ = ["DirectChatReply", "direct_chat", "direct_chat_problem", "flat_routes"]
 
 CHAT_ROUTE = "/v1/chat/completions"
 
@@ -69,11 +69,11 @@ def _key_headers(auth: Any) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
-def _routes(routes: Any) -> Any:
-    """Every route of the app, also those of included routers (FastAPI ≥ 0.150 nests them)."""
+def flat_routes(routes: Any) -> Any:
+    """Every route in ``routes``, also those of included routers (FastAPI ≥ 0.150 nests them)."""
     for route in routes:
         if hasattr(route, "effective_candidates"):
-            yield from _routes(route.effective_candidates())
+            yield from flat_routes(route.effective_candidates())
         else:
             yield getattr(route, "original_route", route)
 
@@ -86,7 +86,7 @@ def _resolve() -> _Entry:
 
         endpoint = proxy_server.chat_completion
         # The route object goes into the scope as FastAPI would put it (route templates for metrics).
-        route = next((r for r in _routes(proxy_server.app.routes) if getattr(r, "endpoint", None) is endpoint), None)
+        route = next((r for r in flat_routes(proxy_server.app.routes) if getattr(r, "endpoint", None) is endpoint), None)
         _entry = _Entry(route, endpoint, user_api_key_auth, _key_headers(user_api_key_auth))
     return _entry
 

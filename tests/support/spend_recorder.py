@@ -17,9 +17,12 @@ class SpendRecorder(CustomLogger):
             "key_alias": metadata.get("user_api_key_alias"),
             "key_hash": metadata.get("user_api_key_hash") or metadata.get("user_api_key"),
             "cost": kwargs.get("response_cost"),
+            # What LiteLLM's spend logs are built from (compared field by field between an agent
+            # turn and a direct call in tests/test_agent.py).
+            "payload": kwargs.get("standard_logging_object"),
         }
         with open(os.environ["SPEND_RECORD_PATH"], "a") as file:
-            file.write(json.dumps(record) + "\n")
+            file.write(json.dumps(record, default=str) + "\n")
 
 
 recorder = SpendRecorder()
