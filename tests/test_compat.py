@@ -86,6 +86,8 @@ def test_agent_run_with_a_tool_plain_and_streamed(compat_proxy, upstream):
             assert "event: tool_result" in response.text and '"final_answer":"it is 42"' in response.text
         else:
             assert response.json()["final_answer"] == "it is 42" and response.json()["metrics"]["tool_calls"] == 1
+    # The turns were made in process (agent.model_transport: direct), not through the ASGI fallback.
+    assert "instead of direct calls" not in compat_proxy.log(None)
 
 
 def test_mini_agent_and_codex_agent(compat_proxy, upstream):

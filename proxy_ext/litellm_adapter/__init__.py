@@ -2,8 +2,8 @@
 
 A LiteLLM upgrade should only ever need changes in this module. It imports nothing of proxy_ext
 (a leaf: the entry module :mod:`proxy_ext.glue` and the capabilities import it, never the other
-way round), and LiteLLM itself only inside the functions, so importing it costs nothing. Four
-self-contained groups live in submodules (:mod:`.chat`, :mod:`.cost`, :mod:`.mcp`, :mod:`.otel`) and are re-exported here:
+way round), and LiteLLM itself only inside the functions, so importing it costs nothing. Five
+self-contained groups live in submodules (:mod:`.chat`, :mod:`.cost`, :mod:`.mcp`, :mod:`.otel`, :mod:`.routes`) and are re-exported here:
 import everything from ``proxy_ext.litellm_adapter``.
 
 What proxy_ext uses:
@@ -42,7 +42,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from proxy_ext.litellm_adapter.chat import DirectChatReply, direct_chat, direct_chat_problem, flat_routes
+from proxy_ext.litellm_adapter.chat import DirectChatReply, direct_chat, direct_chat_problem
+from proxy_ext.litellm_adapter.routes import include_router_first, remember_route_kind
 from proxy_ext.litellm_adapter.cost import call_cost, cost_response_kind, stream_chunk_cost
 from proxy_ext.litellm_adapter.mcp import (mcp_allowed_server_ids, mcp_call_tool, mcp_list_tools, mcp_open, mcp_permitted_tools,
                                            mcp_server_label, mcp_servers, mcp_tool_name)
@@ -126,42 +127,6 @@ def install_openapi_components(app: Any, components: dict[str, Any]) -> None:
 
 
 _STACK_MARKER = "proxy_ext_middleware_installed"
-
-
-def include_router_first(app: Any, router: Any) -> None:
-    """Include ``router`` in ``app`` in front of the routes already there (the stock app matches
-    routes in order; its own come first otherwise). Only for paths no stock route has."""
-    app.include_router(router)
-    routes = app.router.routes
-    routes.insert(0, routes.pop())
-    mark_changed = getattr(app.router, "_mark_routes_changed", None)  # FastAPI >= 0.150 caches route lists
-    if callable(mark_changed):
-        mark_changed()
-
-
-def remember_route_kind(router: Any) -> None:
-    """Remember LiteLLM's "is this an LLM API route?" answer for the paths of ``router`` (the
-    extension's own; templated paths such as ``/agent/runs/{run_id}`` are left to LiteLLM).
-
-    LiteLLM's auth asks it several times per request, and for a path that is no LLM route it tries
-    every pattern it knows (about 1 ms of CPU per /agent/run). The answer for these paths is
-    LiteLLM's own, computed once per path; every other path is asked of LiteLLM as before."""
-    from litellm.proxy.auth.route_checks import RouteChecks
-
-    original = RouteChecks.__dict__["is_llm_api_route"]
-    ask = original.__func__ if isinstance(original, staticmethod) else original
-    if getattr(ask, "proxy_ext_paths", None) is not None:
-        return
-    paths = frozenset(path for path in (getattr(r, "path", None) for r in flat_routes(router.routes)) if path and "{" not in path)
-    known = {path: ask(route=path) for path in paths}
-
-    def is_llm_api_route(route: str) -> bool:
-        answer = known.get(route) if isinstance(route, str) else None
-        return ask(route=route) if answer is None else answer
-
-    is_llm_api_route.proxy_ext_paths = paths  # type: ignore[attr-defined]
-    is_llm_api_route.__doc__ = ask.__doc__
-    RouteChecks.is_llm_api_route = staticmethod(is_llm_api_route)  # type: ignore[method-assign]
 
 
 def wrap_middleware_stack(app: Any, wrap: Callable[[Any], Any]) -> bool:

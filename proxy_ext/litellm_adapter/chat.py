@@ -26,7 +26,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DirectChatReply", "direct_chat", "direct_chat_problem", "flat_routes"]
+from proxy_ext.litellm_adapter.routes import flat_routes
+
+__all__ = ["DirectChatReply", "direct_chat", "direct_chat_problem"]
 
 CHAT_ROUTE = "/v1/chat/completions"
 
@@ -67,15 +69,6 @@ def _key_headers(auth: Any) -> tuple[tuple[str, str], ...]:
         if isinstance(default, Security) and isinstance(default.dependency, APIKeyHeader):
             found.append((name, default.dependency.model.name))
     return tuple(found)
-
-
-def flat_routes(routes: Any) -> Any:
-    """Every route in ``routes``, also those of included routers (FastAPI ≥ 0.150 nests them)."""
-    for route in routes:
-        if hasattr(route, "effective_candidates"):
-            yield from flat_routes(route.effective_candidates())
-        else:
-            yield getattr(route, "original_route", route)
 
 
 def _resolve() -> _Entry:

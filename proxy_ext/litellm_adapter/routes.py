@@ -1,0 +1,52 @@
+"""The extension's routes in the stock app: matched first, and known to LiteLLM's auth as what they are."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["flat_routes", "include_router_first", "remember_route_kind"]
+
+
+def flat_routes(routes: Any) -> Any:
+    """Every route in ``routes``, also those of included routers (FastAPI ≥ 0.150 nests them)."""
+    for route in routes:
+        if hasattr(route, "effective_candidates"):
+            yield from flat_routes(route.effective_candidates())
+        else:
+            yield getattr(route, "original_route", route)
+
+
+def include_router_first(app: Any, router: Any) -> None:
+    """Include ``router`` in ``app`` in front of the routes already there (the stock app matches
+    routes in order; its own come first otherwise). Only for paths no stock route has."""
+    app.include_router(router)
+    routes = app.router.routes
+    routes.insert(0, routes.pop())
+    mark_changed = getattr(app.router, "_mark_routes_changed", None)  # FastAPI >= 0.150 caches route lists
+    if callable(mark_changed):
+        mark_changed()
+
+
+def remember_route_kind(router: Any) -> None:
+    """Remember LiteLLM's "is this an LLM API route?" answer for the paths of ``router`` (the
+    extension's own; templated paths such as ``/agent/runs/{run_id}`` are left to LiteLLM).
+
+    LiteLLM's auth asks it several times per request, and for a path that is no LLM route it tries
+    every pattern it knows (about 1 ms of CPU per /agent/run). The answer for these paths is
+    LiteLLM's own, computed once per path; every other path is asked of LiteLLM as before."""
+    from litellm.proxy.auth.route_checks import RouteChecks
+
+    original = RouteChecks.__dict__["is_llm_api_route"]
+    ask = original.__func__ if isinstance(original, staticmethod) else original
+    if getattr(ask, "proxy_ext_paths", None) is not None:
+        return
+    paths = frozenset(path for path in (getattr(r, "path", None) for r in flat_routes(router.routes)) if path and "{" not in path)
+    known = {path: ask(route=path) for path in paths}
+
+    def is_llm_api_route(route: str) -> bool:
+        answer = known.get(route) if isinstance(route, str) else None
+        return ask(route=route) if answer is None else answer
+
+    is_llm_api_route.proxy_ext_paths = paths  # type: ignore[attr-defined]
+    is_llm_api_route.__doc__ = ask.__doc__
+    RouteChecks.is_llm_api_route = staticmethod(is_llm_api_route)  # type: ignore[method-assign]
