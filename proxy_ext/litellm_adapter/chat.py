@@ -170,15 +170,30 @@ async def _stream(request: Any, iterator: Any) -> AsyncIterator[str]:
         await _release_reservation(request)
 
 
+def _from_response(result: Any) -> DirectChatReply:
+    """A reply from a starlette ``Response`` the endpoint returned (e.g. a JSON error)."""
+    try:
+        data = json.loads(bytes(result.body) or b"null")
+    except (ValueError, TypeError):
+        data = None
+    reply = DirectChatReply(result.status_code, dict(result.headers), data)
+    if result.status_code != 200:
+        error = data.get("error", data) if isinstance(data, dict) else data
+        message = error.get("message", error) if isinstance(error, dict) else error
+        reply.error = str(message) if message else f"model call failed with status {result.status_code}"
+    return reply
+
+
 async def direct_chat(body: dict[str, Any], headers: Mapping[str, str], client: tuple[str, int] | None = None) -> DirectChatReply:
     """``POST /v1/chat/completions`` with ``body`` as the caller whose ``headers`` these are."""
     from starlette.responses import Response, StreamingResponse
 
     entry = _resolve()
-    request = _request(entry, _plain_copy(body), headers, client)
-    keys = {name: request.headers.get(header) for name, header in entry.key_headers}
+    request = None
     streaming = False
     try:
+        request = _request(entry, _plain_copy(body), headers, client)
+        keys = {name: request.headers.get(header) for name, header in entry.key_headers}
         identity = await entry.auth(request=request, **keys)
         answer = Response()
         result = await entry.endpoint(request=request, fastapi_response=answer, model=None, user_api_key_dict=identity)
@@ -186,11 +201,7 @@ async def direct_chat(body: dict[str, Any], headers: Mapping[str, str], client: 
             streaming = True
             return DirectChatReply(result.status_code, dict(result.headers), stream=_stream(request, result.body_iterator))
         if isinstance(result, Response):
-            data = json.loads(bytes(result.body) or b"null")
-            reply = DirectChatReply(result.status_code, dict(result.headers), data)
-            if result.status_code != 200:
-                reply.error = str((data.get("error") or {}).get("message") if isinstance(data, dict) else data)
-            return reply
+            return _from_response(result)
         if hasattr(result, "model_dump"):
             result = result.model_dump(exclude_none=True)
         return DirectChatReply(200, dict(answer.headers), result)
@@ -199,5 +210,5 @@ async def direct_chat(body: dict[str, Any], headers: Mapping[str, str], client: 
     except Exception as exc:  # noqa: BLE001  # what the proxy's exception handlers would have answered
         return _failure(exc)
     finally:
-        if not streaming:
+        if request is not None and not streaming:
             await _release_reservation(request)

@@ -1,0 +1,53 @@
+"""Unit tests of the in-process model calls' glue (``litellm_adapter.chat``) and the SSE line reader."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import HTTPException
+from fastapi.responses import JSONResponse, Response
+from litellm.proxy._types import ProxyException
+
+from proxy_ext.agent.model_client import _lines
+from proxy_ext.litellm_adapter.chat import _failure, _from_response, _plain_copy
+
+
+def test_failures_get_the_status_and_message_the_proxy_would_answer():
+    assert (_failure(ProxyException(message="slow down", type="rate", param=None, code=429)).status, "slow down") == (429, "slow down")
+    reply = _failure(HTTPException(status_code=403, detail={"error": {"message": "model not allowed"}}))
+    assert (reply.status, reply.error) == (403, "model not allowed")
+    assert _failure(HTTPException(status_code=401, detail="bad key")).error == "bad key"
+    assert _failure(ProxyException(message="odd", type="x", param=None, code="teapot")).status == 500
+    reply = _failure(ValueError("boom"))
+    assert reply.status == 500 and reply.error == "ValueError: boom"
+
+
+def test_error_responses_are_read_whatever_their_body():
+    assert _from_response(JSONResponse({"error": {"message": "nope"}}, status_code=400)).error == "nope"
+    assert _from_response(JSONResponse({"error": "plain words"}, status_code=400)).error == "plain words"
+    reply = _from_response(Response(b"<html>", status_code=502))
+    assert reply.status == 502 and reply.body is None and "502" in (reply.error or "")
+    ok = _from_response(JSONResponse({"choices": []}))
+    assert ok.status == 200 and ok.error is None and ok.body == {"choices": []}
+
+
+def test_litellm_gets_a_copy_hooks_cannot_change_the_transcript_through():
+    messages = [{"role": "user", "content": [{"type": "text", "text": "secret 123"}]}]
+    body = {"model": "m", "messages": messages, "tools": [{"type": "function", "function": {"name": "f"}}]}
+    copy = _plain_copy(body)
+    copy["messages"][0]["content"][0]["text"] = "[MASKED]"
+    copy["messages"].append({"role": "system", "content": "injected"})
+    copy["tools"][0]["function"]["name"] = "g"
+    assert messages == [{"role": "user", "content": [{"type": "text", "text": "secret 123"}]}]
+    assert body["tools"][0]["function"]["name"] == "f"
+
+
+def test_sse_lines_are_put_together_from_chunks_of_any_size():
+    async def chunks():
+        for part in ["data: {\"a\"", ": 1}\n\ndata: [DO", "NE]\r\n", "\n", "tail"]:
+            yield part
+
+    async def collect():
+        return [line async for line in _lines(chunks())]
+
+    assert asyncio.run(collect()) == ['data: {"a": 1}', "", "data: [DONE]", "", "tail"]
