@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse, Response
@@ -51,3 +52,10 @@ def test_sse_lines_are_put_together_from_chunks_of_any_size():
         return [line async for line in _lines(chunks())]
 
     assert asyncio.run(collect()) == ['data: {"a": 1}', "", "data: [DONE]", "", "tail"]
+
+
+def test_the_raw_body_is_json_even_where_orjson_refuses():
+    from proxy_ext.litellm_adapter.chat import _encode
+
+    assert json.loads(_encode({"messages": [{"role": "user", "content": "hi", "n": 2 ** 70}]}))["messages"][0]["n"] == 2 ** 70
+    assert json.loads(_encode({"a": [1, "é", None]})) == {"a": [1, "é", None]}

@@ -104,6 +104,15 @@ def _plain_copy(value: Any) -> Any:
     return value
 
 
+def _encode(body: dict[str, Any]) -> bytes:
+    try:
+        import orjson  # LiteLLM's own dependency; several times faster than json
+
+        return orjson.dumps(body)
+    except (ImportError, TypeError):  # e.g. an integer beyond 64 bits, which json writes
+        return json.dumps(body).encode()
+
+
 def _request(entry: _Entry, body: dict[str, Any], headers: Mapping[str, str], client: tuple[str, int] | None) -> Any:
     from starlette.requests import Request
 
@@ -111,11 +120,11 @@ def _request(entry: _Entry, body: dict[str, Any], headers: Mapping[str, str], cl
     raw.append((b"content-type", b"application/json"))
     sent = False
 
-    async def receive() -> dict[str, Any]:  # only for code that reads the raw body itself
+    async def receive() -> dict[str, Any]:  # for code that reads the raw body (LiteLLM's model-alias check does)
         nonlocal sent
         if not sent:
             sent = True
-            return {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
+            return {"type": "http.request", "body": _encode(body), "more_body": False}
         await asyncio.Event().wait()  # never a disconnect: cancellation ends the call
         return {"type": "http.disconnect"}
 
