@@ -224,6 +224,9 @@ def test_content_capture_env_configuration_and_flush_on_shutdown(upstream, recei
     agent, tool = mine["invoke_agent agent"][0], mine["execute_tool calculator"][0]
     assert "what is 6 * 7?" in agent.attributes["gen_ai.input.messages"] and "it is 42" in agent.attributes["gen_ai.output.messages"]
     assert process.master_key not in agent.attributes["gen_ai.input.messages"] and "[REDACTED]" in agent.attributes["gen_ai.input.messages"]
+    chats = mine["chat fake/otel-content"]
+    assert all("what is 6 * 7?" in c.attributes["gen_ai.input.messages"] for c in chats)
+    assert all(process.master_key not in c.attributes["gen_ai.input.messages"] for c in chats)
     assert json.loads(tool.attributes["gen_ai.tool.call.arguments"]) == {"expression": "6 * 7"}
     assert tool.attributes["gen_ai.tool.call.result"] == "42"
     assert agent.resource["service.name"] == "otel-env-test"

@@ -138,6 +138,9 @@ async def test_content_capture_records_prompts_answers_and_tool_io_redacted(expo
     assert json.loads(tool.attributes["gen_ai.tool.call.arguments"]) == {"a": 1, "b": 2}
     assert "[REDACTED]" in tool.attributes["gen_ai.tool.call.result"] and '"sum": 3' in tool.attributes["gen_ai.tool.call.result"]
     assert any("the answer is 3" in c.attributes.get("gen_ai.output.messages", "") for c in spans["chat m1"])
+    # Each chat span has the prompt it sent (cut to 64 characters here): the second one is longer.
+    prompts = [c.attributes["gen_ai.input.messages"] for c in spans["chat m1"]]
+    assert all("add 1 and 2" in p for p in prompts) and prompts[0] != prompts[-1]
     assert all(len(v) <= 64 + len("…[truncated]") for s in exporter.get_finished_spans() for v in s.attributes.values() if isinstance(v, str))
     assert KEY not in everything(exporter)
 

@@ -54,6 +54,8 @@ class ModelTurnStarted:
     iteration: int
     """1-based number of this turn in the run (the turn that fails keeps the number)."""
     with_tools: bool = True
+    messages: list[dict[str, Any]] | None = None
+    """The conversation as sent to the model (read it, never change it: the run owns it)."""
     at: float = field(default_factory=_now)
 
 

@@ -143,9 +143,12 @@ class OtelRecorder:
     def _model_started(self, event: ev.ModelTurnStarted) -> None:
         if self.chat is not None:  # never two open turns
             self.chat.end(end_time=_ns(event.at))
-        self.chat = self._child(f"chat {event.model}", self._trace.SpanKind.CLIENT, event.at, {
+        attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat", "gen_ai.provider.name": "litellm", "gen_ai.request.model": event.model,
-            "proxy_ext.iteration": event.iteration, "proxy_ext.with_tools": event.with_tools})
+            "proxy_ext.iteration": event.iteration, "proxy_ext.with_tools": event.with_tools}
+        if self.capture and event.messages:
+            attributes["gen_ai.input.messages"] = self._text(event.messages)
+        self.chat = self._child(f"chat {event.model}", self._trace.SpanKind.CLIENT, event.at, attributes)
 
     def _model_finished(self, event: ev.ModelTurnFinished) -> None:
         span, self.chat = self.chat, None

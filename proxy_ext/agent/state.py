@@ -167,8 +167,8 @@ class RunState:
 
     async def model_turn(self, model: str, with_tools: bool, messages: list[dict[str, Any]] | None = None) -> ModelTurn:
         iteration = self.usage.requests + 1
-        self.events.publish(ModelTurnStarted(model, iteration, with_tools))
         prompt = self.input_filter(messages if messages is not None else self.conversation)
+        self.events.publish(ModelTurnStarted(model, iteration, with_tools, prompt))
         started = time.perf_counter()
         timeout = max(self.remaining(), 0.001)
         tools = self.tool_payload if with_tools and self.tool_payload else None
