@@ -275,6 +275,15 @@ def _isolation_line(runtime: Runtime) -> str:
     return exec_isolation(runtime).describe()  # type: ignore[attr-defined]
 
 
+def _check_scale(runtime: Runtime, report: DoctorReport) -> str:
+    from proxy_ext.scale.doctor import scale_report
+
+    line, warnings, problems = scale_report(runtime.settings)
+    report.warnings.extend(warnings)
+    report.problems.extend(problems)
+    return line
+
+
 def _mcp_line(runtime: Runtime) -> str:
     from proxy_ext.tools.mcp.doctor import mcp_report
 
@@ -308,6 +317,7 @@ def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) ->
         "mcp tools": state(on and s.tools.mcp.enabled and bool(_mcp_line(runtime)), _mcp_line(runtime)),
         "agent as a model (mini-agent/*)": state(on and bool(served), ", ".join(served)),
         "codex-agent provider": state(s.providers.codex_agent.enabled, f"mode={s.providers.codex_agent.mode}"),
+        **({"run limits": _check_scale(runtime, report)} if on and s.agent.enabled else {}),
     }
 
 

@@ -175,3 +175,24 @@ def test_no_master_key_is_a_warning_naming_the_consequence(tmp_path, monkeypatch
     assert "refuses to start" in warning
     monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-doctor-test-key-0123456789abcdef")
     assert not [w for w in diagnose(write(tmp_path, base())).warnings if "master key" in w]
+
+
+def test_run_limits_are_reported_and_their_redis_checked(tmp_path):
+    from tests.harness import free_port
+
+    dead = f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0"
+    report = diagnose(write(tmp_path, base(agent={"limits": {"max_concurrent_runs": 8}},
+                                           scale={"max_concurrent_runs_per_key": 8, "global_max_concurrent_runs": 20, "redis_url": dead,
+                                                  "state_dir": str(tmp_path / "missing")})))
+    line = report.capabilities["run limits"]
+    assert line.startswith("8 runs at once per instance, 8 per key, 20 across instances (Redis 127.0.0.1:")
+    assert "s3cret-pw" not in line + " ".join(report.problems + report.warnings)
+    assert any("max_concurrent_runs_per_key (8) is not below" in w for w in report.warnings)
+    assert any(p.startswith("scale.global_max_concurrent_runs: Redis unreachable") and "503" in p for p in report.problems)
+    assert any("scale.state_dir" in p for p in report.problems)
+
+    allowed = diagnose(write(tmp_path, base(scale={"global_max_concurrent_runs": 20, "redis_url": dead, "on_redis_error": "allow"})))
+    assert not [p for p in allowed.problems if "scale" in p]
+    assert any("without the global limit" in w for w in allowed.warnings)
+    healthy = diagnose(write(tmp_path, base()))
+    assert healthy.capabilities["run limits"].endswith("runs at once per instance") and not healthy.problems
