@@ -59,3 +59,45 @@ def test_the_raw_body_is_json_even_where_orjson_refuses():
 
     assert json.loads(_encode({"messages": [{"role": "user", "content": "hi", "n": 2 ** 70}]}))["messages"][0]["n"] == 2 ** 70
     assert json.loads(_encode({"a": [1, "é", None]})) == {"a": [1, "é", None]}
+
+
+def _client_answering(monkeypatch, reply_or_delay):
+    from proxy_ext import litellm_adapter
+    from proxy_ext.agent.model_client import ModelClient
+
+    async def fake(body, headers, client=None):
+        if isinstance(reply_or_delay, float):
+            await asyncio.sleep(reply_or_delay)
+        return reply_or_delay
+
+    monkeypatch.setattr(litellm_adapter, "direct_chat", fake)
+    return ModelClient("http://proxy.internal", {"authorization": "Bearer k"}, client=("10.0.0.7", 5000))
+
+
+def test_direct_turns_map_refusals_timeouts_and_whole_answers_to_a_stream(monkeypatch):
+    import pytest
+
+    from proxy_ext.agent.errors import ModelCallError
+    from proxy_ext.litellm_adapter.chat import DirectChatReply
+
+    answer = {"choices": [{"message": {"role": "assistant", "content": "blocked by policy"}, "finish_reason": "content_filter"}],
+              "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
+    client = _client_answering(monkeypatch, DirectChatReply(200, {"x-litellm-response-cost": "0.5"}, answer))
+    assert client.direct and client.http is None
+    seen: list[str] = []
+
+    async def on_text(text):
+        seen.append(text)
+
+    turn = asyncio.run(client.complete_streaming("m", [{"role": "user", "content": "x"}], None, 5, on_text))
+    assert (turn.message["content"], turn.cost_usd, turn.finish_reason, seen) == ("blocked by policy", 0.5, "content_filter", ["blocked by policy"])
+
+    client = _client_answering(monkeypatch, DirectChatReply(429, error="rate limit reached"))
+    with pytest.raises(ModelCallError) as refused:
+        asyncio.run(client.complete("m", [], None, 5))
+    assert (refused.value.status, refused.value.message) == (429, "rate limit reached")
+
+    client = _client_answering(monkeypatch, 1.0)
+    with pytest.raises(ModelCallError) as late:
+        asyncio.run(client.complete("m", [], None, 0.05))
+    assert (late.value.status, late.value.message) == (0, "model call timed out")

@@ -166,8 +166,13 @@ class ModelClient:
                 from proxy_ext import litellm_adapter as adapter
 
                 reply = await adapter.direct_chat(body, self._headers(), self.client)
-                if reply.status != 200 or reply.stream is None:
+                if reply.status != 200:
                     raise ModelCallError(model, reply.status, (reply.error or "model call failed")[:2000])
+                if reply.stream is None:  # a whole answer where a stream was asked (e.g. a guardrail's reply)
+                    turn = _turn(model, reply.body, reply.headers)
+                    if turn.message.get("content") and not turn.message.get("tool_calls"):
+                        await on_text(turn.message["content"])
+                    return turn
                 return await _read_stream(model, _lines(reply.stream), on_text)
         except TimeoutError:
             raise ModelCallError(model, 0, "model call timed out") from None
