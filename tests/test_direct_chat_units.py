@@ -101,3 +101,35 @@ def test_direct_turns_map_refusals_timeouts_and_whole_answers_to_a_stream(monkey
     with pytest.raises(ModelCallError) as late:
         asyncio.run(client.complete("m", [], None, 0.05))
     assert (late.value.status, late.value.message) == (0, "model call timed out")
+
+
+def test_a_stream_closed_unread_still_closes_litellms_iterator_and_releases_the_reservation(monkeypatch):
+    from proxy_ext.litellm_adapter import chat
+
+    released, closed = [], []
+
+    class Upstream:
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            return b"data: {}\n\n"
+
+        async def aclose(self):
+            closed.append(True)
+
+    async def release(request):
+        released.append(request)
+
+    monkeypatch.setattr(chat, "_release_reservation", release)
+
+    async def scenario():
+        unread = chat._Stream("req-1", Upstream())
+        await unread.aclose()
+        await unread.aclose()  # once only
+        read = chat._Stream("req-2", Upstream())
+        assert await read.__anext__() == "data: {}\n\n"
+        await read.aclose()
+
+    asyncio.run(scenario())
+    assert closed == [True, True] and released == ["req-1", "req-2"]

@@ -178,7 +178,7 @@ class ModelClient:
             raise ModelCallError(model, 0, "model call timed out") from None
         finally:
             if reply is not None and reply.stream is not None:
-                await reply.stream.aclose()  # type: ignore[attr-defined]
+                await reply.stream.aclose()
 
 
 def _body(model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, **extra: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,8 +41,9 @@ class DirectChatReply:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     """The JSON answer (non-streamed), or an error body."""
-    stream: AsyncIterator[str] | None = None
-    """SSE text as LiteLLM sends it (streamed); ``aclose`` it when done."""
+    stream: Any = None
+    """SSE text as LiteLLM sends it (streamed): an async iterator of str; ``aclose()`` it when done,
+    read or not."""
     error: str | None = None
     """The error message, for a status other than 200."""
 
@@ -168,15 +169,32 @@ async def _release_reservation(request: Any) -> None:
     await release_unbound_budget_reservation(reservation)
 
 
-async def _stream(request: Any, iterator: Any) -> AsyncIterator[str]:
-    try:
-        async for chunk in iterator:
-            yield chunk.decode() if isinstance(chunk, (bytes, bytearray)) else str(chunk)
-    finally:
-        close = getattr(iterator, "aclose", None)
-        if close is not None:
-            await close()
-        await _release_reservation(request)
+class _Stream:
+    """The SSE text of a streamed answer. ``aclose`` ends it whether or not it was read (the
+    endpoint's iterator holds the upstream connection) and releases the call's budget reservation."""
+
+    def __init__(self, request: Any, iterator: Any) -> None:
+        self.request = request
+        self.iterator = iterator.__aiter__()
+        self.closed = False
+
+    def __aiter__(self) -> "_Stream":
+        return self
+
+    async def __anext__(self) -> str:
+        chunk = await self.iterator.__anext__()
+        return chunk.decode() if isinstance(chunk, (bytes, bytearray)) else str(chunk)
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            close = getattr(self.iterator, "aclose", None)
+            if close is not None:
+                await close()
+        finally:
+            await _release_reservation(self.request)
 
 
 def _from_response(result: Any) -> DirectChatReply:
@@ -208,7 +226,7 @@ async def direct_chat(body: dict[str, Any], headers: Mapping[str, str], client: 
         result = await entry.endpoint(request=request, fastapi_response=answer, model=None, user_api_key_dict=identity)
         if isinstance(result, StreamingResponse):
             streaming = True
-            return DirectChatReply(result.status_code, dict(result.headers), stream=_stream(request, result.body_iterator))
+            return DirectChatReply(result.status_code, dict(result.headers), stream=_Stream(request, result.body_iterator))
         if isinstance(result, Response):
             return _from_response(result)
         if hasattr(result, "model_dump"):
