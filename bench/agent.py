@@ -12,6 +12,8 @@ from /proc of the proxy's process group, independent of the machine's load.
 - P3: 100 concurrent 2-turn runs with 200 ms upstream latency per turn vs one run alone (target
   <= 2.0); then again on a proxy with ``--num_workers 2``.
 - P6: 200 concurrent echo runs (no model call): runs per second (target >= 200).
+- P2 (N=2) and P3 again with ``agent.model_transport: asgi`` (each turn through the proxy's ASGI
+  app, the previous default), for comparison.
 - The floor: LiteLLM's ``Router.acompletion`` alone in a process of its own, CPU per call — what
   a turn cannot cost less than, whatever the proxy around it does.
 """
@@ -133,7 +135,7 @@ async def _p1(ext: ProxyProcess, stock: ProxyProcess) -> None:
               f"(rounds {', '.join(f'{r:.3f}' for r in ratios)}; target <= 1.02); proxy CPU ratio {statistics.median(cpu):.3f}")
 
 
-async def _p2(proxy: ProxyProcess, turns: int) -> None:
+async def _p2(proxy: ProxyProcess, turns: int, label: str = "") -> None:
     async with _client(proxy) as client:
         arms = {"agent": lambda: _agent_run(client, f"fake/bench-{turns}", turns),
                 "direct": lambda: _direct_turns(client, f"fake/bench-{turns}")}
@@ -147,7 +149,7 @@ async def _p2(proxy: ProxyProcess, turns: int) -> None:
         cpu = {n: statistics.median(r[n][1] for r in rounds) for n in arms}
         ratio = statistics.median(r["agent"][0] / r["direct"][0] for r in rounds)
         cpu_ratio = statistics.median(r["agent"][1] / r["direct"][1] for r in rounds)
-        print(f"P2 N={turns}: /agent/run p50 {wall['agent']:6.2f} ms, proxy CPU {cpu['agent'] / turns:5.2f} ms/turn | "
+        print(f"P2 N={turns}{f' ({label})' if label else ''}: /agent/run p50 {wall['agent']:6.2f} ms, proxy CPU {cpu['agent'] / turns:5.2f} ms/turn | "
               f"{turns} direct calls p50 {wall['direct']:6.2f} ms, proxy CPU {cpu['direct'] / turns:5.2f} ms/turn | "
               f"wall ratio {ratio:.3f}, CPU ratio {cpu_ratio:.3f} (target <= 1.0)")
 
@@ -226,6 +228,11 @@ def main() -> None:
             asyncio.run(_p6(ext))
         with ProxyProcess(_config(upstream), args=["--num_workers", "2"]) as ext2:
             asyncio.run(_p3(ext2, "--num_workers 2"))
+        asgi = _config(upstream)
+        asgi["proxy_ext"]["agent"]["model_transport"] = "asgi"  # the previous default, for comparison
+        with ProxyProcess(asgi) as through_asgi:
+            asyncio.run(_p2(through_asgi, 2, "model_transport: asgi"))
+            asyncio.run(_p3(through_asgi, "model_transport: asgi"))
         _floor(upstream)
 
 
