@@ -50,6 +50,7 @@ class DirectChatReply:
 
 @dataclass(frozen=True)
 class _Entry:
+    app: Any
     route: Any
     endpoint: Any
     auth: Any
@@ -81,7 +82,7 @@ def _resolve() -> _Entry:
         endpoint = proxy_server.chat_completion
         # The route object goes into the scope as FastAPI would put it (route templates for metrics).
         route = next((r for r in flat_routes(proxy_server.app.routes) if getattr(r, "endpoint", None) is endpoint), None)
-        _entry = _Entry(route, endpoint, user_api_key_auth, _key_headers(user_api_key_auth))
+        _entry = _Entry(proxy_server.app, route, endpoint, user_api_key_auth, _key_headers(user_api_key_auth))
     return _entry
 
 
@@ -129,15 +130,21 @@ def _request(entry: _Entry, body: dict[str, Any], headers: Mapping[str, str], cl
         await asyncio.Event().wait()  # never a disconnect: cancellation ends the call
         return {"type": "http.disconnect"}
 
-    from litellm.proxy import proxy_server
-
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
              "path": CHAT_ROUTE, "raw_path": CHAT_ROUTE.encode(), "root_path": "", "query_string": b"", "headers": raw,
-             "client": client or ("127.0.0.1", 0), "server": ("proxy.internal", 80), "state": {}, "app": proxy_server.app,
+             "client": client or ("127.0.0.1", 0), "server": ("proxy.internal", 80), "state": {}, "app": entry.app,
              "endpoint": entry.endpoint, "path_params": {}, "parsed_body": (tuple(body), body)}
     if entry.route is not None:
         scope["route"] = entry.route
     return Request(scope, receive)
+
+
+def _message(value: Any) -> str | None:
+    """The message of an OpenAI-style error value: ``{"error": {"message": ...}}``, ``{"message": ...}``
+    or plain text (None when there is none)."""
+    error = value.get("error", value) if isinstance(value, dict) else value
+    message = error.get("message", error) if isinstance(error, dict) else error
+    return str(message) if message else None
 
 
 def _failure(exc: BaseException) -> DirectChatReply:
@@ -149,11 +156,7 @@ def _failure(exc: BaseException) -> DirectChatReply:
         code = str(exc.code or "")
         return DirectChatReply(int(code) if code.isdigit() else 500, error=str(exc.message))
     if isinstance(exc, HTTPException):
-        detail = exc.detail
-        if isinstance(detail, dict):
-            error = detail.get("error", detail)
-            detail = error.get("message", error) if isinstance(error, dict) else error
-        return DirectChatReply(exc.status_code, error=str(detail))
+        return DirectChatReply(exc.status_code, error=_message(exc.detail) or str(exc.detail))
     status = getattr(exc, "status_code", None)
     return DirectChatReply(status if isinstance(status, int) and 400 <= status < 600 else 500, error=f"{type(exc).__name__}: {exc}")
 
@@ -205,9 +208,7 @@ def _from_response(result: Any) -> DirectChatReply:
         data = None
     reply = DirectChatReply(result.status_code, dict(result.headers), data)
     if result.status_code != 200:
-        error = data.get("error", data) if isinstance(data, dict) else data
-        message = error.get("message", error) if isinstance(error, dict) else error
-        reply.error = str(message) if message else f"model call failed with status {result.status_code}"
+        reply.error = _message(data) or f"model call failed with status {result.status_code}"
     return reply
 
 
