@@ -16,6 +16,7 @@ HTTP request to the proxy's ASGI app in process (streamed calls through
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -128,13 +129,13 @@ class ModelClient:
         return _turn(model, response.json(), response.headers)
 
     async def _direct(self, model: str, body: dict[str, Any], timeout_s: float) -> Any:
+        async with _deadline(model, timeout_s):
+            return await self._direct_call(body)
+
+    async def _direct_call(self, body: dict[str, Any]) -> Any:
         from proxy_ext import litellm_adapter as adapter
 
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await adapter.direct_chat(body, self._headers(), self.client)
-        except TimeoutError:
-            raise ModelCallError(model, 0, "model call timed out") from None
+        return await adapter.direct_chat(body, self._headers(), self.client)
 
     async def complete_streaming(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                                  timeout_s: float, on_text: Callable[[str], Awaitable[None]]) -> ModelTurn:
@@ -162,10 +163,8 @@ class ModelClient:
         body = _body(model, messages, tools, stream=True, stream_options={"include_usage": True})
         reply = None
         try:
-            async with asyncio.timeout(timeout_s):
-                from proxy_ext import litellm_adapter as adapter
-
-                reply = await adapter.direct_chat(body, self._headers(), self.client)
+            async with _deadline(model, timeout_s):
+                reply = await self._direct_call(body)
                 if reply.status != 200:
                     raise ModelCallError(model, reply.status, (reply.error or "model call failed")[:2000])
                 if reply.stream is None:  # a whole answer where a stream was asked (e.g. a guardrail's reply)
@@ -174,11 +173,19 @@ class ModelClient:
                         await on_text(turn.message["content"])
                     return turn
                 return await _read_stream(model, _lines(reply.stream), on_text)
-        except TimeoutError:
-            raise ModelCallError(model, 0, "model call timed out") from None
         finally:
             if reply is not None and reply.stream is not None:
                 await reply.stream.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _deadline(model: str, timeout_s: float) -> AsyncIterator[None]:
+    """At most ``timeout_s`` for an in-process call; running out is the model call timing out."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except TimeoutError:
+        raise ModelCallError(model, 0, "model call timed out") from None
 
 
 def _body(model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, **extra: Any) -> dict[str, Any]:
