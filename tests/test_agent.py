@@ -400,6 +400,15 @@ def _flatten(value: dict, prefix: str = "") -> dict:
     return flat
 
 
+def spend_differences(direct: dict, turn: dict) -> dict:
+    """Fields of two logged payloads that differ, beyond what differs between any two calls."""
+    a, b = _flatten(direct), _flatten(turn)
+    for flat in (a, b):
+        headers = flat["metadata.requester_metadata"]["headers"]
+        flat["metadata.requester_metadata"]["headers"] = {k: v for k, v in headers.items() if k not in _CONNECTION_HEADERS}
+    return {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if k not in _PER_CALL and a.get(k) != b.get(k)}
+
+
 def _payloads(spend_path: Path, alias: str, count: int) -> list[dict]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -421,10 +430,6 @@ def test_spend_logged_per_turn_has_the_fields_of_a_direct_call(agent_proxy, upst
     direct_payload = _payloads(spend_path, "limited", before + 1)[before]
     envelope_of(run(agent_proxy, {"input": "hi", "model": "fake/agent-allowed"}, key="sk-test-limited"))
     turn_payload = _payloads(spend_path, "limited", before + 2)[before + 1]
-    a, b = _flatten(direct_payload), _flatten(turn_payload)
-    for flat in (a, b):
-        headers = flat["metadata.requester_metadata"]["headers"]
-        flat["metadata.requester_metadata"]["headers"] = {k: v for k, v in headers.items() if k not in _CONNECTION_HEADERS}
-    differing = {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if k not in _PER_CALL and a.get(k) != b.get(k)}
+    differing = spend_differences(direct_payload, turn_payload)
     assert differing == {}, json.dumps(differing, indent=1, default=str)[:6000]
-    assert b["metadata.user_api_key_alias"] == "limited" and b["model_group"] == "fake/agent-allowed"
+    assert turn_payload["metadata"]["user_api_key_alias"] == "limited" and turn_payload["model_group"] == "fake/agent-allowed"

@@ -10,7 +10,7 @@ import pytest
 from proxy_ext.agent import service
 from tests.conftest import base_config
 from tests.harness import REPO_ROOT, ProxyProcess, Reply, call
-from tests.test_agent import _CONNECTION_HEADERS, _PER_CALL, _flatten, _payloads, envelope_of, run
+from tests.test_agent import _payloads, envelope_of, run, spend_differences
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +48,7 @@ def test_asgi_transport_logs_spend_with_the_fields_of_a_direct_call(asgi_proxy, 
                         json={"model": "fake/agent-allowed", "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
     assert direct.status_code == 200, direct.text
     envelope_of(run(asgi_proxy, {"input": "hi", "model": "fake/agent-allowed"}, key="sk-test-limited"))
-    a, b = (_flatten(p) for p in _payloads(spend_path, "limited", before + 2)[before:before + 2])
-    for flat in (a, b):
-        headers = flat["metadata.requester_metadata"]["headers"]
-        flat["metadata.requester_metadata"]["headers"] = {k: v for k, v in headers.items() if k not in _CONNECTION_HEADERS}
-    differing = {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if k not in _PER_CALL and a.get(k) != b.get(k)}
+    differing = spend_differences(*_payloads(spend_path, "limited", before + 2)[before:before + 2])
     assert differing == {}, differing
 
 
