@@ -133,3 +133,50 @@ def test_a_stream_closed_unread_still_closes_litellms_iterator_and_releases_the_
 
     asyncio.run(scenario())
     assert closed == [True, True] and released == ["req-1", "req-2"]
+
+
+def test_a_cancel_the_endpoint_swallowed_is_raised_again_and_its_stream_closed(monkeypatch):
+    # LiteLLM's first-chunk wait awaits its disconnect watch inside `except BaseException: pass`: a
+    # cancel landing there is absorbed and the endpoint returns its stream as if nothing happened.
+    from starlette.responses import StreamingResponse
+
+    from proxy_ext.litellm_adapter import chat
+
+    closed, released = [], []
+
+    async def body():
+        try:
+            yield b"data: {}\n\n"
+        finally:
+            closed.append(True)
+
+    async def endpoint(**_):
+        try:
+            await asyncio.sleep(3600)
+        except BaseException:  # noqa: BLE001  # what the foreign code does
+            pass
+        iterator = body()
+        await iterator.__anext__()  # started, as LiteLLM's first-chunk read leaves it
+        return StreamingResponse(iterator)
+
+    async def auth(**_):
+        return "identity"
+
+    async def release(request):
+        released.append(request)
+
+    monkeypatch.setattr(chat, "_entry", chat._Entry(None, None, endpoint, auth, ()))
+    monkeypatch.setattr(chat, "_release_reservation", release)
+
+    async def scenario():
+        task = asyncio.ensure_future(chat.direct_chat({"model": "m", "messages": []}, {}))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "returned"
+
+    assert asyncio.run(scenario()) == "cancelled"
+    assert closed == [True] and len(released) == 1

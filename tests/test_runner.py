@@ -385,6 +385,29 @@ async def test_cancelling_a_run_cancels_its_model_call():
     assert cancelled.is_set()
 
 
+async def test_a_cancellation_swallowed_by_a_model_call_still_stops_the_run_before_its_tools():
+    # LiteLLM awaits some cleanup inside `except BaseException: pass`; a cancel landing there is
+    # absorbed and the model call returns normally. The run must stop anyway, running no tool.
+    started = asyncio.Event()
+
+    async def swallowing() -> ModelTurn:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except BaseException:  # noqa: BLE001  # what the foreign code does
+            pass
+        return calls(("l", "lookup", {"value": "x"}))
+
+    tools = FakeTools()
+    model = FakeModel({"cheap": [swallowing, answer("never")]})
+    task = asyncio.ensure_future(run(model, tools, spec(["cheap"])))
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert tools.invoked == [] and model.calls_of("cheap") == 1
+
+
 # ------------------------------------------------------------------------------------------ checkpoints
 
 

@@ -71,10 +71,21 @@ def _check_limits(run: RunState) -> None:
         raise _BudgetExceeded(problem)
 
 
+def _stop_if_cancelled() -> None:
+    """Raise the run's cancellation if someone swallowed it. Code the run awaits but does not own
+    (LiteLLM's, a tool backend's) may catch a ``CancelledError`` and carry on; the task still
+    counts the request (``cancelling()``), so a cancelled run stops at its next step, never
+    starting another model or tool call."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def _on_model(run: RunState, model: str) -> str:
     """Turns on ``model`` (continuing where the state is); the final answer, or raise
     _Escalate/_BudgetExceeded/_Refused/_HandBack/AwaitApproval."""
     while True:
+        _stop_if_cancelled()
         calls = run.open_calls()
         if calls:
             await run.run_tools(calls)
@@ -194,6 +205,7 @@ async def _walk(run: RunState) -> tuple[StoppedReason, str | None, str | None]:
 
 async def _exhausted(run: RunState, last: _Escalate | None) -> tuple[StoppedReason, str | None, str | None]:
     """The ladder is exhausted: the one-shot fallback completion, if allowed."""
+    _stop_if_cancelled()
     spec, metrics = run.spec, run.metrics
     exhausted: StoppedReason = "max_iterations" if last and last.reason == "max_iterations" else "error"
     detail = last.error if last else "no model to run"

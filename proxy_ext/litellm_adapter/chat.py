@@ -212,6 +212,14 @@ def _from_response(result: Any) -> DirectChatReply:
     return reply
 
 
+def _cancel_swallowed() -> bool:
+    """The calling task was cancelled and the endpoint returned anyway: LiteLLM code awaited in
+    ``except BaseException: pass`` (e.g. its first-chunk disconnect watch) can absorb a
+    cancellation. A cancelled run must still stop, so the cancellation is raised again."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def direct_chat(body: dict[str, Any], headers: Mapping[str, str], client: tuple[str, int] | None = None) -> DirectChatReply:
     """``POST /v1/chat/completions`` with ``body`` as the caller whose ``headers`` these are."""
     from starlette.responses import Response, StreamingResponse
@@ -226,8 +234,14 @@ async def direct_chat(body: dict[str, Any], headers: Mapping[str, str], client: 
         answer = Response()
         result = await entry.endpoint(request=request, fastapi_response=answer, model=None, user_api_key_dict=identity)
         if isinstance(result, StreamingResponse):
+            if _cancel_swallowed():
+                await _Stream(request, result.body_iterator).aclose()
+                streaming = True  # released by aclose
+                raise asyncio.CancelledError
             streaming = True
             return DirectChatReply(result.status_code, dict(result.headers), stream=_Stream(request, result.body_iterator))
+        if _cancel_swallowed():
+            raise asyncio.CancelledError
         if isinstance(result, Response):
             return _from_response(result)
         if hasattr(result, "model_dump"):
