@@ -164,11 +164,22 @@ def test_a_pending_approval_expires(runs_proxy, upstream, effects):
 
 
 @pytest.mark.parametrize("body, status", [({"decisions": []}, 422), ({"decisions": [{"call_id": "nope", "approve": True}]}, 400),
-                                          ({"decisions": [{"call_id": "x", "approve": "yes"}]}, 422), ({"other": 1}, 422)])
+                                          ({"decisions": [{"call_id": "x", "approve": "yes"}]}, 422), ({"other": 1}, 422),
+                                          ({"decisions": [{"call_id": "x", "approve": True}, {"call_id": "x", "approve": False}]}, 422)])
 def test_bad_approvals_get_a_clear_4xx(runs_proxy, upstream, body, status):
     run_id = _approval_run(runs_proxy, upstream, f"runs-bad-{status}-{len(str(body))}", "bad")["metrics"]["trace_id"]
     response = post(runs_proxy, f"/agent/runs/{run_id}/approvals", body)
     assert response.status_code == status and response.json()["error"]["message"]
+
+
+def test_event_numbers_and_page_sizes_that_are_no_numbers_get_a_4xx(runs_proxy, upstream):
+    upstream.script("runs-digits", Reply(text="ok"))
+    run_id = post(runs_proxy, "/agent/run", {"input": "x", "model": "fake/runs-digits", "background": True}).json()["run_id"]
+    wait_status(runs_proxy, run_id, {"completed"})
+    for junk in ("\u00b2", "\u0663", "-1", "1e3", " 1"):  # "²" and Arabic-Indic 3 pass str.isdigit(), not int()
+        assert get(runs_proxy, f"/agent/runs/{run_id}/events", params={"after": junk}).status_code == 400, junk
+        assert get(runs_proxy, "/agent/runs", params={"limit": junk}).status_code == 422, junk
+    assert get(runs_proxy, f"/agent/runs/{run_id}/events", headers={"Last-Event-ID": b"\xb2"}).status_code == 400
 
 
 # ----------------------------------------------------------------------------------- ownership

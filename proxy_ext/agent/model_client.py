@@ -254,8 +254,8 @@ async def _read_stream(model: str, lines: AsyncIterator[str], on_text: Callable[
             continue
         if isinstance(chunk.get("error"), dict):  # LiteLLM reports a failure mid-stream this way
             error = chunk["error"]
-            raise ModelCallError(model, int(error.get("code") or 502) if str(error.get("code") or "").isdigit() else 502,
-                                 str(error.get("message") or "stream failed"))
+            code = str(error.get("code") or "")
+            raise ModelCallError(model, int(code) if code.isascii() and code.isdigit() else 502, str(error.get("message") or "stream failed"))
         if chunk.get("usage"):
             usage = chunk["usage"]
         for choice in chunk.get("choices") or []:

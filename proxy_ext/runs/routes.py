@@ -144,7 +144,7 @@ class RunsHandoff:
 
 def _after(request: Request) -> int:
     raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:  # "²" is a digit to isdigit(), not to int()
         raise AgentRequestError(f"Last-Event-ID / after must be a non-negative event number, not {raw[:40]!r}")
     return int(raw)
 
@@ -155,7 +155,7 @@ def _page(request: Request) -> tuple[str | None, int, str | None]:
     if status is not None and status not in STATUSES:
         raise AgentRequestError(f"status must be one of {', '.join(STATUSES)}, not {status[:40]!r}", status=422)
     raw = query.get("limit") or "50"
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
         raise AgentRequestError(f"limit must be an integer from 1 to {MAX_PAGE}, not {raw[:40]!r}", status=422)
     return status, int(raw), query.get("before") or None
 
@@ -167,7 +167,12 @@ def _decisions(payload: dict[str, Any]) -> dict[str, Decision]:
         parts = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
         raise AgentRequestError("invalid approvals: " + "; ".join(parts) +
                                 ' (send {"decisions": [{"call_id": "...", "approve": true}]})', status=422) from None
-    return {d.call_id: Decision(d.approve, d.reason) for d in parsed.decisions}
+    decisions: dict[str, Decision] = {}
+    for d in parsed.decisions:
+        if d.call_id in decisions:  # two answers for one call: which one the person meant is unknowable
+            raise AgentRequestError(f"call {d.call_id[:80]!r} is decided twice in this request; send one decision per call_id", status=422)
+        decisions[d.call_id] = Decision(d.approve, d.reason)
+    return decisions
 
 
 def build_router() -> APIRouter:

@@ -15,7 +15,7 @@ def parse_retry_after(value: str | None, now: datetime.datetime | None = None) -
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         seconds = float(value)  # not standard, but some servers send fractions
