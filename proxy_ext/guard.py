@@ -6,7 +6,8 @@ Every route, stock ones included:
   ``Content-Length`` says so, and cut off at the limit when it is sent chunked (the app then sees
   the client leave; the 413 is already on its way);
 - a body that stops arriving (declared but never sent, or stalled mid-way) gets a 408 after
-  ``body_timeout_s`` of silence instead of holding a worker's connection forever.
+  ``body_timeout_s`` of silence, and one still arriving after ``body_deadline_s`` (a byte now and
+  then: slowloris) too, instead of holding a worker's connection forever.
 
 The extension's own JSON routes (``/agent/run`` …) also get their body checked here, before the
 proxy's auth parses it: it must be ``application/json``, at most the route's byte limit, valid
@@ -50,6 +51,8 @@ class GuardPolicy:
     """Longest silence while a body is being received."""
     max_json_depth: int
     """Deepest nesting accepted in the JSON body of a JSON route."""
+    body_deadline_s: float = 120.0
+    """Longest time a whole body may take to arrive."""
     prefix_limits: tuple[tuple[str, int], ...] = ()
     """(path prefix, limit), longest prefix first."""
     json_routes: Mapping[str, int] = field(default_factory=dict)
@@ -141,11 +144,13 @@ class _BoundedBody:
     afterwards is dropped.
     """
 
-    __slots__ = ("_receive", "_send", "limit", "timeout_s", "received", "done", "started", "answered", "expect_object")
+    __slots__ = ("_receive", "_send", "limit", "timeout_s", "deadline_s", "ends", "received", "done", "started", "answered",
+                 "expect_object")
 
-    def __init__(self, receive: Any, send: Any, limit: int, timeout_s: float, expect_object: bool = False) -> None:
+    def __init__(self, receive: Any, send: Any, limit: int, timeout_s: float, deadline_s: float, expect_object: bool = False) -> None:
         self._receive, self._send = receive, send
-        self.limit, self.timeout_s = limit, timeout_s
+        self.limit, self.timeout_s, self.deadline_s = limit, timeout_s, deadline_s
+        self.ends: float | None = None  # when the whole body must be in (set at the first read)
         self.received = 0
         self.done = self.started = self.answered = False
         self.expect_object = expect_object
@@ -155,11 +160,17 @@ class _BoundedBody:
             return _DISCONNECT
         if self.done:
             return await self._receive()
+        now = asyncio.get_running_loop().time()
+        if self.ends is None:
+            self.ends = now + self.deadline_s
         try:
-            async with asyncio.timeout(self.timeout_s):  # no extra task, unlike wait_for on 3.11
+            async with asyncio.timeout(min(self.timeout_s, self.ends - now)):  # no extra task, unlike wait_for on 3.11
                 message = await self._receive()
         except TimeoutError:
-            await self._answer(408, f"request body not received within {self.timeout_s:g} s of silence (proxy_ext.guard.body_timeout_s)")
+            if asyncio.get_running_loop().time() >= self.ends:
+                await self._answer(408, f"request body not complete within {self.deadline_s:g} s (proxy_ext.guard.body_deadline_s)")
+            else:
+                await self._answer(408, f"request body not received within {self.timeout_s:g} s of silence (proxy_ext.guard.body_timeout_s)")
             return _DISCONNECT
         if message["type"] == "http.request":
             chunk = message.get("body") or b""
@@ -262,7 +273,7 @@ class RequestGuard:
         content_type = _header(scope, b"content-type")
         expect_object = (scope["method"] == "POST" and path.startswith(OBJECT_BODY_PREFIXES)
                          and (content_type is None or content_type_problem(content_type.decode("latin-1")) is None))
-        body = _BoundedBody(receive, send, limit, self.policy.body_timeout_s, expect_object)
+        body = _BoundedBody(receive, send, limit, self.policy.body_timeout_s, self.policy.body_deadline_s, expect_object)
         await self.app(scope, body.receive, body.send)
 
     async def _json_route(self, scope: dict[str, Any], receive: Any, send: Any, limit: int) -> None:
@@ -278,7 +289,7 @@ class RequestGuard:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _reply(send, 413, f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes (proxy_ext.agent.limits.max_request_bytes)")
             return
-        body = _BoundedBody(receive, send, limit, self.policy.body_timeout_s)
+        body = _BoundedBody(receive, send, limit, self.policy.body_timeout_s, self.policy.body_deadline_s)
         raw = await body.read_all()
         if raw is None:
             return  # answered (413/408) or the client left

@@ -15,6 +15,7 @@ from tests.harness import ProxyProcess
 
 GUARD_LIMIT = 1_000_000
 BODY_TIMEOUT_S = 2.0
+BODY_DEADLINE_S = 4.0
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,8 @@ def guarded(upstream, tmp_path_factory):
     closed.close()
     config = base_config(upstream, {
         "agent": {"default_model": "echo", "limits": {"max_request_bytes": 50_000}},
-        "guard": {"max_body_bytes": GUARD_LIMIT, "body_timeout_s": BODY_TIMEOUT_S, "route_max_body_bytes": {"/v1/files": 2_000_000}},
+        "guard": {"max_body_bytes": GUARD_LIMIT, "body_timeout_s": BODY_TIMEOUT_S, "body_deadline_s": BODY_DEADLINE_S,
+                  "route_max_body_bytes": {"/v1/files": 2_000_000}},
         "metrics": {"require_auth": False},
         "tools": {"http": {"base_url": tool_host}},
         "providers": {"codex_agent": {"enabled": True, "cli": {"binary": str(tmp_path_factory.mktemp("nocodex") / "codex")}}},
@@ -164,6 +166,23 @@ def test_a_body_that_never_comes_is_answered_within_the_read_timeout(guarded, pa
     answer = _raw_request(guarded, head, [b'{"input": '], read_timeout=BODY_TIMEOUT_S + 10)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert time.monotonic() - started < BODY_TIMEOUT_S + 3
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/agent/run"])
+def test_a_body_trickling_in_is_answered_at_the_body_deadline(guarded, path):
+    # Slowloris: a byte a second never trips body_timeout_s; the whole body has a deadline too.
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {guarded.master_key}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n")
+
+    def trickle():
+        for _ in range(int(BODY_DEADLINE_S * 4)):
+            yield b" "
+            time.sleep(0.5)
+
+    started = time.monotonic()
+    answer = _raw_request(guarded, head, trickle(), read_timeout=BODY_DEADLINE_S + 10)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:300]  # bytes every 0.5 s: never the 2 s silence
+    assert time.monotonic() - started < BODY_DEADLINE_S * 2 + 3
 
 
 # ----------------------------------------------------------------------------------- auth

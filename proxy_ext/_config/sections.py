@@ -120,6 +120,10 @@ class GuardConfig(_Section):
     """Body limits by path prefix (longest prefix wins), e.g. ``{"/v1/files": 536870912}`` for uploads."""
     body_timeout_s: float = Field(default=10.0, gt=0)
     """Longest silence while a request body is being received; then the request gets a 408."""
+    body_deadline_s: float = Field(default=120.0, gt=0)
+    """Longest time a whole request body may take to arrive, however steadily it trickles in (a
+    byte every few seconds never trips ``body_timeout_s``); then the request gets a 408. Raise it
+    for large uploads over slow links."""
     max_json_depth: int = Field(default=64, ge=2, le=512)
     """Deepest nesting of JSON objects and arrays accepted in the body of the extension's routes."""
 
