@@ -24,6 +24,7 @@ from proxy_ext import metrics_multiproc
 from proxy_ext.config import ConfigError
 from proxy_ext.guard import GuardPolicy, RequestGuard
 from proxy_ext.providers import registry
+from proxy_ext.providers.request_check import served_models
 from proxy_ext.request_context import RequestContextMiddleware
 from proxy_ext.state import Runtime, load_runtime, set_runtime
 
@@ -127,6 +128,7 @@ def guard_policy(runtime: Runtime) -> GuardPolicy:
     return GuardPolicy(max_body_bytes=guard.max_body_bytes, body_timeout_s=guard.body_timeout_s, body_deadline_s=guard.body_deadline_s,
                        max_json_depth=guard.max_json_depth,
                        prefix_limits=prefixes, json_routes=json_routes, json_route_patterns=patterns, require_credentials=not custom_auth,
+                       served_models=served_models(runtime.document),
                        rewrite_401_paths=("/metrics",))
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from proxy_ext import credentials
 from proxy_ext.exceptions import RequestError, error_body
+from proxy_ext.providers.request_check import request_problem
 
 __all__ = ["CREDENTIAL_HEADERS", "GuardPolicy", "RequestGuard", "content_type_problem", "parse_json_object"]
 
@@ -61,6 +62,10 @@ class GuardPolicy:
     """(prefix, suffix, limit) of templated JSON routes, e.g. ``/agent/runs/{id}/approvals``."""
     require_credentials: bool = True
     """401 on a JSON route when no credential header is sent (off when ``custom_auth`` decides)."""
+    served_models: Any = None
+    """The extension's own models (:class:`proxy_ext.providers.request_check.ServedModels`): requests
+    to LiteLLM's routes naming one get :func:`~proxy_ext.providers.request_check.request_problem`'s
+    400 (None: the config has none; bodies stream through untouched)."""
     rewrite_401_paths: tuple[str, ...] = ()
     """Paths whose 401 bodies are rewritten into the OpenAI error shape (LiteLLM's ``/metrics``
     auth answers with a bare JSON string)."""
@@ -211,6 +216,20 @@ class _BoundedBody:
         return b"".join(chunks)
 
 
+def _replaying(raw: bytes, receive: Any) -> Callable[[], Any]:
+    """An ASGI ``receive`` that gives the body already read, then what ``receive`` gives."""
+    replayed = False
+
+    async def replay() -> Any:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class _Openai401:
     """Rewrites a 401 whose JSON body is a bare string into ``{"error": {...}}``."""
 
@@ -274,7 +293,28 @@ class RequestGuard:
         expect_object = (scope["method"] == "POST" and path.startswith(OBJECT_BODY_PREFIXES)
                          and (content_type is None or content_type_problem(content_type.decode("latin-1")) is None))
         body = _BoundedBody(receive, send, limit, self.policy.body_timeout_s, self.policy.body_deadline_s, expect_object)
+        if expect_object and self.policy.served_models is not None:
+            await self._served_model_route(scope, body)
+            return
         await self.app(scope, body.receive, body.send)
+
+    async def _served_model_route(self, scope: dict[str, Any], body: _BoundedBody) -> None:
+        """A LiteLLM route of a config with models of the extension: the whole body is read, and a
+        request naming one of them is checked before LiteLLM sees it."""
+        raw = await body.read_all()
+        if raw is None:
+            return  # answered (413/408/400) or the client left
+        served = self.policy.served_models
+        if served.named_in(raw):
+            try:
+                parsed = json.loads(raw)
+            except (ValueError, RecursionError):
+                parsed = None  # LiteLLM answers a body that is no JSON itself
+            problem = request_problem(scope["path"], parsed, served) if isinstance(parsed, dict) else None
+            if problem:
+                await _reply(body.send, 400, problem)
+                return
+        await self.app(scope, _replaying(raw, body.receive), body.send)
 
     async def _json_route(self, scope: dict[str, Any], receive: Any, send: Any, limit: int) -> None:
         if self.policy.require_credentials and not any(_header(scope, name) for name in CREDENTIAL_HEADERS):
@@ -300,13 +340,4 @@ class RequestGuard:
             return
         if self.on_parsed is not None:
             self.on_parsed(scope, parsed)
-        replayed = False
-
-        async def replay() -> Any:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, _replaying(raw, receive), send)

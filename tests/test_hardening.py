@@ -234,3 +234,30 @@ def test_cors_preflight_on_agent_run_reaches_the_proxy(guarded):
     response = httpx.options(f"{guarded.base_url}/agent/run", timeout=10, headers={
         "Origin": "https://app.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"})
     assert response.status_code == 200 and response.headers.get("access-control-allow-methods")
+
+
+# ------------------------------------------------------------------ requests to the extension's models
+
+@pytest.mark.parametrize("path, body, expected", [
+    ("/v1/embeddings", {"model": "echo", "input": "x"}, "answers /v1/chat/completions and /v1/responses only"),
+    ("/v1/moderations", {"model": "codex-local", "input": "x"}, "answers /v1/chat/completions and /v1/responses only"),
+    ("/v1/chat/completions", {"model": "echo", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream must be true or false"),
+    ("/v1/chat/completions", {"model": "echo", "messages": ["x"]}, "messages[0] must be an object with a string role"),
+    ("/v1/responses", {"model": "echo", "input": [{"role": "user", "content": 5}]}, "input[0].content must be a string"),
+    ("/v1/responses", {"model": "echo", "input": "x", "tools": [{"type": "web_search_preview"}]}, "function tools only"),
+    ("/v1/responses", {"model": "echo", "input": "x", "stream": 1}, "stream must be true or false"),
+])
+def test_what_the_extensions_models_cannot_serve_is_a_400_before_litellm(guarded, path, body, expected):
+    # LiteLLM answered these with 500s ("Not implemented yet!", a Python dict printed as SSE, a
+    # traceback) or, for moderations, called the model's api_base and put the model in cooldown.
+    response = httpx.post(f"{guarded.base_url}{path}", json=body, headers=guarded.headers, timeout=30)
+    assert response.status_code == 400 and expected in response.json()["error"]["message"], response.text
+    ok = httpx.post(f"{guarded.base_url}/v1/chat/completions", json={"model": "echo", "messages": [{"role": "user", "content": "still up"}]},
+                    headers=guarded.headers, timeout=30)
+    assert ok.status_code == 200 and "still up" in ok.text
+
+
+def test_requests_to_other_models_are_left_to_litellm(guarded):
+    body = {"model": "fake/hardening-stock", "messages": [{"role": "user", "content": "the echo model"}], "stream": "yes"}
+    response = httpx.post(f"{guarded.base_url}/v1/chat/completions", json=body, headers=guarded.headers, timeout=30)
+    assert "stream must be true or false" not in response.text

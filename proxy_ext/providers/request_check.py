@@ -1,0 +1,132 @@
+"""What a request to one of the extension's models must look like, checked before LiteLLM sees it.
+
+The ``mini-agent``, ``echo`` and ``codex-agent`` models are LiteLLM ``CustomLLM`` providers: they
+answer chat completions (and the Responses API, which LiteLLM turns into chat completions for
+them). LiteLLM answers some requests to them with a 500 — a route they do not serve (embeddings,
+moderations, images, audio: "Not implemented yet!", or an OpenAI call to the model's ``api_base``
+whose 404 puts the model in cooldown for every caller), a ``stream`` that is not a boolean, chat
+messages or Responses input items of the wrong type (with a traceback in the message) — or drops
+what it cannot translate (non-function tools on ``/v1/responses``). The request guard
+(:mod:`proxy_ext.guard`) asks :func:`request_problem` for a 400 that says what to fix instead.
+
+Only requests that name one of these models are parsed: :meth:`ServedModels.named_in` looks for the
+names in the raw body first, so requests to every other model cost one byte search. (A client
+that writes the name with JSON ``\\u`` escapes skips the check and gets LiteLLM's own answer.)
+
+No LiteLLM import here.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from proxy_ext.providers.registry import PROVIDERS, model_entries, provider_of
+
+__all__ = ["ServedModels", "request_problem", "served_models"]
+
+UNSERVED_ROUTES = ("/embeddings", "/moderations", "/images/generations", "/images/edits", "/images/variations",
+                   "/audio/speech", "/rerank")
+"""Path endings of LiteLLM's JSON routes these providers do not serve."""
+_CHAT, _RESPONSES = "/chat/completions", "/responses"
+
+
+@dataclass(frozen=True)
+class ServedModels:
+    """The ``model_list`` names served by the extension's providers (wildcards as patterns)."""
+
+    exact: frozenset[str]
+    patterns: tuple[str, ...]
+    needles: tuple[bytes, ...]
+    """What the raw body of a request naming one of them contains (``"name"`` or ``"prefix``)."""
+
+    def named_in(self, raw: bytes) -> bool:
+        return any(needle in raw for needle in self.needles)
+
+    def serves(self, model: Any) -> bool:
+        return isinstance(model, str) and (model in self.exact or any(fnmatch.fnmatchcase(model, p) for p in self.patterns))
+
+
+def served_models(document: dict[str, Any]) -> ServedModels | None:
+    """The models of this config served by the extension's providers (None: there are none)."""
+    names = {name for name, params in model_entries(document) if name and provider_of(params) in PROVIDERS}
+    if not names:
+        return None
+    patterns = tuple(sorted(n for n in names if "*" in n))
+    needles = {json.dumps(n.split("*", 1)[0])[:-1 if "*" in n else None].encode() for n in names}
+    return ServedModels(frozenset(names - set(patterns)), patterns, tuple(sorted(needles)))
+
+
+def _route(path: str) -> str | None:
+    """``chat``, ``responses``, ``unserved`` or None (a route this check leaves alone)."""
+    if path.endswith(_CHAT):
+        return "chat"
+    if path in ("/v1/responses", _RESPONSES):
+        return "responses"
+    return "unserved" if path.endswith(UNSERVED_ROUTES) else None
+
+
+def _messages_problem(messages: Any) -> str | None:
+    if not isinstance(messages, list) or not messages:
+        return "messages must be a non-empty list of message objects"
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            return f"messages[{index}] must be an object with a string role"
+    return None
+
+
+def _input_problem(items: Any) -> str | None:
+    if isinstance(items, str):
+        return None
+    if not isinstance(items, list) or not items:
+        return "input must be a string or a non-empty list of input items"
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            return f"input[{index}] must be an object"
+        content = item.get("content")
+        if content is not None and not isinstance(content, str) and not (isinstance(content, list) and all(isinstance(p, dict) for p in content)):
+            return f"input[{index}].content must be a string or a list of content objects"
+    return None
+
+
+def _tools_problem(tools: Any) -> str | None:
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        return "tools must be a list"
+    for index, tool in enumerate(tools):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind != "function":
+            return f"tools[{index}] has type {kind!r}: these models take function tools only"
+    return None
+
+
+_RESPONSES_FIELDS = (("instructions", str, "a string"), ("reasoning", dict, "an object"), ("text", dict, "an object"),
+                    ("metadata", dict, "an object"), ("previous_response_id", str, "a string"))
+
+
+def _fields_problem(body: dict[str, Any]) -> str | None:
+    for name, kind, what in _RESPONSES_FIELDS:
+        value = body.get(name)
+        if value is not None and not isinstance(value, kind):
+            return f"{name} must be {what}"
+    return None
+
+
+def request_problem(path: str, body: dict[str, Any], served: ServedModels) -> str | None:
+    """Why ``body`` (a JSON object sent to ``path``) cannot be served, when it names one of the
+    ``served`` models (None: it can, or it names another model)."""
+    route = _route(path)
+    model = body.get("model")
+    if route is None or not served.serves(model):
+        return None
+    if route == "unserved":
+        return f"model {model!r} is an agent or provider model of proxy_ext: it answers /v1/chat/completions and /v1/responses only"
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        return "stream must be true or false"
+    if route == "chat":
+        return _messages_problem(body.get("messages"))
+    return _input_problem(body.get("input")) or _tools_problem(body.get("tools")) or _fields_problem(body)

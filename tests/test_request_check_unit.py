@@ -1,0 +1,59 @@
+"""Unit tests of the check of requests naming the extension's models (proxy_ext.providers.request_check)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from proxy_ext.providers.request_check import request_problem, served_models
+
+CONFIG = {"model_list": [
+    {"model_name": "agent-researcher", "litellm_params": {"model": "mini-agent/researcher"}},
+    {"model_name": "mini-agent/*", "litellm_params": {"model": "mini-agent/*"}},
+    {"model_name": "codex", "litellm_params": {"model": "codex-agent/gpt-5"}},
+    {"model_name": "gpt-4o", "litellm_params": {"model": "openai/gpt-4o"}},
+]}
+SERVED = served_models(CONFIG)
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_only_the_extensions_models_are_served_and_found_in_raw_bodies():
+    assert SERVED is not None and served_models({"model_list": CONFIG["model_list"][3:]}) is None
+    assert [SERVED.serves(m) for m in ("agent-researcher", "mini-agent/x", "codex", "gpt-4o", 5, None)] == [True, True, True, False, False, False]
+    assert SERVED.named_in(json.dumps({"model": "mini-agent/x"}).encode())
+    assert SERVED.named_in(b'{"model" : "codex"}')
+    assert not SERVED.named_in(json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "codex agent"}]}).encode())
+
+
+@pytest.mark.parametrize("path, body, expected", [
+    ("/v1/embeddings", {"model": "codex", "input": "x"}, "answers /v1/chat/completions and /v1/responses only"),
+    ("/v1/moderations", {"model": "agent-researcher", "input": "x"}, "answers /v1/chat/completions"),
+    ("/v1/audio/speech", {"model": "mini-agent/a", "input": "x"}, "answers /v1/chat/completions"),
+    ("/v1/chat/completions", {"model": "codex", **CHAT, "stream": "yes"}, "stream must be true or false"),
+    ("/chat/completions", {"model": "codex", **CHAT, "stream": 1}, "stream must be true or false"),
+    ("/v1/chat/completions", {"model": "codex", "messages": ["x"]}, "messages[0] must be an object with a string role"),
+    ("/v1/chat/completions", {"model": "codex", "messages": [{"role": {}}]}, "messages[0] must be an object with a string role"),
+    ("/v1/chat/completions", {"model": "codex", "messages": "hi"}, "messages must be a non-empty list"),
+    ("/v1/responses", {"model": "codex", "input": [{"role": "user", "content": 5}]}, "input[0].content must be a string or a list"),
+    ("/v1/responses", {"model": "codex", "input": 5}, "input must be a string or a non-empty list"),
+    ("/v1/responses", {"model": "codex", "input": "x", "tools": [{"type": "web_search_preview"}]}, "tools[0] has type 'web_search_preview'"),
+    ("/v1/responses", {"model": "codex", "input": "x", "reasoning": 5}, "reasoning must be an object"),
+    ("/v1/responses", {"model": "codex", "input": "x", "stream": "yes"}, "stream must be true or false"),
+])
+def test_what_the_models_cannot_serve_gets_a_message_saying_what_to_fix(path, body, expected):
+    problem = request_problem(path, body, SERVED)
+    assert problem is not None and expected in problem, problem
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", {"model": "codex", **CHAT, "stream": True}),
+    ("/v1/chat/completions", {"model": "codex", "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}]}),
+    ("/v1/responses", {"model": "codex", "input": [{"role": "user", "content": [{"type": "input_text", "text": "x"}]}],
+                       "tools": [{"type": "function", "name": "f"}], "reasoning": {"effort": "low"}}),
+    ("/v1/embeddings", {"model": "gpt-4o", "input": "x"}),  # not ours: LiteLLM's business
+    ("/v1/chat/completions", {"model": "gpt-4o", "messages": ["x"], "stream": "yes"}),
+    ("/v1/messages", {"model": "codex", "messages": [{"role": "user", "content": "x"}]}),  # a route this check leaves alone
+])
+def test_what_they_serve_and_other_models_pass(path, body):
+    assert request_problem(path, body, SERVED) is None
