@@ -54,6 +54,8 @@ class GuardPolicy:
     """Deepest nesting accepted in the JSON body of a JSON route."""
     body_deadline_s: float = 120.0
     """Longest time a whole body may take to arrive."""
+    max_json_elements: int = 1_000_000
+    """Most ``,``/``[``/``{`` bytes in a JSON body of an OpenAI or extension route."""
     prefix_limits: tuple[tuple[str, int], ...] = ()
     """(path prefix, limit), longest prefix first."""
     json_routes: Mapping[str, int] = field(default_factory=dict)
@@ -150,11 +152,13 @@ class _BoundedBody:
     """
 
     __slots__ = ("_receive", "_send", "limit", "timeout_s", "deadline_s", "ends", "received", "done", "started", "answered",
-                 "expect_object")
+                 "expect_object", "max_elements", "elements_left")
 
-    def __init__(self, receive: Any, send: Any, limit: int, timeout_s: float, deadline_s: float, expect_object: bool = False) -> None:
+    def __init__(self, receive: Any, send: Any, limit: int, timeout_s: float, deadline_s: float, expect_object: bool = False,
+                 max_elements: int | None = None) -> None:
         self._receive, self._send = receive, send
         self.limit, self.timeout_s, self.deadline_s = limit, timeout_s, deadline_s
+        self.max_elements = self.elements_left = max_elements  # None: not a JSON body, nothing counted
         self.ends: float | None = None  # when the whole body must be in (set at the first read)
         self.received = 0
         self.done = self.started = self.answered = False
@@ -183,6 +187,11 @@ class _BoundedBody:
             if self.received > self.limit:
                 await self._answer(413, f"request body exceeds the limit of {self.limit} bytes (proxy_ext.guard)")
                 return _DISCONNECT
+            if self.elements_left is not None and chunk:
+                self.elements_left -= chunk.count(b",") + chunk.count(b"[") + chunk.count(b"{")
+                if self.elements_left < 0:
+                    await self._answer(413, f"request body holds more than {self.max_elements} JSON elements (proxy_ext.guard.max_json_elements)")
+                    return _DISCONNECT
             if self.expect_object and chunk.strip():
                 # LiteLLM's JSON routes crash (500) on a body that is JSON but not an object; its
                 # first byte tells, at no cost.
@@ -292,7 +301,8 @@ class RequestGuard:
         content_type = _header(scope, b"content-type")
         expect_object = (scope["method"] == "POST" and path.startswith(OBJECT_BODY_PREFIXES)
                          and (content_type is None or content_type_problem(content_type.decode("latin-1")) is None))
-        body = _BoundedBody(receive, send, limit, self.policy.body_timeout_s, self.policy.body_deadline_s, expect_object)
+        body = _BoundedBody(receive, send, limit, self.policy.body_timeout_s, self.policy.body_deadline_s, expect_object,
+                            self.policy.max_json_elements if expect_object else None)
         if expect_object and self.policy.served_models is not None:
             await self._served_model_route(scope, body)
             return
@@ -329,7 +339,8 @@ class RequestGuard:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _reply(send, 413, f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes (proxy_ext.agent.limits.max_request_bytes)")
             return
-        body = _BoundedBody(receive, send, limit, self.policy.body_timeout_s, self.policy.body_deadline_s)
+        body = _BoundedBody(receive, send, limit, self.policy.body_timeout_s, self.policy.body_deadline_s,
+                            max_elements=self.policy.max_json_elements)
         raw = await body.read_all()
         if raw is None:
             return  # answered (413/408) or the client left

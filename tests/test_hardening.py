@@ -16,6 +16,7 @@ from tests.harness import ProxyProcess
 GUARD_LIMIT = 1_000_000
 BODY_TIMEOUT_S = 2.0
 BODY_DEADLINE_S = 4.0
+MAX_JSON_ELEMENTS = 20_000
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,7 @@ def guarded(upstream, tmp_path_factory):
     config = base_config(upstream, {
         "agent": {"default_model": "echo", "limits": {"max_request_bytes": 50_000}},
         "guard": {"max_body_bytes": GUARD_LIMIT, "body_timeout_s": BODY_TIMEOUT_S, "body_deadline_s": BODY_DEADLINE_S,
+                  "max_json_elements": MAX_JSON_ELEMENTS,
                   "route_max_body_bytes": {"/v1/files": 2_000_000}},
         "metrics": {"require_auth": False},
         "tools": {"http": {"base_url": tool_host}},
@@ -166,6 +168,17 @@ def test_a_body_that_never_comes_is_answered_within_the_read_timeout(guarded, pa
     answer = _raw_request(guarded, head, [b'{"input": '], read_timeout=BODY_TIMEOUT_S + 10)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert time.monotonic() - started < BODY_TIMEOUT_S + 3
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/embeddings", "/agent/run"])
+def test_a_body_of_too_many_json_elements_is_refused_before_it_is_parsed(guarded, path):
+    # 32 MiB of "[]," parse into 11 million lists: 2.6 GB that LiteLLM never gave back.
+    bomb = b'{"model": "echo", "input": "x", "metadata": {"x": [' + b"[]," * 15_000 + b'[]]}}'
+    response = httpx.post(f"{guarded.base_url}{path}", content=bomb, timeout=30,
+                          headers={**guarded.headers, "content-type": "application/json"})
+    assert response.status_code == 413 and "max_json_elements" in response.json()["error"]["message"], response.text[:300]
+    fine = {"model": "echo", "messages": [{"role": "user", "content": "x"}], "metadata": {"x": [[]] * 5000}}
+    assert httpx.post(f"{guarded.base_url}/v1/chat/completions", json=fine, headers=guarded.headers, timeout=30).status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/agent/run"])

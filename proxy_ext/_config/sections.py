@@ -126,6 +126,12 @@ class GuardConfig(_Section):
     for large uploads over slow links."""
     max_json_depth: int = Field(default=64, ge=2, le=512)
     """Deepest nesting of JSON objects and arrays accepted in the body of the extension's routes."""
+    max_json_elements: int = Field(default=1_000_000, ge=1000)
+    """Most JSON elements (counted as the ``,``, ``[`` and ``{`` bytes of the body, an upper bound)
+    a JSON body of LiteLLM's OpenAI routes and the extension's routes may hold; more is a 413 before
+    anyone parses it. Parsed, every element costs the proxy 50-200 bytes: 32 MiB of ``[],`` is
+    11 million lists, 2.6 GB of memory that LiteLLM never gives back. OpenAI's own request limits
+    stay far below the default (300 000 tokens per embeddings request)."""
 
     @field_validator("route_max_body_bytes")
     @classmethod
