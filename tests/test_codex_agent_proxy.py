@@ -14,7 +14,7 @@ import pytest
 
 from tests.codex_fake import install_fake_codex
 from tests.conftest import base_config
-from tests.harness import ProxyProcess, Reply
+from tests.harness import FakeUpstream, ProxyProcess, Reply
 
 FAKE_CODEX = str(Path(__file__).parent / "codex_fake" / "codex")
 CODEX_PROVIDERS = [
@@ -24,6 +24,7 @@ CODEX_PROVIDERS = [
 PRICES = {"input_cost_per_token": 0.001, "output_cost_per_token": 0.002}
 ERROR_STATUSES = [401, 403, 404, 429, 500, 503]
 USER = [{"role": "user", "content": "fix the bug"}]
+CLIENT_SIDE_OPT_IN = {"configurable_clientside_auth_params": ["api_base", "base_url"]}
 
 
 def with_codex(config: dict, *, callbacks: bool = True) -> dict:
@@ -74,6 +75,11 @@ def codex_proxy(upstream, codex_dir):
         cli_model("agent-cli-flood", "flood", cli={"max_output_bytes": 65536}),
         cli_model("agent-cli-env", "env", cli={"config_overrides": ['model_provider="px"'], "sandbox": "workspace-write"}),
         {"model_name": "agent-mode-cli", "litellm_params": {"model": "codex-agent/ok", "codex_agent": {"mode": "cli"}}},
+        # LiteLLM lets clients send api_base / base_url for these two (its per-model opt-in): codex ignores them.
+        {"model_name": "agent-cli-open", "litellm_params": {
+            "model": "codex-agent/env", "codex_agent": {"mode": "cli", "cli": {"sandbox": "workspace-write"}}, **CLIENT_SIDE_OPT_IN}},
+        {"model_name": "agent-http-open", "litellm_params": {
+            "model": "codex-agent/agent-open", "api_base": upstream.base_url, "api_key": "sk-operator-open", **CLIENT_SIDE_OPT_IN}},
     ]
     # No callbacks line and no `enabled` in the file: the provider loads the config file itself, and
     # the seed's environment variables switch it on and give the base URL of `agent-env`.
@@ -142,6 +148,77 @@ def test_request_body_cannot_change_provider_settings(codex_proxy, upstream):
         model="agent-http", messages=USER, extra_body={"codex_agent": {"mode": "cli", "cli": {"binary": "/bin/sh"}}})
     assert reply.choices[0].message.content == "still http"
     assert "codex_agent" not in upstream.requests_for("agent-http")[-1]["body"]
+
+
+@pytest.fixture
+def other_host():
+    """A second OpenAI-compatible server: where a client-supplied api_base would send the call."""
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+def client_credentials(other: FakeUpstream) -> list[dict]:
+    return [{"api_key": "sk-client"}, {"api_base": other.base_url}, {"base_url": other.base_url},
+            {"api_key": "sk-client", "api_base": other.base_url}, {"custom_llm_provider": "codex_cli_agent"}]
+
+
+def chat_text(proxy: ProxyProcess, body: dict) -> str:
+    """The answer of a raw chat call (streamed or not); the status must be 200."""
+    import json
+
+    response = httpx.post(f"{proxy.base_url}/v1/chat/completions", json=body, headers=proxy.headers, timeout=60)
+    assert response.status_code == 200, (body, response.text)
+    if not body.get("stream"):
+        return response.json()["choices"][0]["message"]["content"]
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")]
+    return "".join(c["delta"].get("content") or "" for e in events for c in e["choices"])
+
+
+def test_client_credentials_do_not_change_how_a_cli_model_runs(codex_proxy, other_host):
+    """F6: a body api_key (or api_base, base_url, custom_llm_provider) made LiteLLM run the call on a
+    per-request copy of the deployment; the provider no longer found the model's settings and ran
+    the section's defaults (HTTP mode) instead of its CLI with its sandbox."""
+    import json
+
+    for extra in client_credentials(other_host):
+        for stream in (False, True):
+            answer = chat_text(codex_proxy, {"model": "agent-cli-open", "messages": USER, "stream": stream, **extra})
+            argv = json.loads(answer)["argv"]  # the fake codex reports how it was run
+            assert argv[argv.index("--sandbox") + 1] == "workspace-write", extra
+            assert argv[argv.index("-m") + 1] == "env", extra  # the model's name, not "codex-agent/env"
+    assert other_host.requests == []
+
+
+def test_client_api_base_does_not_redirect_an_http_model(codex_proxy, upstream, other_host):
+    """The operator's base URL and key win over a client's: no call reaches a host a client names (SSRF)."""
+    upstream.script("agent-open", Reply(text="operator's service"))
+    for extra in client_credentials(other_host):
+        for stream in (False, True):
+            before = len(upstream.requests_for("agent-open"))
+            answer = chat_text(codex_proxy, {"model": "agent-http-open", "messages": USER, "stream": stream, **extra})
+            assert answer == "operator's service", extra
+            sent = upstream.requests_for("agent-open")
+            assert len(sent) == before + 1, extra
+            assert sent[-1]["headers"]["authorization"] == "Bearer sk-operator-open", extra
+    assert other_host.requests == []
+
+
+def test_a_request_cannot_make_another_model_a_codex_model(codex_proxy):
+    with pytest.raises(openai.BadRequestError) as info:
+        codex_proxy.openai().chat.completions.create(model="echo", messages=USER, extra_body={"custom_llm_provider": "codex-agent"})
+    assert "not a codex-agent model" in str(info.value)
+
+
+def test_health_probe_of_a_cli_model_runs_its_cli(codex_proxy, upstream, codex_dir):
+    """LiteLLM's /health calls the provider without a Router deployment: the model's own settings
+    apply (its CLI ran; before, the section's HTTP default answered for it)."""
+    (codex_dir / "env.pids").unlink(missing_ok=True)
+    before = len(upstream.requests_for("env"))
+    response = httpx.get(f"{codex_proxy.base_url}/health", params={"model": "agent-cli-open"}, headers=codex_proxy.headers, timeout=60)
+    assert response.status_code == 200 and response.json()["healthy_count"] == 1, response.text
+    assert (codex_dir / "env.pids").exists()
+    assert len(upstream.requests_for("env")) == before
 
 
 # ------------------------------------------------------------------------------------ CLI mode

@@ -210,6 +210,77 @@ def test_per_model_mode_override_runs_the_cli():
     assert reply.choices[0].message.content == "ANSWER: fix the bug"
 
 
+# ------------------------------------------------------------------------------------ in the proxy
+
+DEPLOYMENTS = {
+    "cli-1": {"model": "codex-agent/gpt-5", "codex_agent": {"mode": "cli", "cli": {"sandbox": "workspace-write"}}},
+    "http-1": {"model": "codex_cli_agent/agent-1", "api_base": BASE, "api_key": "sk-operator"},
+    "cred-1": {"model": "codex-agent/agent-1", "litellm_credential_name": "codex-cred"},
+    "wild-1": {"model": "codex-agent/*"},
+    "echo-1": {"model": "echo/echo-1"},
+}
+
+
+@pytest.fixture
+def in_proxy(monkeypatch):
+    """The provider as the proxy calls it: the Router's deployments hold the models' settings."""
+    from proxy_ext import litellm_adapter
+
+    monkeypatch.setattr(litellm_adapter, "in_proxy", lambda: True)
+    monkeypatch.setattr(litellm_adapter, "deployment_litellm_params", lambda model_id: DEPLOYMENTS.get(model_id))
+    use({"enabled": True, "api_base": "http://section.test/v1", "api_key": "sk-section"})
+
+
+def resolve_call(model_info, model="gpt-5", api_base=None, api_key=None, optional_params=None, **litellm_params):
+    from proxy_ext.providers.codex_agent.settings import resolve
+
+    params = {"model_info": model_info, **litellm_params} if model_info is not None else litellm_params
+    return resolve("codex-agent", model, api_base, api_key, optional_params or {}, params)
+
+
+def test_in_proxy_client_credentials_do_not_replace_the_deployment(in_proxy):
+    # LiteLLM runs a call with client-side credentials on a copy of the deployment with a new id.
+    copy = {"id": "per-request-hash", "original_model_id": "cli-1"}
+    settings = resolve_call(copy, api_base="http://client.test/v1", api_key="sk-client",
+                            optional_params={"codex_agent": {"cli": {"sandbox": "danger-full-access"}}})
+    assert (settings.mode, settings.model, settings.config.cli.sandbox) == ("cli", "gpt-5", "workspace-write")
+    assert (settings.api_base, settings.api_key) == ("http://section.test/v1", "sk-section")  # the operator's
+    http = resolve_call({"id": "other-hash", "original_model_id": "http-1"}, model="codex-agent/agent-1",
+                        api_base="http://client.test/v1", api_key="sk-client")
+    assert (http.mode, http.model, http.alias, http.api_base, http.api_key) == ("http", "agent-1", "codex_cli_agent", BASE, "sk-operator")
+
+
+def test_in_proxy_credential_name_and_wildcard_deployments(in_proxy, monkeypatch):
+    from litellm.types.utils import CredentialItem
+
+    monkeypatch.setattr(litellm, "credential_list", [
+        CredentialItem(credential_name="codex-cred", credential_values={"api_base": "http://cred.test/v1", "api_key": "sk-cred"}, credential_info={})])
+    cred = resolve_call({"id": "cred-1"}, model="agent-1", api_key="sk-client")
+    assert (cred.api_base, cred.api_key) == ("http://cred.test/v1", "sk-cred")
+    assert resolve_call({"id": "wild-1"}, model="codex-agent/picked").model == "picked"
+
+
+def test_in_proxy_calls_without_a_codex_deployment_are_refused(in_proxy):
+    with pytest.raises(litellm.BadRequestError, match="not a codex-agent model"):
+        resolve_call({"id": "echo-1"})  # custom_llm_provider: codex-agent in the body of an echo call
+    for model_info in (None, {"id": "unknown"}):
+        with pytest.raises(litellm.BadRequestError, match="not for a model of the proxy's model_list"):
+            resolve_call(model_info, optional_params={"codex_agent": {"mode": "cli"}}, api_base="http://client.test/v1")
+
+
+def test_in_proxy_health_probes_use_the_entry_they_pass(in_proxy):
+    from types import SimpleNamespace
+
+    from proxy_ext.providers.codex_agent.settings import HEALTH_CHECK_ACCOUNT
+
+    probe = {"metadata": {"user_api_key_auth": SimpleNamespace(token=HEALTH_CHECK_ACCOUNT)}}
+    settings = resolve_call(None, optional_params={"codex_agent": {"mode": "cli"}}, **probe)
+    assert settings.mode == "cli"
+    forged = {"metadata": {"user_api_key_auth": {"token": HEALTH_CHECK_ACCOUNT}}}  # what a JSON body could carry
+    with pytest.raises(litellm.BadRequestError, match="not for a model"):
+        resolve_call(None, **forged)
+
+
 # ------------------------------------------------------------------------------------ CLI pieces
 
 def test_cli_command_environment_and_binary_resolution(tmp_path, monkeypatch):

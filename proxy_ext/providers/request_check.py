@@ -124,6 +124,8 @@ def request_problem(path: str, body: dict[str, Any], served: ServedModels) -> st
         return None
     if route == "unserved":
         return f"model {model!r} is an agent or provider model of proxy_ext: it answers /v1/chat/completions and /v1/responses only"
+    if "custom_llm_provider" in body:  # LiteLLM would call another provider with the model's credentials
+        return f"custom_llm_provider cannot be chosen by a request for model {model!r}"
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         return "stream must be true or false"

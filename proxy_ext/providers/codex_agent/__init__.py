@@ -10,6 +10,11 @@ the alias never implies a mode. The provider refuses every call with a 403 until
 (``providers.codex_agent.enabled: true`` or ``LITELLM_ENABLE_CODEX_AGENT=1``). See
 docs/providers/codex_agent.md.
 
+Inside the proxy a model's settings (mode, CLI settings, base URL, key, upstream model name) come
+only from its Router deployment, the section and the environment: a request body's ``api_key``,
+``api_base``, ``base_url`` or ``custom_llm_provider`` never changes how or where a model runs
+(rules in :mod:`.settings`).
+
 This is a package (not a module file ``codex_agent.py``) on purpose: LiteLLM's ``get_instance_fn``
 would load a file ``proxy_ext/providers/codex_agent.py`` next to the config by path, as a second
 module instance.
