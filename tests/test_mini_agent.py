@@ -305,3 +305,19 @@ def test_agent_runs_may_not_use_a_model_routed_to_an_agent_profile(agent_models)
     response = httpx.post(f"{agent_models.base_url}/agent/run", headers=agent_models.headers, timeout=30,
                           json={"input": "hi", "model": "agent-priced"})
     assert response.status_code == 400 and "is an agent profile" in response.json()["error"]["message"]
+
+
+def test_keepalive_pings_hold_a_stream_open_while_the_agent_works(upstream):
+    # A mini-agent stream has no bytes to send until the first answer text; behind a proxy with an
+    # idle timeout, LiteLLM's SSE keepalive (docs/agent.md) fills the wait with comments.
+    upstream.respond("ma-slow", lambda body: Reply(text="done at last", latency_s=2.5))
+    config = _config(upstream, {"slow": {"model": "fake/ma-slow"}})
+    config["litellm_settings"]["sse_keepalive_ping_interval_seconds"] = 0.5
+    body = {"model": "mini-agent/slow", "stream": True, "messages": [{"role": "user", "content": "take your time"}]}
+    with ProxyProcess(config) as proxy, httpx.stream("POST", f"{proxy.base_url}/v1/chat/completions", json=body,
+                                                     headers=proxy.headers, timeout=30) as response:
+        lines = [line for line in response.iter_lines() if line]
+    first_data = next(i for i, line in enumerate(lines) if line.startswith("data:"))
+    assert response.status_code == 200 and first_data >= 2 and all(line.startswith(":") for line in lines[:first_data]), lines[:6]
+    chunks = [json.loads(line[5:]) for line in lines[first_data:] if line.startswith("data:") and line != "data: [DONE]"]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices")) == "done at last"
