@@ -19,7 +19,7 @@ from proxy_ext.credentials import CREDENTIAL_HEADERS
 EXTENSION_OPERATIONS = [("/agent/run", "POST"), ("/ready", "GET"), ("/agent/runs", "GET"), ("/agent/runs/{run_id}", "GET"),
                         ("/agent/runs/{run_id}/events", "GET"), ("/agent/runs/{run_id}/cancel", "POST"),
                         ("/agent/runs/{run_id}/approvals", "POST")]
-EXAMPLES = {("/agent/run", GenerationMode.POSITIVE): 80, ("/agent/run", GenerationMode.NEGATIVE): 150,
+EXAMPLES = {("/agent/run", GenerationMode.POSITIVE): 60, ("/agent/run", GenerationMode.NEGATIVE): 110,
             ("/ready", GenerationMode.POSITIVE): 40, ("/ready", GenerationMode.NEGATIVE): 60,
             **{(path, mode): 12 for path, _ in EXTENSION_OPERATIONS[2:] for mode in GenerationMode}}
 
