@@ -28,7 +28,7 @@ from typing import Any
 
 from proxy_ext import credentials
 from proxy_ext.exceptions import RequestError, error_body
-from proxy_ext.providers.request_check import request_problem
+from proxy_ext.providers.request_check import ServedModels, request_problem
 
 __all__ = ["CREDENTIAL_HEADERS", "GuardPolicy", "RequestGuard", "content_type_problem", "parse_json_object"]
 
@@ -64,8 +64,8 @@ class GuardPolicy:
     """(prefix, suffix, limit) of templated JSON routes, e.g. ``/agent/runs/{id}/approvals``."""
     require_credentials: bool = True
     """401 on a JSON route when no credential header is sent (off when ``custom_auth`` decides)."""
-    served_models: Any = None
-    """The extension's own models (:class:`proxy_ext.providers.request_check.ServedModels`): requests
+    served_models: ServedModels | None = None
+    """The extension's own models: requests
     to LiteLLM's routes naming one get :func:`~proxy_ext.providers.request_check.request_problem`'s
     400 (None: the config has none; bodies stream through untouched)."""
     rewrite_401_paths: tuple[str, ...] = ()
@@ -315,7 +315,7 @@ class RequestGuard:
         if raw is None:
             return  # answered (413/408/400) or the client left
         served = self.policy.served_models
-        if served.named_in(raw):
+        if served is not None and served.named_in(raw):
             try:
                 parsed = json.loads(raw)
             except (ValueError, RecursionError):
