@@ -15,7 +15,7 @@ from tests.harness import ProxyProcess
 
 GUARD_LIMIT = 1_000_000
 BODY_TIMEOUT_S = 2.0
-BODY_DEADLINE_S = 4.0
+BODY_DEADLINE_S = 3.0
 MAX_JSON_ELEMENTS = 20_000
 
 
@@ -188,7 +188,7 @@ def test_a_body_trickling_in_is_answered_at_the_body_deadline(guarded, path):
             "Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n")
 
     def trickle():
-        for _ in range(int(BODY_DEADLINE_S * 4)):
+        for _ in range(int(BODY_DEADLINE_S * 2) + 3):  # half a second apart, until past the deadline
             yield b" "
             time.sleep(0.5)
 

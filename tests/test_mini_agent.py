@@ -42,11 +42,13 @@ def agent_models(upstream, trace_file, spend_file):
         "calc": {"escalation": ["fake/ma-cheap", "fake/ma-strong"], "tools": ["calculator"], "max_iterations": 3},
         "ghost": {"model": "fake/ma-ghost"},
         "priced": {"model": PRICED, "tools": ["calculator"], "max_iterations": 4},
+        "slow": {"model": "fake/ma-slow"},
     })
     config["model_list"] += [
         {"model_name": "mini-agent/unconfigured", "litellm_params": {"model": "mini-agent/unconfigured"}},
         fake_model_entry(PRICED, upstream.base_url, PRICED, input_cost_per_token=PRICE_IN, output_cost_per_token=PRICE_OUT),
         {"model_name": "agent-priced", "litellm_params": {"model": "mini-agent/priced"}},
+        {"model_name": "agent-slow", "litellm_params": {"model": "mini-agent/slow", "keepalive_seconds": 0.5}},
     ]
     config["proxy_ext"]["traces"] = {"enabled": True, "path": str(trace_file)}
     config["general_settings"]["custom_auth"] = "tests.support.custom_auth.user_api_key_auth"
@@ -307,15 +309,13 @@ def test_agent_runs_may_not_use_a_model_routed_to_an_agent_profile(agent_models)
     assert response.status_code == 400 and "is an agent profile" in response.json()["error"]["message"]
 
 
-def test_keepalive_pings_hold_a_stream_open_while_the_agent_works(upstream):
+def test_keepalive_pings_hold_a_stream_open_while_the_agent_works(agent_models, upstream):
     # A mini-agent stream has no bytes to send until the first answer text; behind a proxy with an
-    # idle timeout, LiteLLM's SSE keepalive (docs/agent.md) fills the wait with comments.
+    # idle timeout, LiteLLM's SSE keepalive (docs/agent.md) fills the wait with comments. Here it is
+    # the model's own `keepalive_seconds` (the global switch is litellm_settings'); same mechanism.
     upstream.respond("ma-slow", lambda body: Reply(text="done at last", latency_s=2.5))
-    config = _config(upstream, {"slow": {"model": "fake/ma-slow"}})
-    config["litellm_settings"]["sse_keepalive_ping_interval_seconds"] = 0.5
-    body = {"model": "mini-agent/slow", "stream": True, "messages": [{"role": "user", "content": "take your time"}]}
-    with ProxyProcess(config) as proxy, httpx.stream("POST", f"{proxy.base_url}/v1/chat/completions", json=body,
-                                                     headers=proxy.headers, timeout=30) as response:
+    body = {"model": "agent-slow", "stream": True, "messages": [{"role": "user", "content": "take your time"}]}
+    with httpx.stream("POST", f"{agent_models.base_url}/v1/chat/completions", json=body, headers=agent_models.headers, timeout=30) as response:
         lines = [line for line in response.iter_lines() if line]
     first_data = next(i for i, line in enumerate(lines) if line.startswith("data:"))
     assert response.status_code == 200 and first_data >= 2 and all(line.startswith(":") for line in lines[:first_data]), lines[:6]
