@@ -10,7 +10,7 @@ What proxy_ext uses:
 
 - the app, config path and Router: :func:`proxy_app`, :func:`proxy_config_path`,
   :func:`running_proxy_config_path`, :func:`llm_router`, :func:`in_proxy`, :func:`model_is_served`,
-  :func:`deployment_litellm_params`, :func:`call_model_id`;
+  :func:`deployment_litellm_params`, :func:`call_deployment_params`;
 - the agent's model calls in process (LiteLLM's auth and chat endpoint as functions):
   :func:`direct_chat`, :func:`direct_chat_problem` (:mod:`.chat`);
 - auth: :func:`auth_dependency` (the proxy's ``user_api_key_auth``), :func:`auth_failure_without_db`,
@@ -51,7 +51,7 @@ from proxy_ext.litellm_adapter.otel import end_proxy_request_span, on_proxy_shut
 
 __all__ = [
     "DirectChatReply", "direct_chat", "direct_chat_problem",
-    "PARSED_BODY_SCOPE_KEY", "add_custom_providers", "auth_dependency", "auth_failure_without_db", "call_cost", "call_model_id",
+    "PARSED_BODY_SCOPE_KEY", "add_custom_providers", "auth_dependency", "auth_failure_without_db", "call_cost", "call_deployment_params",
     "cost_response_kind", "custom_logger_class", "deployment_litellm_params", "in_proxy", "include_router_first", "install_openapi_components", "remember_route_kind",
     "known_provider", "llm_router", "model_is_served", "proxy_app", "proxy_config_path", "running_proxy_config_path",
     "end_proxy_request_span", "on_proxy_shutdown", "proxy_request_span",
@@ -287,14 +287,22 @@ def deployment_litellm_params(model_id: str | None) -> dict[str, Any] | None:
     return params.model_dump(exclude_none=True) if hasattr(params, "model_dump") else dict(params)
 
 
-def call_model_id(litellm_params: dict[str, Any] | None) -> str | None:
-    """The Router deployment id of a call, from the ``litellm_params`` a provider handler receives."""
+def call_deployment_params(litellm_params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The operator's ``litellm_params`` of the Router deployment a provider call runs on (None: none).
+
+    With client-side credentials in the request (``api_key``, ``api_base``, ``base_url``) LiteLLM
+    runs the call on an unregistered copy of the deployment under a new id and keeps the real one
+    as ``original_model_id``."""
     params = litellm_params or {}
     for info in (params.get("model_info"), (params.get("metadata") or {}).get("model_info"),
                  (params.get("litellm_metadata") or {}).get("model_info")):
-        if isinstance(info, dict) and info.get("id"):
-            return str(info["id"])
+        for key in ("id", "original_model_id"):
+            model_id = info.get(key) if isinstance(info, dict) else None
+            found = deployment_litellm_params(str(model_id)) if model_id else None
+            if found is not None:
+                return found
     return None
+
 
 def caller_identity(litellm_params: Mapping[str, Any] | None) -> Any:
     """The caller's ``UserAPIKeyAuth`` LiteLLM hands a provider call (in its metadata), or None."""

@@ -107,28 +107,6 @@ class _ModelEntry:
     api_key: str | None
 
 
-def _model_infos(litellm_params: Mapping[str, Any]) -> list[Any]:
-    # The Router puts the deployment's model_info at the top level (it replaces a client's).
-    return [litellm_params.get("model_info"), *((litellm_params.get(key) or {}).get("model_info") for key in ("metadata", "litellm_metadata"))]
-
-
-def _deployment(litellm_params: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The operator's ``litellm_params`` of the Router deployment the call runs on (None: none).
-
-    With client-side credentials in the request (``api_key``, ``api_base``, ``base_url``) LiteLLM
-    runs the call on an unregistered copy of the deployment under a new id and keeps the real one
-    as ``original_model_id``: looking up only ``id`` found nothing, and the call ran on the
-    section's defaults instead of the model's settings.
-    """
-    for info in _model_infos(litellm_params):
-        for key in ("id", "original_model_id"):
-            model_id = info.get(key) if isinstance(info, dict) else None
-            params = adapter.deployment_litellm_params(str(model_id)) if model_id else None
-            if params is not None:
-                return params
-    return None
-
-
 def _is_health_check(litellm_params: Mapping[str, Any]) -> bool:
     identity = adapter.caller_identity(litellm_params)  # the proxy's own object: a body cannot forge it
     return not isinstance(identity, Mapping) and getattr(identity, "token", None) == HEALTH_CHECK_ACCOUNT
@@ -164,7 +142,7 @@ def _model_entry(
     call = _ModelEntry(optional_params, model, provider, api_base, api_key)
     if not adapter.in_proxy():
         return call  # SDK use: the caller is the operator
-    params = _deployment(litellm_params or {})
+    params = adapter.call_deployment_params(litellm_params)
     if params is None:
         if _is_health_check(litellm_params or {}):
             return call  # LiteLLM's /health passes a model_list entry's litellm_params as they are
