@@ -10,7 +10,8 @@ from /proc of the proxy's process group, independent of the machine's load.
   same N calls sent by the client itself through the proxy, N = 2 and 4: wall p50 ratio and proxy
   CPU per turn (target: ratio <= 1.0).
 - P3: 100 concurrent 2-turn runs with 200 ms upstream latency per turn vs one run alone (target
-  <= 2.0); then again on a proxy with ``--num_workers 2``.
+  <= 2.0), interleaved with 100 clients making the same calls themselves (what the same work costs
+  without the agent); then again on a proxy with ``--num_workers 2``.
 - P6: 200 concurrent echo runs (no model call): runs per second (target >= 200).
 - P2 (N=2) and P3 again with ``agent.model_transport: asgi`` (each turn through the proxy's ASGI
   app, the previous default), for comparison.
@@ -154,18 +155,31 @@ async def _p2(proxy: ProxyProcess, turns: int, label: str = "") -> None:
               f"wall ratio {ratio:.3f}, CPU ratio {cpu_ratio:.3f} (target <= 1.0)")
 
 
-async def _p3(proxy: ProxyProcess, label: str) -> None:
-    ratios, cpu_per_run = [], []
-    for _ in range(ROUNDS):
-        async with _client(proxy, CONCURRENT + 10) as client:  # fresh connections per round (see _p6)
-            single = min([await _agent_run(client, "fake/bench-slow", 2) for _ in range(3)])
-            started, before = time.perf_counter(), proxy.cpu_seconds()
-            await asyncio.gather(*(_agent_run(client, "fake/bench-slow", 2) for _ in range(CONCURRENT)))
-            ratios.append((time.perf_counter() - started) / single)
-            cpu_per_run.append((proxy.cpu_seconds() - before) * 1000 / CONCURRENT)
-    print(f"P3 {label}: {CONCURRENT} concurrent 2-turn runs at {LATENCY_S * 1000:.0f} ms/turn vs one run: ratio "
-          f"{statistics.median(ratios):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)}; target <= 2.0); "
-          f"proxy CPU {statistics.median(cpu_per_run):.1f} ms per run")
+async def _p3(proxy: ProxyProcess, label: str, with_clients: bool = False) -> None:
+    """``with_clients``: the same 100 x 2 calls made by 100 clients looping themselves, interleaved
+    round by round: what the same work costs the proxy when no agent runs it."""
+    def arms(client: httpx.AsyncClient) -> dict[str, Callable[[], Awaitable[float]]]:
+        found = {"agent": lambda: _agent_run(client, "fake/bench-slow", 2)}
+        if with_clients:
+            found["clients"] = lambda: _direct_turns(client, "fake/bench-slow")
+        return found
+
+    ratios: dict[str, list[float]] = {}
+    cpu_per_run: dict[str, list[float]] = {}
+    for names in orders(["agent", "clients"] if with_clients else ["agent"], ROUNDS):
+        for name in names:
+            async with _client(proxy, CONCURRENT + 10) as client:  # fresh connections per round (see _p6)
+                fn = arms(client)[name]
+                single = min([await fn() for _ in range(3)])
+                started, before = time.perf_counter(), proxy.cpu_seconds()
+                await asyncio.gather(*(fn() for _ in range(CONCURRENT)))
+                ratios.setdefault(name, []).append((time.perf_counter() - started) / single)
+                cpu_per_run.setdefault(name, []).append((proxy.cpu_seconds() - before) * 1000 / CONCURRENT)
+    for name in ratios:
+        what = f"{CONCURRENT} concurrent 2-turn runs" if name == "agent" else f"{CONCURRENT} clients making the 2 calls themselves"
+        print(f"P3 {label}{'' if name == 'agent' else ', for comparison'}: {what} at {LATENCY_S * 1000:.0f} ms/turn vs one: ratio "
+              f"{statistics.median(ratios[name]):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios[name])}; "
+              f"{'target <= 2.0' if name == 'agent' else 'no target'}); proxy CPU {statistics.median(cpu_per_run[name]):.1f} ms per 2 calls")
 
 
 class _RawConnection:
@@ -224,7 +238,7 @@ def main() -> None:
         with ProxyProcess(_config(upstream)) as ext:
             for turns in (2, 4):
                 asyncio.run(_p2(ext, turns))
-            asyncio.run(_p3(ext, "one worker"))
+            asyncio.run(_p3(ext, "one worker", with_clients=True))
             asyncio.run(_p6(ext))
         with ProxyProcess(_config(upstream), args=["--num_workers", "2"]) as ext2:
             asyncio.run(_p3(ext2, "--num_workers 2"))
