@@ -11,7 +11,8 @@ from /proc of the proxy's process group, independent of the machine's load.
   CPU per turn (target: ratio <= 1.0).
 - P3: 100 concurrent 2-turn runs with 200 ms upstream latency per turn vs one run alone (target
   <= 2.0), interleaved with 100 clients making the same calls themselves (what the same work costs
-  without the agent); then again on a proxy with ``--num_workers 2``.
+  without the agent) and with the runs on a proxy whose start-up heap is not frozen
+  (``scale.gc_freeze_after_s: null``); then again on a proxy with ``--num_workers 2``.
 - P6: 200 concurrent echo runs (no model call): runs per second (target >= 200).
 - P2 (N=2) and P3 again with ``agent.model_transport: asgi`` (each turn through the proxy's ASGI
   app, the previous default), for comparison.
@@ -155,31 +156,36 @@ async def _p2(proxy: ProxyProcess, turns: int, label: str = "") -> None:
               f"wall ratio {ratio:.3f}, CPU ratio {cpu_ratio:.3f} (target <= 1.0)")
 
 
-async def _p3(proxy: ProxyProcess, label: str, with_clients: bool = False) -> None:
-    """``with_clients``: the same 100 x 2 calls made by 100 clients looping themselves, interleaved
-    round by round: what the same work costs the proxy when no agent runs it."""
-    def arms(client: httpx.AsyncClient) -> dict[str, Callable[[], Awaitable[float]]]:
-        found = {"agent": lambda: _agent_run(client, "fake/bench-slow", 2)}
-        if with_clients:
-            found["clients"] = lambda: _direct_turns(client, "fake/bench-slow")
-        return found
+_P3Arm = tuple[str, ProxyProcess, Callable[[httpx.AsyncClient], Awaitable[float]]]
 
+
+def _run_arm(client: httpx.AsyncClient) -> Awaitable[float]:
+    return _agent_run(client, "fake/bench-slow", 2)
+
+
+def _clients_arm(client: httpx.AsyncClient) -> Awaitable[float]:
+    return _direct_turns(client, "fake/bench-slow")
+
+
+async def _p3(label: str, arms: list[_P3Arm]) -> None:
+    """Each arm: ``CONCURRENT`` at once vs one alone, the arms interleaved round by round. The first
+    arm is the target's; the others (the same calls made by clients looping themselves, another
+    proxy's settings) are printed for comparison."""
     ratios: dict[str, list[float]] = {}
     cpu_per_run: dict[str, list[float]] = {}
-    for names in orders(["agent", "clients"] if with_clients else ["agent"], ROUNDS):
-        for name in names:
+    for order in orders(list(range(len(arms))), ROUNDS):
+        for index in order:
+            name, proxy, fn = arms[index]
             async with _client(proxy, CONCURRENT + 10) as client:  # fresh connections per round (see _p6)
-                fn = arms(client)[name]
-                single = min([await fn() for _ in range(3)])
+                single = min([await fn(client) for _ in range(3)])
                 started, before = time.perf_counter(), proxy.cpu_seconds()
-                await asyncio.gather(*(fn() for _ in range(CONCURRENT)))
+                await asyncio.gather(*(fn(client) for _ in range(CONCURRENT)))
                 ratios.setdefault(name, []).append((time.perf_counter() - started) / single)
                 cpu_per_run.setdefault(name, []).append((proxy.cpu_seconds() - before) * 1000 / CONCURRENT)
-    for name in ratios:
-        what = f"{CONCURRENT} concurrent 2-turn runs" if name == "agent" else f"{CONCURRENT} clients making the 2 calls themselves"
-        print(f"P3 {label}{'' if name == 'agent' else ', for comparison'}: {what} at {LATENCY_S * 1000:.0f} ms/turn vs one: ratio "
-              f"{statistics.median(ratios[name]):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios[name])}; "
-              f"{'target <= 2.0' if name == 'agent' else 'no target'}); proxy CPU {statistics.median(cpu_per_run[name]):.1f} ms per 2 calls")
+    for index, (name, _, _) in enumerate(arms):
+        print(f"P3 {label}, {name} at {LATENCY_S * 1000:.0f} ms/turn vs one: ratio {statistics.median(ratios[name]):.2f} "
+              f"(rounds {', '.join(f'{r:.2f}' for r in ratios[name])}; {'target <= 2.0' if index == 0 else 'for comparison'}); "
+              f"proxy CPU {statistics.median(cpu_per_run[name]):.1f} ms per 2 calls")
 
 
 class _RawConnection:
@@ -235,18 +241,22 @@ def main() -> None:
         upstream.respond("bench-chat", lambda body: Reply(text="hello"))
         with ProxyProcess(_config(upstream)) as ext, ProxyProcess(_config(upstream, extension=False)) as stock:
             asyncio.run(_p1(ext, stock))
-        with ProxyProcess(_config(upstream)) as ext:
+        unfrozen = _config(upstream)
+        unfrozen["proxy_ext"]["scale"] = {"gc_freeze_after_s": None}  # CPython's default collector, for comparison
+        with ProxyProcess(_config(upstream)) as ext, ProxyProcess(unfrozen) as ext_unfrozen:
             for turns in (2, 4):
                 asyncio.run(_p2(ext, turns))
-            asyncio.run(_p3(ext, "one worker", with_clients=True))
+            asyncio.run(_p3("one worker", [("100 concurrent 2-turn runs", ext, _run_arm),
+                                           ("100 clients making the same 2 calls themselves", ext, _clients_arm),
+                                           ("the runs with scale.gc_freeze_after_s: null", ext_unfrozen, _run_arm)]))
             asyncio.run(_p6(ext))
         with ProxyProcess(_config(upstream), args=["--num_workers", "2"]) as ext2:
-            asyncio.run(_p3(ext2, "--num_workers 2"))
+            asyncio.run(_p3("--num_workers 2", [("100 concurrent 2-turn runs", ext2, _run_arm)]))
         asgi = _config(upstream)
         asgi["proxy_ext"]["agent"]["model_transport"] = "asgi"  # the previous default, for comparison
         with ProxyProcess(asgi) as through_asgi:
             asyncio.run(_p2(through_asgi, 2, "model_transport: asgi"))
-            asyncio.run(_p3(through_asgi, "model_transport: asgi"))
+            asyncio.run(_p3("model_transport: asgi", [("100 concurrent 2-turn runs", through_asgi, _run_arm)]))
         _floor(upstream)
 
 

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from proxy_ext import litellm_adapter as adapter
-from proxy_ext import metrics_multiproc
+from proxy_ext import heap, metrics_multiproc
 from proxy_ext.config import ConfigError
 from proxy_ext.guard import GuardPolicy, RequestGuard
 from proxy_ext.providers import registry
@@ -193,6 +193,16 @@ async def _start_when_created(runtime: Runtime) -> None:
     _start_executor(runtime)
 
 
+def _freeze_startup_heap(runtime: Runtime) -> None:
+    on_frozen = None
+    if runtime.settings.metrics.enabled:
+        from proxy_ext import metrics
+
+        on_frozen = metrics.gauge("gc_frozen_objects", "Objects moved out of the garbage collector's way after start-up "
+                                  "(scale.gc_freeze_after_s; 0: not yet, or off)", multiprocess_mode="livemin").set
+    heap.schedule_freeze(runtime.settings.scale.gc_freeze_after_s, on_frozen)
+
+
 def get_extension() -> ProxyExtension:
     """Load the settings, register providers, routes and middleware; return the process-wide
     callback (idempotent)."""
@@ -217,6 +227,7 @@ def get_extension() -> ProxyExtension:
         if runtime.settings.metrics.require_auth is not None:
             adapter.set_metrics_auth(runtime.settings.metrics.require_auth)
         _start_durable_runs(runtime)
+        _freeze_startup_heap(runtime)
         problem = adapter.version_problem()
         if problem:
             logger.warning("proxy_ext: %s (/ready reports it as degraded; `proxy-ext doctor` too)", problem)

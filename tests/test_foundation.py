@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -101,6 +102,9 @@ def test_metrics_need_a_key(proxy):
     response = httpx.get(f"{proxy.base_url}/metrics", headers=proxy.headers)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
+    # scale.gc_freeze_after_s (default 0): LiteLLM's start-up heap is out of the collector's way
+    frozen = re.search(r"^proxy_ext_gc_frozen_objects (\S+)$", response.text, re.M)
+    assert frozen and float(frozen.group(1)) > 100_000, response.text[:2000]
 
 
 def _closed_port() -> int:
