@@ -25,6 +25,7 @@ from agents.models.multi_provider import MultiProvider  # noqa: E402
 from langchain_core.messages import HumanMessage  # noqa: E402
 from langchain_core.tools import tool  # noqa: E402
 from langchain_openai import ChatOpenAI  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
 
 from tests.conftest import base_config  # noqa: E402
 from tests.harness import REPO_ROOT, ProxyProcess, Reply, call, fake_model_entry  # noqa: E402
@@ -108,6 +109,27 @@ async def test_agents_sdk_function_tool_round_trip_with_a_plain_model(clients_pr
     assert [r.raw_usage["cost"] for r in result.raw_responses] == [pytest.approx(TURN)] * 2
 
 
+class Forecast(BaseModel):
+    city: str
+    degrees: int
+
+
+@pytest.mark.parametrize("api", ["chat_completions", "responses"])
+async def test_agents_sdk_output_type_with_a_profile_as_the_model(clients_proxy, upstream, api):
+    # output_type makes the SDK send a JSON schema; the agent's model gets it on every turn (the
+    # calculator turn and the answer), so a real model answers in the shape the SDK parses.
+    upstream.script(MODEL, Reply(tool_calls=[call("calculator", {"expression": "20+1"})]), Reply(text='{"city": "Oslo", "degrees": 21}'))
+    before = len(upstream.requests_for(MODEL))
+    model_class = OpenAIChatCompletionsModel if api == "chat_completions" else OpenAIResponsesModel
+    agent = Agent(name="forecaster", model=model_class(model="agent-helper", openai_client=clients_proxy.async_openai()),
+                  output_type=Forecast)
+    result = await Runner.run(agent, "How warm is Oslo?")
+    assert result.final_output == Forecast(city="Oslo", degrees=21)
+    sent = [r["body"] for r in upstream.requests_for(MODEL)[before:]]
+    assert len(sent) == 2
+    assert all(b["response_format"]["json_schema"]["schema"]["required"] == ["city", "degrees"] for b in sent)
+
+
 async def test_agents_sdk_model_names(clients_proxy, upstream):
     client = clients_proxy.async_openai()
     default_provider = MultiProvider(openai_client=client, openai_use_responses=False)
@@ -175,6 +197,12 @@ def test_langchain_bind_tools_round_trip(clients_proxy, upstream):
         costs.append(reply.response_metadata["token_usage"]["cost"])
     assert reply.content == "42, and sunny in Paris." and weather_calls == ["Paris"]
     assert costs == [pytest.approx(2 * TURN), pytest.approx(TURN)]
+
+
+def test_langchain_with_structured_output(clients_proxy, upstream):
+    upstream.script(MODEL, Reply(text='{"city": "Rome", "degrees": 25}'))
+    assert _chat(clients_proxy).with_structured_output(Forecast).invoke("How warm is Rome?") == Forecast(city="Rome", degrees=25)
+    assert upstream.requests_for(MODEL)[-1]["body"]["response_format"]["json_schema"]["name"] == "Forecast"
 
 
 def test_langchain_responses_api_mode(clients_proxy, upstream):

@@ -4,6 +4,7 @@ recorded JSONL, and the enablement gate with and without the extension's callbac
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from tests.codex_fake import install_fake_codex
 from tests.conftest import base_config
-from tests.harness import FakeUpstream, ProxyProcess, Reply
+from tests.harness import FakeUpstream, ProxyProcess, Reply, call
 
 FAKE_CODEX = str(Path(__file__).parent / "codex_fake" / "codex")
 CODEX_PROVIDERS = [
@@ -113,6 +114,28 @@ def test_http_mode_through_the_proxy(codex_proxy, upstream):
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "patched the bug"
     assert any(c.usage and c.usage.total_tokens == 17 for c in chunks)
     assert upstream.requests_for("agent-http")[-1]["body"]["stream"] is True
+
+
+WEATHER = {"type": "function", "function": {"name": "weather", "description": "The weather in a city.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+@pytest.mark.parametrize("pieces", [None, 3], ids=["whole-calls", "argument-pieces"])
+def test_http_mode_streams_the_services_tool_calls(codex_proxy, upstream, pieces):
+    # A streamed answer that calls tools reaches the client with its tool calls (before: text and
+    # finish_reason "tool_calls" only, so streaming SDK loops saw a tool turn without any call).
+    upstream.script("agent-http", Reply(text="Checking.", tool_calls=[call("weather", {"city": "Oslo"}, "cx1"),
+                                                                      call("weather", {"city": "Rome"}, "cx2")],
+                                        tool_call_chunks=pieces))
+    with codex_proxy.openai().chat.completions.stream(model="agent-http", messages=USER, tools=[WEATHER]) as stream:
+        for _ in stream:
+            pass
+        reply = stream.get_final_completion()
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content == "Checking."
+    assert [(c.id, c.function.name, json.loads(c.function.arguments)) for c in choice.message.tool_calls] == [
+        ("cx1", "weather", {"city": "Oslo"}), ("cx2", "weather", {"city": "Rome"})]
+    assert upstream.requests_for("agent-http")[-1]["body"]["tools"] == [WEATHER]
 
 
 def test_bearer_header_only_when_a_key_is_set(codex_proxy, upstream):

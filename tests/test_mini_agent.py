@@ -9,6 +9,7 @@ from collections.abc import Callable
 import httpx
 import openai
 import pytest
+from pydantic import BaseModel
 
 from tests.conftest import base_config
 from tests.harness import REPO_ROOT, ProxyProcess, Reply, call, fake_model_entry
@@ -287,6 +288,33 @@ def test_tool_choice_none_offers_only_the_profiles_tools(agent_models, upstream)
     assert [t["function"]["name"] for t in upstream.requests_for(PRICED)[-1]["body"]["tools"]] == ["calculator"]
 
 
+class Answer(BaseModel):
+    value: int
+
+
+def test_response_format_reaches_every_model_call_of_the_run(agent_models, upstream):
+    # Structured output (the SDK's parse helper): the run's model is asked for the client's format
+    # on every turn, so the answer the client parses is one the model was told to write.
+    upstream.script(PRICED, Reply(tool_calls=[call("calculator", {"expression": "6*7"})]), Reply(text='{"value": 42}'))
+    before = len(upstream.requests_for(PRICED))
+    reply = agent_models.openai().chat.completions.parse(model="agent-priced", messages=QUESTION, response_format=Answer)
+    assert reply.choices[0].message.parsed == Answer(value=42)
+    sent = [r["body"] for r in upstream.requests_for(PRICED)[before:]]
+    assert len(sent) == 2 and all(b["response_format"]["type"] == "json_schema" for b in sent)
+    assert all(b["response_format"]["json_schema"]["name"] == "Answer" for b in sent) and "tools" in sent[0]
+
+
+def test_responses_api_text_format_reaches_the_runs_model(agent_models, upstream):
+    upstream.script(PRICED, Reply(text='{"value": 7}'))
+    schema = {"type": "object", "properties": {"value": {"type": "integer"}}, "required": ["value"], "additionalProperties": False}
+    events = list(agent_models.openai().responses.create(
+        model="agent-priced", input="seven", stream=True,
+        text={"format": {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}}))
+    assert next(e for e in events if e.type == "response.completed").response.output_text == '{"value": 7}'
+    sent = upstream.requests_for(PRICED)[-1]["body"]
+    assert sent["response_format"]["json_schema"]["schema"] == schema
+
+
 @pytest.mark.parametrize("extra, needle", [
     ({"tools": [WEATHER], "tool_choice": "required"}, "agent profile 'priced' runs its own tool loop"),
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "weather"}}}, "a named function"),
@@ -294,7 +322,9 @@ def test_tool_choice_none_offers_only_the_profiles_tools(agent_models, upstream)
     ({"tools": [WEATHER, WEATHER]}, "repeated: ['weather']"),
     ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "function.name must be"),
     ({"tools": [{"type": "custom", "custom": {"name": "grep"}}]}, "accepts only function tools from the client; tools[0] has type 'custom'"),
-], ids=["required", "named", "clash", "duplicate", "bad-name", "custom"])
+    ({"n": 2}, "agent profile 'priced' gives one answer per request: n=2"),
+    ({"response_format": {"type": "xml"}}, "response_format must be an object with type one of"),
+], ids=["required", "named", "clash", "duplicate", "bad-name", "custom", "n", "bad-format"])
 def test_client_tools_the_agent_cannot_honour_are_400s_naming_the_profile(agent_models, upstream, extra, needle):
     before = len(upstream.requests_for(PRICED))
     with pytest.raises(openai.BadRequestError) as error:

@@ -136,7 +136,8 @@ def _launch(prepared: service.PreparedRun, events: EventStream, recorder: TraceR
 
 
 async def start(request: AgentRunRequest, caller: Caller, *, client_tools: tuple[dict[str, Any], ...] = (),
-                stream_text: bool = False, runtime: Runtime | None = None, run_id: str | None = None, detached: bool = False,
+                model_params: Mapping[str, Any] | None = None, stream_text: bool = False, runtime: Runtime | None = None,
+                run_id: str | None = None, detached: bool = False,
                 resume: dict[str, Any] | None = None, decisions: dict[str, Decision] | None = None,
                 consumers: tuple[Any, ...] = ()) -> AgentRun:
     """Resolve ``request`` against the config, check it against this proxy and start the run.
@@ -144,8 +145,9 @@ async def start(request: AgentRunRequest, caller: Caller, *, client_tools: tuple
     Raises a 4xx :class:`~proxy_ext.exceptions.RequestError` for anything the caller must fix
     (unknown model, profile or tool, a value over a cap), 429 when ``max_concurrent_runs`` runs are
     in progress, 503 when the tool backend is down. ``client_tools`` are function tools the client
-    runs itself (a call to one ends the run, ``tool_calls``). With ``stream_text`` the model calls
-    are streamed and answer text is published as it is written.
+    runs itself (a call to one ends the run, ``tool_calls``); ``model_params`` are chat-completion
+    fields every model call of the run carries (the client's ``response_format``). With
+    ``stream_text`` the model calls are streamed and answer text is published as it is written.
 
     A ``detached`` run (a background run) does not belong to the current HTTP request: its
     client leaving does not cancel it. ``run_id`` names the run (default: a new random id);
@@ -157,8 +159,8 @@ async def start(request: AgentRunRequest, caller: Caller, *, client_tools: tuple
     runtime = runtime or get_runtime()
     agent = runtime.settings.agent
     spec = resolve(request, agent)
-    if client_tools:
-        spec = dataclasses.replace(spec, client_tools=tuple(client_tools))
+    if client_tools or model_params:
+        spec = dataclasses.replace(spec, client_tools=tuple(client_tools), model_params=dict(model_params or {}))
     base_url = service.proxy_base_url(caller.server, caller.scheme, agent.proxy_base_url)
     prepared = await service.prepare(runtime, spec, caller.headers, base_url, caller.identity, run_id, caller.client)
     events = EventStream([agent_metrics.observe, *consumers])

@@ -101,6 +101,9 @@ class ModelClient:
         self.client = client
         """The caller's address, for the proxy's checks of in-process calls (IP allowlists)."""
         self.trace_headers: Callable[[], Mapping[str, str]] | None = None
+        self.params: dict[str, Any] = {}
+        """Chat-completion fields every call of the run carries (a ``mini-agent`` client's
+        ``response_format``)."""
 
     def _headers(self) -> dict[str, str]:
         if self.trace_headers is None:
@@ -111,14 +114,14 @@ class ModelClient:
 
     def _request(self, http: httpx.AsyncClient, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                  timeout_s: float, **extra: Any) -> httpx.Request:
-        return http.build_request("POST", f"{self.base_url}/v1/chat/completions", json=_body(model, messages, tools, **extra),
+        return http.build_request("POST", f"{self.base_url}/v1/chat/completions", json=_body(model, messages, tools, **self.params, **extra),
                                   headers=self._headers(),
                                   timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)))
 
     async def complete(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                        timeout_s: float) -> ModelTurn:
         if self.direct:
-            reply = await self._direct(model, _body(model, messages, tools), timeout_s)
+            reply = await self._direct(model, _body(model, messages, tools, **self.params), timeout_s)
             if reply.status != 200:
                 raise ModelCallError(model, reply.status, (reply.error or "model call failed")[:2000])
             return _turn(model, reply.body, reply.headers)
@@ -160,7 +163,7 @@ class ModelClient:
 
     async def _direct_streaming(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                                 timeout_s: float, on_text: Callable[[str], Awaitable[None]]) -> ModelTurn:
-        body = _body(model, messages, tools, stream=True, stream_options={"include_usage": True})
+        body = _body(model, messages, tools, **self.params, stream=True, stream_options={"include_usage": True})
         reply = None
         try:
             async with _deadline(model, timeout_s):

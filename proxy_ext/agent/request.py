@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -104,6 +104,9 @@ class RunSpec:
     client_tools: tuple[dict[str, Any], ...] = ()
     """OpenAI function tools the *client* executes (``mini-agent/<profile>`` requests with ``tools``):
     offered to the model next to the run's own tools; a call to one ends the run (``tool_calls``)."""
+    model_params: dict[str, Any] = field(default_factory=dict)
+    """Chat-completion fields the client asked for that every model call of the run carries
+    (``mini-agent/<profile>`` requests: ``response_format``)."""
 
     @property
     def max_iterations(self) -> int:

@@ -220,4 +220,5 @@ async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], b
     else:
         client = ModelClient(base_url if transport == "http" else "http://proxy.internal", forwardable_headers(headers),
                              _http_client(transport), _http_client("asgi-stream" if transport == "asgi" else transport))
+    client.params = dict(spec.model_params)
     return PreparedRun(spec, settings, client, backend, tools, tool_ctx, trace_id, trace_writer(runtime, lower), lower)

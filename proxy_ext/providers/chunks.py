@@ -8,7 +8,7 @@ from typing import Any
 
 from litellm.types.utils import GenericStreamingChunk
 
-__all__ = ["final_chunk", "text_chunk", "tool_call_chunk", "usage_dict"]
+__all__ = ["final_chunk", "text_chunk", "tool_call_chunk", "tool_use_chunk", "usage_dict"]
 
 
 def usage_dict(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -23,9 +23,13 @@ def text_chunk(text: str) -> GenericStreamingChunk:
 
 def tool_call_chunk(index: int, call: Mapping[str, Any]) -> GenericStreamingChunk:
     """One whole tool call (OpenAI ``tool_calls`` entry) as the ``index``-th tool-call delta."""
-    tool_use = {"id": call["id"], "type": "function", "index": index,
-                "function": {"name": call["function"]["name"], "arguments": call["function"]["arguments"]}}
-    return GenericStreamingChunk(text="", is_finished=False, finish_reason="", usage=None, index=0, tool_use=tool_use)  # type: ignore[typeddict-item]
+    return tool_use_chunk({"id": call["id"], "type": "function", "index": index,
+                           "function": {"name": call["function"]["name"], "arguments": call["function"]["arguments"]}})
+
+
+def tool_use_chunk(delta: Mapping[str, Any]) -> GenericStreamingChunk:
+    """A tool-call delta (``index``, ``id``, ``type``, ``function``: OpenAI's streamed shape)."""
+    return GenericStreamingChunk(text="", is_finished=False, finish_reason="", usage=None, index=0, tool_use=dict(delta))  # type: ignore[typeddict-item]
 
 
 def final_chunk(finish_reason: str = "stop", usage: Mapping[str, Any] | None = None) -> GenericStreamingChunk:

@@ -73,6 +73,9 @@ class Reply:
     """Usage reported."""
     chunks: int | None = None
     """Split the streamed text into this many chunks (default: one per word)."""
+    tool_call_chunks: int | None = None
+    """Stream each tool call as OpenAI does: a delta with its id and name, then its arguments in
+    this many pieces (default: each call whole in one delta)."""
 
 
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
@@ -243,7 +246,13 @@ class FakeUpstream:
                         await asyncio.sleep(reply.chunk_delay_s)
                     yield chunk({"content": piece})
                 for index, tool_call in enumerate(reply.tool_calls or []):
-                    yield chunk({"tool_calls": [{"index": index, **tool_call}]})
+                    if reply.tool_call_chunks is None:
+                        yield chunk({"tool_calls": [{"index": index, **tool_call}]})
+                        continue
+                    head = {**tool_call, "function": {"name": tool_call["function"]["name"], "arguments": ""}}
+                    yield chunk({"tool_calls": [{"index": index, **head}]})
+                    for piece in _split(tool_call["function"]["arguments"], reply.tool_call_chunks):
+                        yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
                 yield chunk({}, finish)
                 if include_usage:
                     data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage(reply)}

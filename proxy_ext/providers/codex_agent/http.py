@@ -21,7 +21,7 @@ from litellm.types.utils import GenericStreamingChunk, ModelResponse, Usage
 
 from proxy_ext.providers.codex_agent import errors
 from proxy_ext.providers.codex_agent.settings import CallSettings
-from proxy_ext.providers.chunks import final_chunk, text_chunk
+from proxy_ext.providers.chunks import final_chunk, text_chunk, tool_use_chunk
 
 __all__ = ["acomplete", "astream", "complete", "stream"]
 
@@ -159,6 +159,15 @@ def _fill(model_response: ModelResponse, data: Any, model: str) -> ModelResponse
     return model_response
 
 
+def _tool_call_delta(delta: dict[str, Any]) -> dict[str, Any]:
+    """One tool-call delta of the service's stream, in OpenAI's shape."""
+    function = delta.get("function")
+    if not isinstance(function, dict):
+        function = {}
+    return {"index": int(delta.get("index") or 0), "id": delta.get("id"), "type": delta.get("type") or "function",
+            "function": {"name": function.get("name"), "arguments": function.get("arguments") or ""}}
+
+
 class _StreamState:
     """Turns chat-completion SSE lines into LiteLLM generic chunks."""
 
@@ -168,14 +177,16 @@ class _StreamState:
         self.usage: dict[str, int] | None = None
         self.done = False
 
-    def feed(self, line: str) -> GenericStreamingChunk | None:
+    def feed(self, line: str) -> list[GenericStreamingChunk]:
+        """The chunks of one SSE line: its text, then its tool-call deltas (as the service sent them:
+        the first delta of a call has its id and name, the next ones pieces of its arguments)."""
         line = line.strip()
         if not line.startswith("data:"):
-            return None
+            return []
         payload = line[5:].strip()
         if payload == "[DONE]":
             self.done = True
-            return None
+            return []
         try:
             data = json.loads(payload)
         except ValueError:
@@ -185,15 +196,14 @@ class _StreamState:
         usage = _usage(data.get("usage"))
         if usage is not None:
             self.usage = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": usage.total_tokens}
-        text = ""
+        text, calls = "", []
         for choice in data.get("choices") or []:
             delta = choice.get("delta") or {}
             text += delta.get("content") or ""
+            calls += [_tool_call_delta(c) for c in delta.get("tool_calls") or [] if isinstance(c, dict)]
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
-        if not text:
-            return None
-        return text_chunk(text)
+        return ([text_chunk(text)] if text else []) + [tool_use_chunk(call) for call in calls]
 
     def final(self) -> GenericStreamingChunk:
         return final_chunk(self.finish_reason, self.usage)
@@ -240,9 +250,7 @@ def stream(settings: CallSettings, messages: list[Any], optional_params: dict[st
             if response.status_code >= 400:
                 _raise_for_status(response, response.read().decode(errors="replace"), settings.model)
             for line in response.iter_lines():
-                chunk = state.feed(line)
-                if chunk is not None:
-                    yield chunk
+                yield from state.feed(line)
     except httpx.HTTPError as exc:
         raise _transport_error(exc, settings.model, url) from None
     yield state.final()
@@ -257,8 +265,7 @@ async def astream(settings: CallSettings, messages: list[Any], optional_params: 
             if response.status_code >= 400:
                 _raise_for_status(response, (await response.aread()).decode(errors="replace"), settings.model)
             async for line in response.aiter_lines():
-                chunk = state.feed(line)
-                if chunk is not None:
+                for chunk in state.feed(line):
                     yield chunk
     except httpx.HTTPError as exc:
         raise _transport_error(exc, settings.model, url) from None

@@ -16,7 +16,8 @@ model calls, LiteLLM prices this outer call at 0). The envelope's metrics are in
 standard chunks only.
 
 The client's OpenAI ``tools`` join the run's tools (:mod:`.client_tools`): a call to one ends the run
-and is handed back as a ``finish_reason: "tool_calls"`` turn for the client to execute.
+and is handed back as a ``finish_reason: "tool_calls"`` turn for the client to execute. The client's
+``response_format`` is passed on to every model call of the run.
 
 The agent's own model calls go through the proxy *as the caller* (their key, model list, budget and
 rate limits), exactly as for ``POST /agent/run``; a profile can never name a model served by an
@@ -37,7 +38,7 @@ from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk, Message, ModelResponse, Usage
 
 from proxy_ext.providers.errors import provider_error
-from proxy_ext.providers.mini_agent.client_tools import ClientToolError, client_tools
+from proxy_ext.providers.mini_agent.client_tools import ClientToolError, client_tools, model_params
 from proxy_ext.providers.chunks import final_chunk, text_chunk, tool_call_chunk, usage_dict
 
 __all__ = ["MiniAgentLLM", "handler"]
@@ -78,9 +79,11 @@ async def _start(model: str, messages: list[dict[str, Any]], optional_params: di
         _raise_for(400, f"no agent profile {profile!r} in proxy_ext.agent.profiles (known: {known})", model)
     try:
         tools = client_tools(profile, optional_params)
+        params = model_params(profile, optional_params)
         parsed = AgentRunRequest(messages=[dict(m) for m in messages], profile=profile)  # type: ignore[misc]  # validated here
         caller = facade.Caller(request.headers, request.server, request.scheme, adapter.caller_identity(litellm_params), request.client)
-        return await facade.start(parsed, caller, client_tools=tuple(tools), stream_text=stream_text, runtime=runtime)
+        return await facade.start(parsed, caller, client_tools=tuple(tools), model_params=params, stream_text=stream_text,
+                                  runtime=runtime)
     except ClientToolError as exc:
         _raise_for(400, str(exc), model)
     except ValidationError as exc:

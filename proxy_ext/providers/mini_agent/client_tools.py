@@ -1,4 +1,5 @@
-"""The client's own tools on a ``mini-agent/<profile>`` request (OpenAI ``tools`` / ``tool_choice``).
+"""The client's own tools on a ``mini-agent/<profile>`` request (OpenAI ``tools`` / ``tool_choice``),
+and the other request fields the run honours (``response_format``, ``n``).
 
 Behaviour (docs/agent.md, "Tools the client offers"): the client's function tools join the run's
 tools. When the model calls one, the run ends and the reply is an ordinary tool-call turn
@@ -12,10 +13,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["ClientToolError", "client_tools"]
+__all__ = ["ClientToolError", "client_tools", "model_params"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TOOL_CHOICES = ("auto", "none")
+_FORMATS = ("text", "json_object", "json_schema")
 
 
 class ClientToolError(ValueError):
@@ -68,3 +70,24 @@ def client_tools(profile: str, optional_params: dict[str, Any] | None) -> tuple[
     if duplicates:
         raise ClientToolError(f"tool names must be unique; repeated: {duplicates}")
     return () if choice == "none" else tuple(cleaned)
+
+
+def model_params(profile: str, optional_params: dict[str, Any] | None) -> dict[str, Any]:
+    """Chat-completion fields of the client's request that every model call of the run carries:
+    ``response_format`` (structured output: the Agents SDK's ``output_type``, LangChain's
+    ``with_structured_output``), so the agent's models are asked for the format the client parses.
+    Raises :class:`ClientToolError` for a malformed ``response_format`` and for ``n`` > 1 (a run
+    gives one answer)."""
+    params = optional_params or {}
+    n = params.get("n")
+    if n is not None and n != 1:
+        raise ClientToolError(f"agent profile {profile!r} gives one answer per request: n={n!r} is not supported (use n=1)")
+    response_format = params.get("response_format")
+    if response_format is None:
+        return {}
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind not in _FORMATS:
+        raise ClientToolError(f"response_format must be an object with type one of {', '.join(_FORMATS)}")
+    if kind == "json_schema" and not isinstance(response_format.get("json_schema"), dict):
+        raise ClientToolError("response_format of type 'json_schema' needs a json_schema object")
+    return {} if kind == "text" else {"response_format": dict(response_format)}
