@@ -32,6 +32,8 @@ def test_no_tools_and_tool_choice_none_offer_nothing():
     ({"tools": [{"type": "function", "function": {"name": "x" * 65}}]}, "function.name must be"),
     ({"tools": [{"type": "function", "function": {"name": "x", "parameters": "{}"}}]}, "tools[0].function.parameters must be a dict"),
     ({"tools": [WEATHER, WEATHER]}, "repeated: ['weather']"),
+    ({"functions": [WEATHER["function"]]}, "send functions as tools=["),
+    ({"functions": [WEATHER["function"]], "function_call": "auto"}, "send functions and function_call as tools=["),
 ])
 def test_what_the_agent_cannot_honour_is_refused_with_a_reason(params, needle):
     with pytest.raises(ClientToolError) as error:

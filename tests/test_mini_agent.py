@@ -324,7 +324,8 @@ def test_responses_api_text_format_reaches_the_runs_model(agent_models, upstream
     ({"tools": [{"type": "custom", "custom": {"name": "grep"}}]}, "accepts only function tools from the client; tools[0] has type 'custom'"),
     ({"n": 2}, "agent profile 'priced' gives one answer per request: n=2"),
     ({"response_format": {"type": "xml"}}, "response_format must be an object with type one of"),
-], ids=["required", "named", "clash", "duplicate", "bad-name", "custom", "n", "bad-format"])
+    ({"functions": [WEATHER["function"]]}, "takes the client's functions as tools: send functions as tools=["),
+], ids=["required", "named", "clash", "duplicate", "bad-name", "custom", "n", "bad-format", "legacy-functions"])
 def test_client_tools_the_agent_cannot_honour_are_400s_naming_the_profile(agent_models, upstream, extra, needle):
     before = len(upstream.requests_for(PRICED))
     with pytest.raises(openai.BadRequestError) as error:

@@ -52,8 +52,12 @@ def client_tools(profile: str, optional_params: dict[str, Any] | None) -> tuple[
     """The client's function tools to offer next to the profile's, cleaned; ``()`` when there are
     none or ``tool_choice`` is ``"none"``. Raises :class:`ClientToolError` for what the agent cannot
     honour: non-function tools, duplicate names, ``tool_choice`` ``"required"`` or a named function
-    (the agent decides its own tool calls)."""
+    (the agent decides its own tool calls), the legacy ``functions`` / ``function_call``."""
     params = optional_params or {}
+    legacy = [key for key in ("functions", "function_call") if params.get(key) is not None]
+    if legacy:  # else the model would never see them, and the client would wait for calls that cannot come
+        raise ClientToolError(f"agent profile {profile!r} takes the client's functions as tools: "
+                              f"send {' and '.join(legacy)} as tools=[{{\"type\": \"function\", \"function\": ...}}] instead")
     tools = params.get("tools")
     choice = params.get("tool_choice")
     if choice is not None and choice not in _TOOL_CHOICES:
