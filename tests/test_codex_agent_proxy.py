@@ -233,6 +233,14 @@ def test_a_request_cannot_make_another_model_a_codex_model(codex_proxy):
     assert "not a codex-agent model" in str(info.value)
 
 
+def test_n_above_one_is_a_400_before_the_service_is_called(codex_proxy, upstream):
+    before = len(upstream.requests)
+    with pytest.raises(openai.BadRequestError) as info:
+        codex_proxy.openai().chat.completions.create(model="agent-http", messages=USER, n=2)
+    assert "gives one answer per request: n=2" in str(info.value)
+    assert len(upstream.requests) == before
+
+
 def test_health_probe_of_a_cli_model_runs_its_cli(codex_proxy, upstream, codex_dir):
     """LiteLLM's /health calls the provider without a Router deployment: the model's own settings
     apply (its CLI ran; before, the section's HTTP default answered for it)."""

@@ -322,7 +322,7 @@ def test_responses_api_text_format_reaches_the_runs_model(agent_models, upstream
     ({"tools": [WEATHER, WEATHER]}, "repeated: ['weather']"),
     ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "function.name must be"),
     ({"tools": [{"type": "custom", "custom": {"name": "grep"}}]}, "accepts only function tools from the client; tools[0] has type 'custom'"),
-    ({"n": 2}, "agent profile 'priced' gives one answer per request: n=2"),
+    ({"n": 2}, "gives one answer per request: n=2"),
     ({"response_format": {"type": "xml"}}, "response_format must be an object with type one of"),
     ({"functions": [WEATHER["function"]]}, "takes the client's functions as tools: send functions as tools=["),
 ], ids=["required", "named", "clash", "duplicate", "bad-name", "custom", "n", "bad-format", "legacy-functions"])

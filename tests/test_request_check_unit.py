@@ -41,6 +41,8 @@ def test_only_the_extensions_models_are_served_and_found_in_raw_bodies():
     ("/v1/responses", {"model": "codex", "input": "x", "reasoning": 5}, "reasoning must be an object"),
     ("/v1/responses", {"model": "codex", "input": "x", "stream": "yes"}, "stream must be true or false"),
     ("/v1/chat/completions", {"model": "codex", **CHAT, "custom_llm_provider": "openai"}, "custom_llm_provider cannot be chosen"),
+    ("/v1/chat/completions", {"model": "codex", **CHAT, "n": 2}, "model 'codex' gives one answer per request: n=2"),
+    ("/v1/chat/completions", {"model": "codex", **CHAT, "n": True}, "n=True is not supported"),
 ])
 def test_what_the_models_cannot_serve_gets_a_message_saying_what_to_fix(path, body, expected):
     problem = request_problem(path, body, SERVED)

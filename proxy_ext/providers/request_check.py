@@ -4,7 +4,8 @@ The ``mini-agent``, ``echo`` and ``codex-agent`` models are LiteLLM ``CustomLLM`
 answer chat completions (and the Responses API, which LiteLLM turns into chat completions for
 them). LiteLLM answers some requests to them with a 500 — a route they do not serve (embeddings,
 moderations, images, audio: "Not implemented yet!", or an OpenAI call to the model's ``api_base``
-whose 404 puts the model in cooldown for every caller), a ``stream`` that is not a boolean, chat
+whose 404 puts the model in cooldown for every caller), a ``stream`` that is not a boolean, ``n`` > 1 (one
+choice comes back), chat
 messages or Responses input items of the wrong type (with a traceback in the message) — or drops
 what it cannot translate (non-function tools on ``/v1/responses``). The request guard
 (:mod:`proxy_ext.guard`) asks :func:`request_problem` for a 400 that says what to fix instead.
@@ -129,6 +130,9 @@ def request_problem(path: str, body: dict[str, Any], served: ServedModels) -> st
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         return "stream must be true or false"
+    n = body.get("n")
+    if n is not None and not (type(n) is int and n == 1):  # LiteLLM would forward it or drop it: one answer comes back
+        return f"model {model!r} gives one answer per request: n={n!r} is not supported (use n=1)"
     if route == "chat":
         return _messages_problem(body.get("messages"))
     return _input_problem(body.get("input")) or _tools_problem(body.get("tools")) or _fields_problem(body)

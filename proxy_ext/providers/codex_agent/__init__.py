@@ -30,7 +30,7 @@ from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk, ModelResponse, Usage
 
 from proxy_ext.config import ProxyExtConfig
-from proxy_ext.providers.codex_agent import cli, http
+from proxy_ext.providers.codex_agent import cli, errors, http
 from proxy_ext.providers.codex_agent.events import CodexRun, render_prompt
 from proxy_ext.providers.codex_agent.settings import OVERRIDE_KEY, CallSettings, resolve
 from proxy_ext.state import Runtime
@@ -68,6 +68,9 @@ class CodexAgentLLM(CustomLLM):
     def _settings(model: str, kwargs: dict[str, Any]) -> CallSettings:
         litellm_params = kwargs.get("litellm_params") or {}
         optional_params = kwargs.get("optional_params") or {}
+        n = optional_params.get("n")
+        if n is not None and not (type(n) is int and n == 1):  # a codex agent gives one answer (the guard says so first)
+            raise errors.bad_request(f"model {model!r} gives one answer per request: n={n!r} is not supported (use n=1)", model)
         return resolve(
             litellm_params.get("custom_llm_provider"), model, kwargs.get("api_base"), kwargs.get("api_key"),
             optional_params, litellm_params,

@@ -28,7 +28,7 @@ __all__ = ["acomplete", "astream", "complete", "stream"]
 # OpenAI chat parameters forwarded to the service; everything else LiteLLM or the proxy adds
 # (metadata, proxy_ext's own keys) stays here.
 FORWARDED_PARAMS = (
-    "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "n", "presence_penalty",
+    "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "presence_penalty",
     "frequency_penalty", "seed", "user", "response_format", "tools", "tool_choice", "parallel_tool_calls",
     "logit_bias", "reasoning_effort",
 )
