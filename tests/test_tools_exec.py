@@ -265,19 +265,23 @@ async def test_supervisors_are_reused_and_calls_stay_isolated(backend):
     assert len({out["stdout"].split(" ", 2)[2] for out in seen}) == 1  # the same environment every time
 
 
-async def test_stopped_supervisor_is_killed_at_the_deadline(unrestricted):
+async def test_stopped_supervisor_is_killed_at_the_deadline(exec_base):
     """A tool that stops its own supervisor (it may signal it) cannot keep its tree alive."""
-    tag = marker()
-    command = f"sleep {tag} & kill -STOP $PPID; sleep {tag}"
-    started = time.monotonic()
-    result = await unrestricted.invoke("exec_shell", {"command": command, "timeout_s": 1}, CTX)
-    assert result.ok is False  # no answer from the stopped supervisor
-    deadline = time.monotonic() + 4
-    while count_processes(f"sleep {tag}") and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert count_processes(f"sleep {tag}") == 0
-    assert time.monotonic() - started < 12
-    await assert_no_workdirs(unrestricted.config.tmp_dir)
+    b = make(shell_mode="unrestricted", timeout_s=1.5, tmp_dir=exec_base, kill_grace_s=1.0)
+    try:
+        tag = marker()
+        command = f"sleep {tag} & kill -STOP $PPID; sleep {tag}"
+        started = time.monotonic()
+        result = await b.invoke("exec_shell", {"command": command, "timeout_s": 1}, CTX)
+        assert result.ok is False  # no answer from the stopped supervisor
+        assert 1.9 < time.monotonic() - started < 5  # the call's timeout + kill_grace_s
+        deadline = time.monotonic() + 4
+        while count_processes(f"sleep {tag}") and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert count_processes(f"sleep {tag}") == 0
+        await assert_no_workdirs(exec_base)
+    finally:
+        b.close()
 
 
 async def test_parallel_calls_run_concurrently_and_keep_their_order(backend):

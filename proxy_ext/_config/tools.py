@@ -63,6 +63,10 @@ class ExecToolConfig(_Section):
     """Default per-call timeout; the whole process tree is killed when it expires."""
     max_timeout_s: float = Field(default=60.0, gt=0)
     """Largest per-call timeout a tool call may ask for."""
+    kill_grace_s: float = Field(default=5.0, gt=0, le=300)
+    """How long past a call's timeout the proxy waits for the call's supervisor to kill the tree and
+    report; a supervisor that has not answered by then (a tool may have stopped it) is killed with its
+    tree and the call fails."""
     max_output_bytes: int = Field(default=65_536, ge=1024)
     """Cap for stdout and for stderr, each; the rest is discarded, not buffered."""
     shell_mode: Literal["allowlist", "unrestricted"] = "allowlist"

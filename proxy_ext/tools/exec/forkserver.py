@@ -104,7 +104,7 @@ def handle_call(conn: socket.socket, notify_w: int, calls: int) -> bool:
         req = _read_request(conn)
         # The server kills this supervisor (and so the tree) if it is still busy well after the
         # call's deadline, e.g. because the tool stopped it with SIGSTOP.
-        deadline = time.monotonic() + float(req["timeout_s"]) + DEADLINE_GRACE_S
+        deadline = time.monotonic() + float(req["timeout_s"]) + float(req.get("kill_grace_s", DEADLINE_GRACE_S))
         _notify(notify_w, f"d {me} {deadline:.3f}")
         try:
             result = run_call(req, conn, notify_w)

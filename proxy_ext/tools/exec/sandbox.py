@@ -22,8 +22,6 @@ from proxy_ext.config import ExecToolConfig
 __all__ = ["ExecOutcome", "Sandbox", "SandboxError", "SandboxUser", "dir_usable_by", "find_python", "resolve_user", "usable_by"]
 
 FORKSERVER = Path(__file__).with_name("forkserver.py")
-KILL_GRACE_S = 5.0
-"""How long past the call's timeout the proxy waits for the supervisor to kill and report."""
 
 
 class SandboxError(RuntimeError):
@@ -205,6 +203,7 @@ class Sandbox:
             "argv": argv,
             "env": self.environment(),
             "timeout_s": timeout_s,
+            "kill_grace_s": self.config.kill_grace_s,
             "max_output_bytes": self.config.max_output_bytes,
             "limits": self.limits(user),
             "uid": user.uid,
@@ -226,7 +225,7 @@ class Sandbox:
             writer.write(json.dumps(request).encode() + b"\n")
             await writer.drain()
             try:
-                line = await asyncio.wait_for(reader.readline(), timeout_s + KILL_GRACE_S)
+                line = await asyncio.wait_for(reader.readline(), timeout_s + self.config.kill_grace_s)
             except asyncio.TimeoutError:
                 raise SandboxError("the exec sandbox did not answer in time") from None
         finally:
