@@ -21,7 +21,7 @@ from proxy_ext.agent.state import Decision
 from proxy_ext.agent.wire import sse
 from proxy_ext.exceptions import ProxyExtError
 from proxy_ext.runs import DurableRuns, durable_runs
-from proxy_ext.runs.store import FINISHED, STATUSES, RunRecord
+from proxy_ext.runs.store import FINISHED, STATUSES, RunRecord, parse_cursor
 from proxy_ext.state import get_runtime
 
 __all__ = ["ApprovalsRequest", "RunsHandoff", "build_router", "event_stream", "status_body"]
@@ -157,7 +157,10 @@ def _page(request: Request) -> tuple[str | None, int, str | None]:
     raw = query.get("limit") or "50"
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
         raise AgentRequestError(f"limit must be an integer from 1 to {MAX_PAGE}, not {raw[:40]!r}", status=422)
-    return status, int(raw), query.get("before") or None
+    before = query.get("before") or None
+    if before is not None and parse_cursor(before) is None:
+        raise AgentRequestError(f"before must be the next_before of a previous page, not {before[:40]!r}")
+    return status, int(raw), before
 
 
 def _decisions(payload: dict[str, Any]) -> dict[str, Decision]:
