@@ -174,7 +174,7 @@ async def check_runs(runtime: Runtime, timeout_s: float) -> CheckResult:
     try:
         from proxy_ext.runs import durable_runs
 
-        await asyncio.wait_for(asyncio.to_thread(durable_runs(runtime).store.ping), timeout_s)
+        await asyncio.wait_for(asyncio.to_thread(lambda: durable_runs(runtime).store.ping()), timeout_s)  # both may block
     except ProxyExtError as exc:
         return CheckResult(False, exc.message)
     except Exception as exc:  # noqa: BLE001 - the reason is the answer

@@ -269,3 +269,30 @@ def test_ready_and_doctor_report_the_isolation(tmp_path):
     required = load_runtime(config({"isolation": "bwrap", "bwrap": "/nonexistent/bwrap"}))
     checks = run_checks(required)
     assert not checks["exec_tools"].ok and not checks["exec_isolation"].ok
+
+
+# ----------------------------------------------------------------------------------- probe
+
+_PROBE_IN_A_SUBREAPER = """
+import ctypes, json, os, time
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: as a proxy that is PID 1 in a container
+from proxy_ext.config import ExecToolConfig
+from proxy_ext.tools.exec.isolation import resolve_isolation
+mode = resolve_isolation(ExecToolConfig(enabled=True, isolation="bwrap"), 65534, 65534, "/usr/bin/python3").mode
+time.sleep(0.5)
+me = os.getpid()
+children = open(f"/proc/{me}/task/{me}/children").read().split()
+states = [open(f"/proc/{c}/stat").read().rsplit(")", 1)[1].split()[0] for c in children]
+print(json.dumps({"mode": mode, "children": states}))
+"""
+
+
+def test_the_bwrap_probe_leaves_no_zombie():
+    """bwrap's inner process outlives the outer one; the orphan went to the nearest subreaper — the
+    proxy itself when it is PID 1 in a container — and was never reaped: one zombie per worker."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _PROBE_IN_A_SUBREAPER], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, check=True).stdout
+    seen = json.loads(out.splitlines()[-1])
+    assert seen == {"mode": "bwrap", "children": []}, seen

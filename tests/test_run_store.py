@@ -116,6 +116,16 @@ def test_lists_are_per_owner_or_team_filtered_and_paged_without_gaps(make_store)
     assert store.count("queued") == len([i for i in range(25) if not i % 3])
 
 
+@pytest.mark.parametrize("cursor", ["nan:x", "nan", "-nan:" + "a" * 32, "inf:x", "-inf:x", "1e999:x", "junk", ":"])
+def test_a_malformed_cursor_never_breaks_the_store(make_store, cursor):
+    """Route input reaches list(): a cursor that is no page position must not raise (Redis refused
+    ``nan`` as a score: a 500 on ``GET /agent/runs?before=nan:x``)."""
+    store = make_store()
+    store.create(record("a" * 32, created=1000.0))
+    page, _ = store.list("o1", None, None, 10, cursor)
+    assert [r.id for r in page] in ([], ["a" * 32])
+
+
 def test_due_approvals_and_purge(make_store):
     store = make_store()
     waiting = record("f" * 32, status="awaiting_approval")

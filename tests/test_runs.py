@@ -180,6 +180,9 @@ def test_event_numbers_and_page_sizes_that_are_no_numbers_get_a_4xx(runs_proxy, 
         assert get(runs_proxy, f"/agent/runs/{run_id}/events", params={"after": junk}).status_code == 400, junk
         assert get(runs_proxy, "/agent/runs", params={"limit": junk}).status_code == 422, junk
     assert get(runs_proxy, f"/agent/runs/{run_id}/events", headers={"Last-Event-ID": b"\xb2"}).status_code == 400
+    for cursor in ("nan:x", "inf:x", "junk", "1e999:" + "a" * 32):  # not a next_before: a 400, never a 500
+        listed = get(runs_proxy, "/agent/runs", params={"before": cursor})
+        assert listed.status_code == 400 and "next_before" in listed.json()["error"]["message"], (cursor, listed.text)
 
 
 # ----------------------------------------------------------------------------------- ownership

@@ -52,14 +52,14 @@ def test_an_expired_approval_fails_the_run(runs):
     record = runs.store.get("b" * 32)
     assert record.status == "failed" and record.envelope["stopped_reason"] == "approval_expired" and record.pending is None
     with pytest.raises(AgentRequestError) as refused:
-        runs.decide(record, {"c1": Decision(True)})
+        asyncio.run(runs.decide(record, {"c1": Decision(True)}))
     assert refused.value.status == 409
 
 
 def test_decisions_continue_the_run_only_when_every_pending_call_is_decided(runs):
     runs.store.create(_record("c" * 32, "awaiting_approval", approval_deadline=time.time() + 60, pending=[{"id": "c1"}, {"id": "c2"}]))
     with pytest.raises(AgentRequestError) as unknown:
-        runs.decide(runs.store.get("c" * 32), {"nope": Decision(True)})
+        asyncio.run(runs.decide(runs.store.get("c" * 32), {"nope": Decision(True)}))
     assert unknown.value.status == 400 and "c1, c2" in unknown.value.message
     assert asyncio.run(_decide(runs, "c" * 32, {"c1": Decision(True)})).status == "awaiting_approval"
     done = asyncio.run(_decide(runs, "c" * 32, {"c2": Decision(False, "no")}))
@@ -68,25 +68,25 @@ def test_decisions_continue_the_run_only_when_every_pending_call_is_decided(runs
 
 def test_cancel_a_queued_run_at_once_and_refuse_a_finished_one(runs):
     runs.store.create(_record("d" * 32, "queued"))
-    assert runs.cancel(runs.store.get("d" * 32)).status == "cancelled"
+    assert asyncio.run(runs.cancel(runs.store.get("d" * 32))).status == "cancelled"
     assert runs.store.get("d" * 32).envelope["stopped_reason"] == "cancelled"
     with pytest.raises(AgentRequestError) as again:
-        runs.cancel(runs.store.get("d" * 32))
+        asyncio.run(runs.cancel(runs.store.get("d" * 32)))
     assert again.value.status == 409
 
 
 def test_a_running_run_elsewhere_is_flagged_for_its_worker(runs):
     runs.store.create(_record("e" * 32, "running", lease_owner="other", lease_until=time.time() + 60))
-    flagged = runs.cancel(runs.store.get("e" * 32))
+    flagged = asyncio.run(runs.cancel(runs.store.get("e" * 32)))
     assert flagged.status == "running" and flagged.cancel_requested
 
 
 async def _tick(runs: DurableRuns) -> None:
-    runs._tick(time.time())
+    await runs._tick(time.time())
     await asyncio.sleep(0)
 
 
 async def _decide(runs: DurableRuns, run_id: str, decisions: dict) -> RunRecord:
-    record = runs.decide(runs.store.get(run_id), decisions)
+    record = await runs.decide(runs.store.get(run_id), decisions)
     runs._loop_task.cancel()
     return record

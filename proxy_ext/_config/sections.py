@@ -64,6 +64,10 @@ class RunsConfig(_Section):
     """Redis for ``store: redis`` (``redis://host:port/0``; ``os.environ/NAME`` works). Unset: the Redis
     LiteLLM is given (``litellm_settings.cache_params`` host/port/password, or ``REDIS_URL`` /
     ``REDIS_HOST``/``REDIS_PORT``/``REDIS_PASSWORD``)."""
+    redis_timeout_s: float = Field(default=1.0, gt=0, le=30)
+    """``store: redis``: the longest one store call may wait for Redis (connect or answer). A Redis that
+    does not answer in time (down, hung, cut off) counts as unreachable: ``/agent/runs`` answers 503
+    with ``Retry-After`` until it is back, without waiting again for every request meanwhile."""
     lease_s: float = Field(default=15.0, gt=0)
     """A worker renews the lease of each run it executes every third of this; a run whose lease ran
     out (its worker died) is continued by another worker from its last checkpoint."""

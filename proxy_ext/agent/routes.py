@@ -169,7 +169,10 @@ def build_router(durable: DurableHandoff | None = None) -> APIRouter:
             if result.envelope.stopped_reason == "awaiting_approval" and durable is not None:
                 await durable.park(payload, caller, result)
         except ProxyExtError as exc:
-            return error_response(exc.status, exc.message)
+            response = error_response(exc.status, exc.message)
+            if getattr(exc, "retry_after_s", None):  # the durable run store is unreachable
+                response.headers["retry-after"] = str(exc.retry_after_s)  # type: ignore[attr-defined]
+            return response
         return JSONResponse(result.envelope.to_dict(), headers={"x-proxy-ext-trace-id": run.trace_id})
 
     return router

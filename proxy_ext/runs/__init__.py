@@ -64,7 +64,7 @@ def open_store(runtime: Runtime) -> RunStore:
             if url is None:
                 raise RunsUnavailable("proxy_ext.runs.store is redis but no Redis is configured "
                                       "(proxy_ext.runs.redis_url, litellm_settings.cache_params or REDIS_HOST)")
-            return RedisRunStore(url)
+            return RedisRunStore(url, timeout_s=settings.redis_timeout_s)
         return SqliteRunStore(runtime.resolve_path(settings.path))
     except RunsUnavailable:
         raise

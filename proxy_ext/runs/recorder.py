@@ -9,6 +9,7 @@ from typing import Any
 
 from proxy_ext.agent import events as ev
 from proxy_ext.agent.wire import event_payload
+from proxy_ext.runs.outage import StoreUnavailable
 from proxy_ext.runs.store import RunRecord, RunStore
 
 __all__ = ["EventBell", "StoreRecorder"]
@@ -17,18 +18,31 @@ logger = logging.getLogger("proxy_ext.runs")
 
 
 class EventBell:
-    """Wakes this worker's event streams of a run when new events of it were stored."""
+    """Wakes this worker's event streams of a run when new events of it were stored (rung from the
+    event loop or from the threads that call the store)."""
 
     def __init__(self) -> None:
         self._waiting: dict[str, set[asyncio.Event]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def ring(self, run_id: str) -> None:
-        for waiter in self._waiting.get(run_id, ()):
+        waiters = list(self._waiting.get(run_id, ()))
+        if not waiters:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a thread: asyncio events are set on their loop
+            if self._loop is not None and not self._loop.is_closed():
+                for waiter in waiters:
+                    self._loop.call_soon_threadsafe(waiter.set)
+            return
+        for waiter in waiters:
             waiter.set()
 
     async def wait(self, run_id: str, timeout_s: float) -> None:
         """Until the run's bell rings or ``timeout_s`` passed (events stored elsewhere are polled)."""
         waiter = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         self._waiting.setdefault(run_id, set()).add(waiter)
         try:
             await asyncio.wait_for(waiter.wait(), timeout_s)
@@ -58,7 +72,9 @@ class StoreRecorder:
         self.lost = False
         """Another worker holds the run now."""
         self.finished = False
-        """A final envelope (completed or paused) was recorded."""
+        """A final envelope (completed or paused) was recorded (or is in :attr:`unsent`)."""
+        self.unsent: list[tuple[str, dict[str, Any]]] = []
+        """Events the store could not take (unreachable), stored in order as soon as it answers."""
 
     def __call__(self, event: ev.RunEvent) -> None:
         if isinstance(event, ev.Checkpointed):
@@ -70,10 +86,20 @@ class StoreRecorder:
         payload = event_payload(event)
         if payload is None or self.lost:
             return
-        self.store.append_event(self.run_id, *payload)
+        self.unsent.append(payload)
         if isinstance(event, ev.RunFinished):
             self.finished = True
+        try:
+            self.flush()
+        except StoreUnavailable:
+            return  # kept: the run goes on, its events are stored when the store answers (flush)
         self.bell.ring(self.run_id)
+
+    def flush(self) -> None:
+        """Store the events kept during an outage (raises :class:`StoreUnavailable` while it lasts)."""
+        while self.unsent:
+            self.store.append_event(self.run_id, *self.unsent[0])
+            self.unsent.pop(0)
 
     def _save(self, state: dict[str, Any]) -> None:
         def mutate(record: RunRecord) -> bool:
@@ -82,6 +108,10 @@ class StoreRecorder:
             record.checkpoint = state
             return True
 
-        if self.store.update(self.run_id, mutate) is None and not self.lost:
+        try:
+            updated = self.store.update(self.run_id, mutate)
+        except StoreUnavailable:
+            return  # kept in self.checkpoint: a later checkpoint, or the run's final envelope, carries it
+        if updated is None and not self.lost:
             self.lost = True
             logger.warning("proxy_ext: run %s is no longer this worker's (lease lost); stopping it here", self.run_id)

@@ -9,11 +9,17 @@ Updates are optimistic (``WATCH`` / ``MULTI``), so two workers never both claim 
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import time
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from proxy_ext.runs.outage import Breaker
 
 from proxy_ext.runs.store import (FINISHED, STATUSES, Mutation, RunRecord, RunStore, StoredEvent, claimable, cursor_of,
                                   parse_cursor, take)
@@ -31,13 +37,30 @@ PREFIX = "proxy_ext:durable:"  # apart from scale.redis_key_prefix (proxy_ext:ru
 _CLAIM_BATCH = 20
 
 
-class RedisRunStore(RunStore):
-    """Runs in Redis (``redis://host:port/db``)."""
+UNREACHABLE: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
+"""What counts as "the store cannot be reached" (503); any other error is a bug and stays one."""
 
-    def __init__(self, url: str, socket_timeout_s: float = 5.0) -> None:
-        self.client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s,
-                                           health_check_interval=30)
-        self.client.ping()
+_M = TypeVar("_M", bound=Callable[..., Any])
+
+
+def _guarded(method: _M) -> _M:
+    """Through the store's :class:`~proxy_ext.runs.outage.Breaker` (503 at once while it is down)."""
+    @functools.wraps(method)
+    def wrapper(self: "RedisRunStore", *args: Any, **kwargs: Any) -> Any:
+        return self.breaker.call(method, self, *args, **kwargs)
+    return cast(_M, wrapper)
+
+
+class RedisRunStore(RunStore):
+    """Runs in Redis (``redis://host:port/db``). Every call waits at most ``timeout_s``
+    (``runs.redis_timeout_s``); a connection error or a timeout opens the breaker."""
+
+    def __init__(self, url: str, timeout_s: float = 1.0) -> None:
+        # One retry, on a fresh connection, for a connection that broke (Redis restarted); none on a timeout (hung Redis).
+        retry = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+        self.client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                           health_check_interval=30, retry=retry, retry_on_timeout=False)
+        self.breaker = Breaker(url.split("@")[-1].removeprefix("redis://"), UNREACHABLE, self.client.ping)
 
     @staticmethod
     def _key(kind: str, name: str = "") -> str:
@@ -52,6 +75,7 @@ class RedisRunStore(RunStore):
         else:
             pipe.zrem(self._key("approvals"), record.id)
 
+    @_guarded
     def create(self, record: RunRecord) -> None:
         pipe = self.client.pipeline()
         pipe.set(self._key("run", record.id), record.to_json())
@@ -62,10 +86,12 @@ class RedisRunStore(RunStore):
         self._index(pipe, record, None)
         pipe.execute()
 
+    @_guarded
     def get(self, run_id: str) -> RunRecord | None:
         raw = self.client.get(self._key("run", run_id))
         return RunRecord.from_json(raw) if raw else None
 
+    @_guarded
     def update(self, run_id: str, mutate: Mutation) -> RunRecord | None:
         key = self._key("run", run_id)
         with self.client.pipeline() as pipe:
@@ -88,6 +114,7 @@ class RedisRunStore(RunStore):
                 except redis.WatchError:
                     continue  # someone changed it first: read again
 
+    @_guarded
     def claim(self, worker: str, lease_s: float, now: float, skip_owners: frozenset[str] = frozenset()) -> RunRecord | None:
         candidates = [*self.client.zrange(self._key("status", "queued"), 0, _CLAIM_BATCH * (1 + len(skip_owners)) - 1),
                       *self.client.zrange(self._key("status", "running"), 0, -1)]
@@ -105,6 +132,7 @@ class RedisRunStore(RunStore):
                 return record
         return None
 
+    @_guarded
     def list(self, owner: str | None, team_id: str | None, status: str | None, limit: int,
              before: str | None) -> tuple[list[RunRecord], str | None]:
         keys = [self._key("all")] if owner is None else [self._key("owner", owner)] + ([self._key("team", team_id)] if team_id else [])
@@ -131,10 +159,12 @@ class RedisRunStore(RunStore):
                         found.append(record)
         return found[:want]
 
+    @_guarded
     def append_event(self, run_id: str, kind: str, data: dict[str, Any]) -> int:
         entry = json.dumps([kind, data], separators=(",", ":"), default=str)
         return int(self.client.rpush(self._key("events", run_id), entry))
 
+    @_guarded
     def events(self, run_id: str, after: int, limit: int = 500) -> builtins.list[StoredEvent]:
         rows = self.client.lrange(self._key("events", run_id), after, after + limit - 1)
         found: list[StoredEvent] = []
@@ -143,12 +173,15 @@ class RedisRunStore(RunStore):
             found.append((after + offset + 1, kind, data))
         return found
 
+    @_guarded
     def count(self, status: str) -> int:
         return int(self.client.zcard(self._key("status", status)))
 
+    @_guarded
     def due_approvals(self, now: float) -> builtins.list[str]:
         return [_text(r) for r in self.client.zrangebyscore(self._key("approvals"), "-inf", f"({now}")]
 
+    @_guarded
     def purge(self, now: float, retention_s: float, max_runs: int) -> int:
         finished: list[tuple[str, float]] = []
         for status in sorted(FINISHED):
@@ -170,6 +203,7 @@ class RedisRunStore(RunStore):
             pipe.execute()
         return len(doomed)
 
+    @_guarded
     def ping(self) -> None:
         self.client.ping()
 

@@ -3,6 +3,7 @@ runs. Only the key that created a run (its team, and proxy admins) sees it; anyo
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -21,7 +22,8 @@ from proxy_ext.agent.state import Decision
 from proxy_ext.agent.wire import sse
 from proxy_ext.exceptions import ProxyExtError
 from proxy_ext.runs import DurableRuns, durable_runs
-from proxy_ext.runs.store import FINISHED, STATUSES, RunRecord
+from proxy_ext.runs.outage import StoreUnavailable
+from proxy_ext.runs.store import FINISHED, STATUSES, RunRecord, parse_cursor
 from proxy_ext.state import get_runtime
 
 __all__ = ["ApprovalsRequest", "RunsHandoff", "build_router", "event_stream", "status_body"]
@@ -75,11 +77,19 @@ def _not_found(run_id: str) -> AgentRequestError:
     return AgentRequestError(f"no run {run_id!r} (or not yours)", status=404)
 
 
-def _owned(runs: DurableRuns, run_id: str, identity: Any) -> RunRecord:
+def failure(exc: ProxyExtError) -> JSONResponse:
+    """The error answer; a store that cannot be reached adds ``Retry-After``."""
+    response = error_response(exc.status, exc.message)
+    if isinstance(exc, StoreUnavailable):
+        response.headers["retry-after"] = str(exc.retry_after_s)
+    return response
+
+
+async def _owned(runs: DurableRuns, run_id: str, identity: Any) -> RunRecord:
     """The run when the caller may see it; 404 otherwise (never says which)."""
     if not _RUN_ID.fullmatch(run_id):
         raise _not_found(run_id)
-    record = runs.store.get(run_id)
+    record = await asyncio.to_thread(runs.store.get, run_id)
     if record is None:
         raise _not_found(run_id)
     owner, team_id, admin = adapter.identity_owner(identity)
@@ -106,11 +116,17 @@ def event_stream(record: RunRecord, after: int) -> StreamingResponse:
     until the run ends or pauses for approval."""
     runs = durable_runs(get_runtime())
 
+    def _read(run_id: str, seq: int) -> tuple[RunRecord | None, list[Any]]:
+        current = runs.store.get(run_id)  # status first: when it is final, the events read next are all there are
+        return current, runs.store.events(run_id, seq)
+
     async def frames() -> AsyncIterator[bytes]:
         seq, quiet_since = after, time.monotonic()
         while True:
-            current = runs.store.get(record.id)  # status first: when it is final, the events read next are all there are
-            batch = runs.store.events(record.id, seq)
+            try:
+                current, batch = await asyncio.to_thread(_read, record.id, seq)
+            except StoreUnavailable:  # the stream stays open (keep-alives) until the store answers again
+                current, batch = record, []
             for number, kind, data in batch:
                 seq = number
                 yield sse(kind, data, number)
@@ -157,7 +173,10 @@ def _page(request: Request) -> tuple[str | None, int, str | None]:
     raw = query.get("limit") or "50"
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
         raise AgentRequestError(f"limit must be an integer from 1 to {MAX_PAGE}, not {raw[:40]!r}", status=422)
-    return status, int(raw), query.get("before") or None
+    before = query.get("before") or None
+    if before is not None and parse_cursor(before) is None:
+        raise AgentRequestError(f"before must be the next_before of a previous page, not {before[:40]!r}")
+    return status, int(raw), before
 
 
 def _decisions(payload: dict[str, Any]) -> dict[str, Decision]:
@@ -191,32 +210,32 @@ def build_router() -> APIRouter:
         try:
             status, limit, before = _page(request)
             owner, team_id, admin = adapter.identity_owner(identity)
-            records, next_before = runs().store.list(None if admin else owner, team_id, status, limit, before)
+            records, next_before = await asyncio.to_thread(runs().store.list, None if admin else owner, team_id, status, limit, before)
         except ProxyExtError as exc:
-            return error_response(exc.status, exc.message)
+            return failure(exc)
         return {"runs": [r.summary() for r in records], "next_before": next_before}
 
     @router.get("/agent/runs/{run_id}", summary="A durable run's status (and envelope once it ended)")
     async def run_status(run_id: str, identity: Any = auth) -> Any:
         try:
-            return status_body(_owned(runs(), run_id, identity))
+            return status_body(await _owned(runs(), run_id, identity))
         except ProxyExtError as exc:
-            return error_response(exc.status, exc.message)
+            return failure(exc)
 
     @router.get("/agent/runs/{run_id}/events", summary="A run's events as SSE, from the start or after Last-Event-ID")
     async def run_events(run_id: str, request: Request, identity: Any = auth) -> Any:
         try:
-            return event_stream(_owned(runs(), run_id, identity), _after(request))
+            return event_stream(await _owned(runs(), run_id, identity), _after(request))
         except ProxyExtError as exc:
-            return error_response(exc.status, exc.message)
+            return failure(exc)
 
     @router.post("/agent/runs/{run_id}/cancel", summary="Cancel a durable run")
     async def run_cancel(run_id: str, identity: Any = auth) -> Any:
         try:
             service = runs()
-            record = service.cancel(_owned(service, run_id, identity))
+            record = await service.cancel(await _owned(service, run_id, identity))
         except ProxyExtError as exc:
-            return error_response(exc.status, exc.message)
+            return failure(exc)
         return {"run_id": record.id, "status": record.status, "cancel_requested": record.status == "running"}
 
     @router.post("/agent/runs/{run_id}/approvals", summary="Approve or deny a paused run's pending tool calls",
@@ -225,11 +244,11 @@ def build_router() -> APIRouter:
         runtime = get_runtime()
         try:
             service = runs()
-            record = _owned(service, run_id, identity)
+            record = await _owned(service, run_id, identity)
             payload = await json_body(request, 65_536, runtime.settings.guard.max_json_depth)
-            record = service.decide(record, _decisions(payload))
+            record = await service.decide(record, _decisions(payload))
         except ProxyExtError as exc:
-            return error_response(exc.status, exc.message)
+            return failure(exc)
         return JSONResponse(status_body(record))
 
     return router

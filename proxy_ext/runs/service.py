@@ -6,7 +6,8 @@ in time, purges old runs, and claims queued runs — or running runs whose worke
 out) — while ``agent.limits.max_concurrent_runs`` has room. A claimed run goes through the run
 facade like any other (:func:`proxy_ext.agent.facade.start`, detached from any request), continuing
 from its last checkpoint; its events and checkpoints are written to the store as they happen
-(:class:`~proxy_ext.runs.recorder.StoreRecorder`).
+(:class:`~proxy_ext.runs.recorder.StoreRecorder`). The store is called off the event loop; results
+the store cannot take (unreachable) are kept in memory and written when it answers again.
 """
 
 from __future__ import annotations
@@ -18,18 +19,20 @@ import os
 import secrets
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from proxy_ext import litellm_adapter as adapter
 from proxy_ext.agent import facade, service
-from proxy_ext.agent.envelope import RunMetrics
 from proxy_ext.agent.errors import AgentRequestError
 from proxy_ext.agent.model_client import forwardable_headers
 from proxy_ext.agent.request import AgentRunRequest, resolve
 from proxy_ext.agent.runner import RunResult
 from proxy_ext.agent.state import Decision
 from proxy_ext.exceptions import ModelRefused, ProxyExtError
+from proxy_ext.runs.envelopes import final_envelope
+from proxy_ext.runs.outage import StoreUnavailable
 from proxy_ext.runs.recorder import EventBell, StoreRecorder
 from proxy_ext.runs.store import FINISHED, RunRecord, RunStore
 from proxy_ext.state import Runtime
@@ -38,22 +41,6 @@ __all__ = ["DurableRuns", "final_envelope"]
 
 logger = logging.getLogger("proxy_ext.runs")
 PURGE_EVERY_S = 60.0
-
-
-def final_envelope(record: RunRecord, reason: str, error: str, checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The envelope of a run that ended outside the loop (cancelled, expired, interrupted, refused at
-    start): its transcript and usage as of its last checkpoint."""
-    saved = checkpoint or record.checkpoint or {}
-    metrics = asdict(RunMetrics(trace_id=record.id))
-    if record.envelope:
-        metrics.update(record.envelope.get("metrics") or {})
-    metrics.update({k: v for k, v in (saved.get("metrics") or {}).items() if k in metrics})
-    usage = saved.get("usage") or {}
-    metrics.update({k: usage[k] for k in ("prompt_tokens", "completion_tokens", "cost_usd") if k in usage})
-    metrics.update(trace_id=record.id, error=error)
-    metrics.pop("pending_approvals", None)
-    messages = saved.get("added") if saved else (record.envelope or {}).get("messages")
-    return {"ok": False, "final_answer": None, "stopped_reason": reason, "messages": list(messages or []), "metrics": metrics}
 
 
 @dataclass
@@ -82,6 +69,7 @@ class DurableRuns:
         self._failing = False
         self._busy: dict[str, float] = {}
         """Owners whose runs were refused a slot (their key's own limit), skipped until then."""
+        self._unwritten: dict[str, Callable[[], None]] = {}  # results the unreachable store did not take, retried every tick
 
     # ------------------------------------------------------------------------------ entry points
 
@@ -100,11 +88,11 @@ class DurableRuns:
     async def submit(self, payload: dict[str, Any], parsed: AgentRunRequest, caller: facade.Caller) -> RunRecord:
         """Queue a background run (4xx now for what the request itself gets wrong)."""
         resolve(parsed, self.runtime.settings.agent)
-        if self.store.count("queued") >= self.settings.max_queued_runs:
+        if await asyncio.to_thread(self.store.count, "queued") >= self.settings.max_queued_runs:
             raise AgentRequestError(f"too many background runs queued ({self.settings.max_queued_runs}, "
                                     "proxy_ext.runs.max_queued_runs); retry later", status=429)
         record = self._new_record(secrets.token_hex(16), "queued", payload, caller)
-        self.store.create(record)
+        await asyncio.to_thread(self.store.create, record)
         self.ensure_started()
         self.wake()
         return record
@@ -116,12 +104,16 @@ class DurableRuns:
         record.checkpoint, record.envelope = result.checkpoint, envelope
         record.pending = envelope["metrics"].get("pending_approvals") or []
         record.approval_deadline = time.time() + self.settings.approval_timeout_s
-        self.store.create(record)
-        self.store.append_event(record.id, "run_paused", envelope)
+
+        def store() -> None:
+            self.store.create(record)
+            self.store.append_event(record.id, "run_paused", envelope)
+
+        await asyncio.to_thread(store)
         self.ensure_started()
         return record
 
-    def cancel(self, record: RunRecord) -> RunRecord:
+    async def cancel(self, record: RunRecord) -> RunRecord:
         """Cancel a run: at once when it is not running, else by its worker (within a tick)."""
         if record.status in FINISHED:
             raise AgentRequestError(f"run {record.id} already ended ({record.status}); nothing to cancel", status=409)
@@ -136,18 +128,22 @@ class DurableRuns:
                 r.status, r.envelope, r.pending = "cancelled", final_envelope(r, "cancelled", error), None
             return True
 
-        updated = self.store.update(record.id, mutate)
+        def store() -> RunRecord | None:
+            updated = self.store.update(record.id, mutate)
+            if updated is not None and updated.status == "cancelled":
+                self._ended(updated)
+            return updated
+
+        updated = await asyncio.to_thread(store)
         if updated is None:
             raise AgentRequestError(f"run {record.id} already ended; nothing to cancel", status=409)
-        if updated.status == "cancelled":
-            self._ended(updated)
         local = self.local.get(record.id)
         if local is not None:
             local.cancel_requested = True
             self._stop(record.id, local)
         return updated
 
-    def decide(self, record: RunRecord, decisions: dict[str, Decision]) -> RunRecord:
+    async def decide(self, record: RunRecord, decisions: dict[str, Decision]) -> RunRecord:
         """Record decisions on pending calls; once every pending call is decided the run continues."""
         if record.status != "awaiting_approval":
             raise AgentRequestError(f"run {record.id} is {record.status}; no tool call awaits approval", status=409)
@@ -166,7 +162,7 @@ class DurableRuns:
                 r.status, r.pending, r.approval_deadline = "queued", None, None
             return True
 
-        updated = self.store.update(record.id, mutate)
+        updated = await asyncio.to_thread(self.store.update, record.id, mutate)
         if updated is None:
             raise AgentRequestError(f"run {record.id} no longer awaits approval (expired or decided)", status=409)
         self.ensure_started()
@@ -179,10 +175,12 @@ class DurableRuns:
         assert self._wake is not None
         while True:
             try:
-                self._tick(time.time())
+                await self._tick(time.time())
                 if self._failing:
                     logger.warning("proxy_ext: the run store is reachable again")
                 self._failing = False
+            except StoreUnavailable:
+                self._failing = True  # the breaker logged it
             except Exception:
                 if not self._failing:  # once per outage, not every tick
                     logger.exception("proxy_ext: durable run executor tick failed (will retry)")
@@ -193,8 +191,20 @@ class DurableRuns:
             except TimeoutError:
                 pass
 
-    def _tick(self, now: float) -> None:
-        self._watch_local(now)
+    async def _tick(self, now: float) -> None:
+        """One round: the store's part in a thread (a slow or hung store never stalls the event loop),
+        then what belongs to the loop: stopping local runs, starting the claimed ones."""
+        stops, claimed = await asyncio.to_thread(self._tick_store, now, list(self.local.items()), self._starting)
+        for run_id, local in stops:
+            self._stop(run_id, local)
+        for record in claimed:
+            self._starting += 1
+            asyncio.get_running_loop().create_task(self._execute(record), name=f"proxy_ext-runs-{record.id}")
+
+    def _tick_store(self, now: float, local: list[tuple[str, _Local]], starting: int) -> tuple[list[tuple[str, _Local]], list[RunRecord]]:
+        for run_id, write in list(self._unwritten.items()):
+            self._write(run_id, write)
+        stops = self._watch_local(now, local)
         for run_id in self.store.due_approvals(now):
             self._expire(run_id, now)
         if now - self._last_purge > PURGE_EVERY_S:
@@ -202,32 +212,50 @@ class DurableRuns:
             self.store.purge(now, self.settings.retention_s, self.settings.max_runs)
         limit = self.runtime.settings.agent.limits.max_concurrent_runs
         self._busy = {owner: until for owner, until in self._busy.items() if until > now}
-        while self._starting < limit and service.run_slots.free(limit - self._starting):  # the instance's slots
-            record = self.store.claim(self.worker, self.settings.lease_s, now, frozenset(self._busy))
-            if record is None:
-                return
-            if record.attempts > self.settings.max_attempts:
-                self._interrupt(record)
-                continue
-            self._starting += 1
-            asyncio.get_running_loop().create_task(self._execute(record), name=f"proxy_ext-runs-{record.id}")
+        claimed: list[RunRecord] = []
+        try:
+            while starting + len(claimed) < limit and service.run_slots.free(limit - starting - len(claimed)):  # the instance's slots
+                record = self.store.claim(self.worker, self.settings.lease_s, now, frozenset(self._busy))
+                if record is None:
+                    break
+                if record.attempts > self.settings.max_attempts:
+                    self._interrupt(record)
+                    continue
+                claimed.append(record)
+        except StoreUnavailable:
+            pass  # what was claimed still starts
+        return stops, claimed
 
-    def _watch_local(self, now: float) -> None:
-        """Renew the leases of this worker's runs; stop those cancelled elsewhere or taken over."""
-        for run_id, local in list(self.local.items()):
+    def _watch_local(self, now: float, local_runs: list[tuple[str, _Local]]) -> list[tuple[str, _Local]]:
+        """Renew the leases of this worker's runs; those to stop (cancelled elsewhere or taken over)."""
+        stops: list[tuple[str, _Local]] = []
+        for run_id, local in local_runs:
             if local.recorder.lost:
-                self._stop(run_id, local)
+                stops.append((run_id, local))
                 continue
             record = self.store.get(run_id)
             if record is None or record.lease_owner != self.worker:
                 local.recorder.lost = True
-                self._stop(run_id, local)
+                stops.append((run_id, local))
             elif record.cancel_requested:
                 local.cancel_requested = True
-                self._stop(run_id, local)
+                stops.append((run_id, local))
             elif now - local.renewed_at >= self.settings.lease_s / 3:
                 local.renewed_at = now
                 self.store.update(run_id, lambda r: self._renew(r, now))
+        return stops
+
+    def _write(self, run_id: str, write: Callable[[], None]) -> None:
+        """``write()`` a run's result to the store; kept in memory (and retried every tick) while the
+        store cannot be reached, so a run that ended during an outage keeps its result."""
+        try:
+            write()
+        except StoreUnavailable:
+            if run_id not in self._unwritten:
+                logger.warning("proxy_ext: run %s ended while the run store is unreachable; its result is kept here until it answers", run_id)
+            self._unwritten[run_id] = write
+            return
+        self._unwritten.pop(run_id, None)
 
     def _renew(self, record: RunRecord, now: float) -> bool:
         if record.lease_owner != self.worker or record.status != "running":
@@ -235,8 +263,7 @@ class DurableRuns:
         record.lease_until = now + self.settings.lease_s
         return True
 
-    def _stop(self, run_id: str, local: _Local) -> None:
-        """Cancel the local run task (why is in ``local``: a cancel request, or the lease is lost)."""
+    def _stop(self, run_id: str, local: _Local) -> None:  # why is in ``local``: a cancel request, or the lease is lost
         if local.run is not None:
             local.run.cancel()
 
@@ -257,20 +284,24 @@ class DurableRuns:
             result = await local.run.result()
         except ModelRefused as exc:
             envelope = exc.envelope.to_dict() if exc.envelope is not None else final_envelope(record, "error", exc.message)
-            self._finish(record.id, "failed", envelope, local)
+            await self._off(record.id, lambda: self._finish(record.id, "failed", envelope, local))
         except ProxyExtError as exc:
-            self._stopped(record, local, exc)
+            await self._off(record.id, lambda error=exc: self._stopped(record, local, error))  # type: ignore[misc]
         except asyncio.CancelledError:
             raise  # this worker is shutting down: the lease runs out and another worker (or a restart) continues
         except Exception as exc:  # a bug must not leave the run running forever
             logger.exception("proxy_ext: durable run %s failed", record.id)
-            self._finish(record.id, "failed", final_envelope(record, "error", f"internal error: {type(exc).__name__}: {exc}",
-                                                             local.recorder.checkpoint), local)
+            envelope = final_envelope(record, "error", f"internal error: {type(exc).__name__}: {exc}", local.recorder.checkpoint)
+            await self._off(record.id, lambda: self._finish(record.id, "failed", envelope, local))
         else:
-            self._done(record.id, result, local)
+            await self._off(record.id, lambda: self._done(record.id, result, local))
         finally:
             self.local.pop(record.id, None)
             self.wake()
+
+    async def _off(self, run_id: str, write: Callable[[], None]) -> None:
+        """A run's result, written off the event loop (kept in memory while the store is unreachable)."""
+        await asyncio.to_thread(self._write, run_id, write)
 
     def _stopped(self, record: RunRecord, local: _Local, exc: ProxyExtError) -> None:
         if local.recorder.lost:
@@ -317,6 +348,8 @@ class DurableRuns:
             r.lease_owner, r.lease_until = None, 0.0
             return True
 
+        if local is not None:
+            local.recorder.flush()  # the run's events stored during an outage go first
         updated = self.store.update(run_id, mutate)
         if updated is not None:
             if local is None or not local.recorder.finished:

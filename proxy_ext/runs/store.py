@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -156,13 +157,16 @@ def cursor_of(record: RunRecord) -> str:
 
 
 def parse_cursor(before: str | None) -> tuple[float, str] | None:
+    """The page position of a ``next_before`` (None: none, or not a cursor — ``nan``/``inf`` are none:
+    Redis refuses ``nan`` as a score)."""
     if not before:
         return None
     stamp, _, run_id = before.partition(":")
     try:
-        return float(stamp), run_id
+        created = float(stamp)
     except ValueError:
         return None
+    return (created, run_id) if math.isfinite(created) and run_id else None
 
 
 _SCHEMA = """

@@ -3,8 +3,9 @@
 Leases are members of a sorted set scored by their expiry (Redis server time, so instance clocks
 do not matter). Taking one is one Lua script: drop expired leases, compare the count with the
 limit (and the key's own set with the per-key limit), add. A daemon thread renews this process's
-leases every third of ``scale.lease_ttl_s``; when an instance dies its leases expire and the slots
-are free again. Calls are synchronous with a short socket timeout (``scale.redis_timeout_s``).
+leases every third of ``scale.lease_ttl_s`` — adding them again when Redis lost them (restarted
+without persistence), so the limit keeps counting runs in progress; when an instance dies its
+leases expire and the slots are free again. Calls are synchronous with a short socket timeout (``scale.redis_timeout_s``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[1])
 for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], 'XX', now + ttl, ARGV[i + 1])
+  redis.call('ZADD', KEYS[i], now + ttl, ARGV[i + 1])  -- not XX: a Redis restarted empty gets this instance's leases back
   redis.call('PEXPIRE', KEYS[i], ttl * 2)
 end
 return 0
@@ -179,6 +180,15 @@ class RedisLeases:
                 keys.append(key)
                 args.append(lease)
         self._renew(keys=keys, args=args)
+        with self._lock:
+            given = [(lease, key) for lease, key in held if lease not in self._held]
+        if given:  # given back while the renewal ran, which may have put them back after give() removed them
+            pipe = self.client.pipeline(transaction=False)
+            for lease, key in given:
+                pipe.zrem(self.prefix, lease)
+                if key:
+                    pipe.zrem(key, lease)
+            pipe.execute()
 
     def _renew_forever(self) -> None:
         stop = threading.Event()
