@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from proxy_ext.config import ConfigError, load_config_file
+from proxy_ext.config import ConfigError, environment_warnings, load_config_file
+from proxy_ext.providers.registry import PROVIDERS
+from proxy_ext.providers.stale import stale_lines
 from proxy_ext.state import Runtime
 
 __all__ = ["DoctorReport", "diagnose", "main"]
@@ -94,11 +96,14 @@ def _check_litellm_sections(document: dict[str, Any], config_path: Path, report:
                 f"custom_handler {handler}: LiteLLM will exec {shadow} as a separate module instance "
                 "(file next to the config wins over the installed package)"
             )
+        if entry["provider"] in PROVIDERS:
+            continue  # stale_lines says what to do with it
         try:
             module = importlib.import_module(module_name)
             getattr(module, attribute)
         except Exception as exc:  # report any import failure, whatever it is
             report.problems.append(f"custom_handler {handler} cannot be loaded: {type(exc).__name__}: {exc}")
+    report.problems.extend(stale_lines(document, config_path.parent))
     _check_master_key(document, report)
     return enabled
 
@@ -221,6 +226,8 @@ def _check_codex(runtime: Runtime, report: DoctorReport) -> None:
     legacy = registry.legacy_cli_models(runtime.document, codex)
     if legacy:
         report.warnings.append(f"providers.codex_agent: {registry.legacy_cli_message(legacy)}")
+    report.warnings.extend(registry.codex_warnings(runtime.document, codex))
+    report.warnings.extend(environment_warnings(runtime.document))
     if ready.codex_cli_in_use(runtime):
         problem = ready.codex_cli_problem(runtime)
         if problem:
@@ -290,6 +297,15 @@ def _mcp_line(runtime: Runtime) -> str:
     return mcp_report(runtime.document, runtime.settings.tools.mcp)[0]
 
 
+def _codex_line(runtime: Runtime) -> str:
+    from proxy_ext.providers import registry
+
+    codex = runtime.settings.providers.codex_agent
+    if codex.enabled:
+        return f"on (mode={codex.mode})"
+    return f"off (mode={codex.mode}{registry.codex_off_detail(runtime.document, codex)})"
+
+
 def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) -> None:
     from proxy_ext import metrics
 
@@ -316,7 +332,7 @@ def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) ->
         "http tool host": state(bool(s.tools.http.base_url), s.tools.http.base_url or ""),
         "mcp tools": state(on and s.tools.mcp.enabled and bool(_mcp_line(runtime)), _mcp_line(runtime)),
         "agent as a model (mini-agent/*)": state(on and bool(served), ", ".join(served)),
-        "codex-agent provider": state(s.providers.codex_agent.enabled, f"mode={s.providers.codex_agent.mode}"),
+        "codex-agent provider": _codex_line(runtime),
         **({"run limits": _check_scale(runtime, report)} if on and s.agent.enabled else {}),
     }
 
