@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from proxy_ext.doctor_models import check_models, check_providers, provider_keys_report
 from proxy_ext.config import ConfigError, environment_warnings, load_config_file
 from proxy_ext.providers.registry import PROVIDERS
 from proxy_ext.providers.stale import stale_lines
@@ -59,13 +60,6 @@ def _model_names(document: dict[str, Any], report: DoctorReport) -> set[str]:
             report.problems.append(f"model_list[{index}] ({entry['model_name']}) has no litellm_params.model")
         names.add(str(entry["model_name"]))
     return names
-
-
-def _model_known(name: str, names: set[str]) -> bool:
-    if name in names:
-        return True
-    # LiteLLM wildcard routes: "fake/*" serves "fake/anything".
-    return any(n.endswith("*") and name.startswith(n[:-1]) for n in names)
 
 
 def _check_litellm_sections(document: dict[str, Any], config_path: Path, report: DoctorReport) -> bool:
@@ -124,61 +118,10 @@ def _check_master_key(document: dict[str, Any], report: DoctorReport) -> None:
         report.warnings.append(f"no master key is set (general_settings.master_key or LITELLM_MASTER_KEY); {_NO_MASTER_KEY}")
 
 
-def _check_providers(document: dict[str, Any], extension_on: bool, report: DoctorReport) -> None:
-    """Every model names a provider LiteLLM will know at run time; model strings LiteLLM
-    mis-routes; codex_cli_agent models written for the alias's old meaning."""
-    from proxy_ext import litellm_adapter as adapter
-    from proxy_ext.providers import registry
-
-    litellm_settings = found if isinstance(found := document.get("litellm_settings"), dict) else {}
-    mapped = {e.get("provider") for e in litellm_settings.get("custom_provider_map") or [] if isinstance(e, dict)}
-    ours = set(registry.PROVIDERS) if extension_on else set()
-    for name, params in registry.model_entries(document):
-        provider = registry.provider_of(params)
-        if provider is None:
-            continue
-        model = str(params.get("model"))
-        # proxy_ext's own names are registered by this config or not at all (never LiteLLM built-ins).
-        registered = provider in mapped | ours or (provider not in registry.PROVIDERS and adapter.known_provider(provider))
-        if not registered:
-            hint = (f" (proxy_ext registers it when litellm_settings.callbacks contains {EXTENSION_CALLBACK!r})"
-                    if provider in registry.PROVIDERS else " (not a LiteLLM provider, nor in custom_provider_map)")
-            report.warnings.append(f"model_list: {name} ({model}) names the provider {provider!r}, which is not registered{hint}: "
-                                   "its calls will fail")
-        if model == f"{provider}/{provider}" and not params.get("custom_llm_provider"):
-            report.warnings.append(f"model_list: {name} ({model}): the model after the prefix repeats the provider name, and "
-                                   f"LiteLLM answers /v1/responses for it with a 400 (list index out of range); "
-                                   f"name it differently, e.g. {provider}/{provider}-1")
-
-
 def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport) -> None:
-    _check_models(runtime, names, report)
+    check_models(runtime, names, report)
     _check_tools(runtime, report)
     _check_codex(runtime, report)
-
-
-def _check_models(runtime: Runtime, names: set[str], report: DoctorReport) -> None:
-    agent = runtime.settings.agent
-    for label, model in [("agent.default_model", agent.default_model)] + [
-        (f"agent.escalation[{i}]", m) for i, m in enumerate(agent.escalation)
-    ]:
-        if model and names and not _model_known(model, names):
-            report.problems.append(f"{label} = {model!r} is not a model_name in model_list")
-    for name, profile in agent.profiles.items():
-        for model in [profile.model, *(profile.escalation or [])]:
-            if model and names and not _model_known(model, names):
-                report.problems.append(f"agent.profiles.{name} names {model!r}, which is not in model_list")
-    for entry in runtime.document.get("model_list") or []:
-        model = ((entry or {}).get("litellm_params") or {}).get("model") if isinstance(entry, dict) else None
-        if isinstance(model, str) and model.startswith("mini-agent/") and model.split("/", 1)[1] not in agent.profiles:
-            report.problems.append(f"model_list: {model!r} needs a profile {model.split('/', 1)[1]!r} in proxy_ext.agent.profiles")
-    for path in agent.local_tools:
-        module_name, _, attribute = path.rpartition(".")
-        try:
-            if not callable(getattr(importlib.import_module(module_name), attribute)):
-                report.problems.append(f"agent.local_tools: {path} is not callable")
-        except Exception as exc:
-            report.problems.append(f"agent.local_tools: {path} cannot be imported: {type(exc).__name__}: {exc}")
 
 
 def _check_tools(runtime: Runtime, report: DoctorReport) -> None:
@@ -335,6 +278,10 @@ def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) ->
         "codex-agent provider": _codex_line(runtime),
         **({"run limits": _check_scale(runtime, report)} if on and s.agent.enabled else {}),
     }
+    keys, warnings = provider_keys_report(runtime.document, s)
+    report.warnings.extend(warnings if on and s.agent.enabled else [])
+    if keys:
+        report.capabilities["provider keys"] = keys
 
 
 def diagnose(config_path: str | os.PathLike[str]) -> DoctorReport:
@@ -349,7 +296,7 @@ def diagnose(config_path: str | os.PathLike[str]) -> DoctorReport:
     runtime = Runtime(settings=settings, config_path=path.resolve(), document=document)
     names = _model_names(document, report)
     extension_on = _check_litellm_sections(document, path.resolve(), report)
-    _check_providers(document, extension_on, report)
+    check_providers(document, extension_on, report)
     _check_dependencies(runtime, names, report)
     _check_otel(runtime, report)
     _capabilities(runtime, extension_on, report)

@@ -192,3 +192,44 @@ def test_broken_yaml_names_the_line_and_column(tmp_path, text, expected):
     with pytest.raises(ConfigError) as caught:
         load_config_file(path)
     assert expected in str(caught.value) and "<unicode string>" not in str(caught.value)
+
+
+# ------------------------------------------------------------------ provider keys and model names
+
+def keyed_document(**proxy_ext) -> dict:
+    return {
+        "model_list": [
+            {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o-mini"}},
+            {"model_name": "gpt-ref", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/MY_OPENAI_KEY"}},
+            {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-3-5-haiku-latest"}},
+            {"model_name": "typo", "litellm_params": {"model": "opneai/gpt-4o-mini"}},
+            {"model_name": "echo", "litellm_params": {"model": "echo/echo-1"}},
+        ],
+        "litellm_settings": {"callbacks": ["proxy_ext.extension"]},
+        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+        "proxy_ext": proxy_ext,
+    }
+
+
+def test_missing_provider_keys_are_listed_and_a_warning_for_the_agent_s_models(tmp_path, fork_env):
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "MY_OPENAI_KEY"):
+        fork_env.delenv(name, raising=False)
+    report = diagnose(write(tmp_path, keyed_document(agent={"default_model": "gpt-ref", "escalation": ["gpt-ref", "echo"]})))
+    assert report.capabilities["provider keys"] == ("keys missing for gpt (OPENAI_API_KEY); gpt-ref (MY_OPENAI_KEY); "
+                                                     "claude (ANTHROPIC_API_KEY): those models fail until their key is set")
+    keyed = [w for w in report.warnings if "needs" in w]
+    assert keyed == ["model_list: gpt-ref needs MY_OPENAI_KEY, which is not set in this environment: its calls fail "
+                     "(authentication error), and the agent uses it (set it in the environment or in .env, or name another model)"]
+    fork_env.setenv("OPENAI_API_KEY", "sk-x")
+    fork_env.setenv("ANTHROPIC_API_KEY", "sk-y")
+    fork_env.setenv("MY_OPENAI_KEY", "sk-z")
+    report = diagnose(write(tmp_path, keyed_document(agent={"default_model": "gpt-ref"})))
+    assert "provider keys" not in report.capabilities and not any("needs" in w for w in report.warnings)
+
+
+def test_misspelt_provider_and_model_names_get_the_name_meant(tmp_path, fork_env, capsys):
+    report = diagnose(write(tmp_path, keyed_document(agent={"default_model": "gtp", "profiles": {"p": {"model": "eho"}}})))
+    assert any("names the provider 'opneai', which is not registered" in w and "did you mean 'openai'?" in w for w in report.warnings)
+    assert "agent.default_model = 'gtp' is not a model_name in model_list (did you mean 'gpt'?)" in report.problems
+    assert "agent.profiles.p names 'eho', which is not in model_list (did you mean 'echo'?)" in report.problems
+    assert "Provider List" not in capsys.readouterr().out  # LiteLLM's own print is kept out of the report
