@@ -116,6 +116,21 @@ def _check_master_key(document: dict[str, Any], report: DoctorReport) -> None:
                                    f"environment; {_NO_MASTER_KEY}")
     elif not master_key and not os.environ.get("LITELLM_MASTER_KEY"):
         report.warnings.append(f"no master key is set (general_settings.master_key or LITELLM_MASTER_KEY); {_NO_MASTER_KEY}")
+    _check_known_master_key(master_key, report)
+
+
+def _check_known_master_key(master_key: Any, report: DoctorReport) -> None:
+    from proxy_ext.litellm_adapter.keys import publicly_known_master_key
+
+    where, value = "general_settings.master_key", master_key
+    if isinstance(master_key, str) and master_key.startswith("os.environ/"):
+        where, value = f"${master_key.removeprefix('os.environ/')}", os.environ.get(master_key.removeprefix("os.environ/"))
+    elif not master_key:
+        where, value = "$LITELLM_MASTER_KEY", os.environ.get("LITELLM_MASTER_KEY")
+    if isinstance(value, str) and value and publicly_known_master_key(value):
+        report.warnings.append(f"the master key ({where}) is LiteLLM's publicly known example key: the proxy refuses to start "
+                               "with it; set a random one, e.g. sk- and the output of "
+                               "`python3 -c 'import secrets; print(secrets.token_hex(24))'`")
 
 
 def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport) -> None:

@@ -7,7 +7,18 @@ import contextlib
 import difflib
 import io
 
-__all__ = ["close_provider", "missing_api_keys"]
+__all__ = ["close_provider", "missing_api_keys", "publicly_known_master_key"]
+
+
+def publicly_known_master_key(value: str) -> bool:
+    """Whether LiteLLM refuses ``value`` as a master key because it is published (``sk-1234`` of its docs)."""
+    import hashlib
+
+    try:
+        from litellm.proxy.auth.master_key_boot_check import PUBLICLY_KNOWN_MASTER_KEY_SHA256_DIGESTS as known
+    except ImportError:  # releases before the boot check: no key is refused
+        return False
+    return hashlib.sha256(value.encode()).hexdigest() in known
 
 
 def close_provider(name: str) -> str | None:
