@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from proxy_ext.config import ConfigError, load_config_file
+from proxy_ext.doctor_models import check_models, check_providers, provider_keys_report
+from proxy_ext.config import ConfigError, environment_warnings, load_config_file
+from proxy_ext.providers.registry import PROVIDERS
+from proxy_ext.providers.stale import stale_lines
 from proxy_ext.state import Runtime
 
 __all__ = ["DoctorReport", "diagnose", "main"]
@@ -59,13 +62,6 @@ def _model_names(document: dict[str, Any], report: DoctorReport) -> set[str]:
     return names
 
 
-def _model_known(name: str, names: set[str]) -> bool:
-    if name in names:
-        return True
-    # LiteLLM wildcard routes: "fake/*" serves "fake/anything".
-    return any(n.endswith("*") and name.startswith(n[:-1]) for n in names)
-
-
 def _check_litellm_sections(document: dict[str, Any], config_path: Path, report: DoctorReport) -> bool:
     settings = document.get("litellm_settings") or {}
     if not isinstance(settings, dict):
@@ -94,11 +90,14 @@ def _check_litellm_sections(document: dict[str, Any], config_path: Path, report:
                 f"custom_handler {handler}: LiteLLM will exec {shadow} as a separate module instance "
                 "(file next to the config wins over the installed package)"
             )
+        if entry["provider"] in PROVIDERS:
+            continue  # stale_lines says what to do with it
         try:
             module = importlib.import_module(module_name)
             getattr(module, attribute)
         except Exception as exc:  # report any import failure, whatever it is
             report.problems.append(f"custom_handler {handler} cannot be loaded: {type(exc).__name__}: {exc}")
+    report.problems.extend(stale_lines(document, config_path.parent))
     _check_master_key(document, report)
     return enabled
 
@@ -117,63 +116,27 @@ def _check_master_key(document: dict[str, Any], report: DoctorReport) -> None:
                                    f"environment; {_NO_MASTER_KEY}")
     elif not master_key and not os.environ.get("LITELLM_MASTER_KEY"):
         report.warnings.append(f"no master key is set (general_settings.master_key or LITELLM_MASTER_KEY); {_NO_MASTER_KEY}")
+    _check_known_master_key(master_key, report)
 
 
-def _check_providers(document: dict[str, Any], extension_on: bool, report: DoctorReport) -> None:
-    """Every model names a provider LiteLLM will know at run time; model strings LiteLLM
-    mis-routes; codex_cli_agent models written for the alias's old meaning."""
-    from proxy_ext import litellm_adapter as adapter
-    from proxy_ext.providers import registry
+def _check_known_master_key(master_key: Any, report: DoctorReport) -> None:
+    from proxy_ext.litellm_adapter.keys import publicly_known_master_key
 
-    litellm_settings = found if isinstance(found := document.get("litellm_settings"), dict) else {}
-    mapped = {e.get("provider") for e in litellm_settings.get("custom_provider_map") or [] if isinstance(e, dict)}
-    ours = set(registry.PROVIDERS) if extension_on else set()
-    for name, params in registry.model_entries(document):
-        provider = registry.provider_of(params)
-        if provider is None:
-            continue
-        model = str(params.get("model"))
-        # proxy_ext's own names are registered by this config or not at all (never LiteLLM built-ins).
-        registered = provider in mapped | ours or (provider not in registry.PROVIDERS and adapter.known_provider(provider))
-        if not registered:
-            hint = (f" (proxy_ext registers it when litellm_settings.callbacks contains {EXTENSION_CALLBACK!r})"
-                    if provider in registry.PROVIDERS else " (not a LiteLLM provider, nor in custom_provider_map)")
-            report.warnings.append(f"model_list: {name} ({model}) names the provider {provider!r}, which is not registered{hint}: "
-                                   "its calls will fail")
-        if model == f"{provider}/{provider}" and not params.get("custom_llm_provider"):
-            report.warnings.append(f"model_list: {name} ({model}): the model after the prefix repeats the provider name, and "
-                                   f"LiteLLM answers /v1/responses for it with a 400 (list index out of range); "
-                                   f"name it differently, e.g. {provider}/{provider}-1")
+    where, value = "general_settings.master_key", master_key
+    if isinstance(master_key, str) and master_key.startswith("os.environ/"):
+        where, value = f"${master_key.removeprefix('os.environ/')}", os.environ.get(master_key.removeprefix("os.environ/"))
+    elif not master_key:
+        where, value = "$LITELLM_MASTER_KEY", os.environ.get("LITELLM_MASTER_KEY")
+    if isinstance(value, str) and value and publicly_known_master_key(value):
+        report.warnings.append(f"the master key ({where}) is LiteLLM's publicly known example key: the proxy refuses to start "
+                               "with it; set a random one, e.g. sk- and the output of "
+                               "`python3 -c 'import secrets; print(secrets.token_hex(24))'`")
 
 
 def _check_dependencies(runtime: Runtime, names: set[str], report: DoctorReport) -> None:
-    _check_models(runtime, names, report)
+    check_models(runtime, names, report)
     _check_tools(runtime, report)
     _check_codex(runtime, report)
-
-
-def _check_models(runtime: Runtime, names: set[str], report: DoctorReport) -> None:
-    agent = runtime.settings.agent
-    for label, model in [("agent.default_model", agent.default_model)] + [
-        (f"agent.escalation[{i}]", m) for i, m in enumerate(agent.escalation)
-    ]:
-        if model and names and not _model_known(model, names):
-            report.problems.append(f"{label} = {model!r} is not a model_name in model_list")
-    for name, profile in agent.profiles.items():
-        for model in [profile.model, *(profile.escalation or [])]:
-            if model and names and not _model_known(model, names):
-                report.problems.append(f"agent.profiles.{name} names {model!r}, which is not in model_list")
-    for entry in runtime.document.get("model_list") or []:
-        model = ((entry or {}).get("litellm_params") or {}).get("model") if isinstance(entry, dict) else None
-        if isinstance(model, str) and model.startswith("mini-agent/") and model.split("/", 1)[1] not in agent.profiles:
-            report.problems.append(f"model_list: {model!r} needs a profile {model.split('/', 1)[1]!r} in proxy_ext.agent.profiles")
-    for path in agent.local_tools:
-        module_name, _, attribute = path.rpartition(".")
-        try:
-            if not callable(getattr(importlib.import_module(module_name), attribute)):
-                report.problems.append(f"agent.local_tools: {path} is not callable")
-        except Exception as exc:
-            report.problems.append(f"agent.local_tools: {path} cannot be imported: {type(exc).__name__}: {exc}")
 
 
 def _check_tools(runtime: Runtime, report: DoctorReport) -> None:
@@ -221,6 +184,8 @@ def _check_codex(runtime: Runtime, report: DoctorReport) -> None:
     legacy = registry.legacy_cli_models(runtime.document, codex)
     if legacy:
         report.warnings.append(f"providers.codex_agent: {registry.legacy_cli_message(legacy)}")
+    report.warnings.extend(registry.codex_warnings(runtime.document, codex))
+    report.warnings.extend(environment_warnings(runtime.document))
     if ready.codex_cli_in_use(runtime):
         problem = ready.codex_cli_problem(runtime)
         if problem:
@@ -290,6 +255,15 @@ def _mcp_line(runtime: Runtime) -> str:
     return mcp_report(runtime.document, runtime.settings.tools.mcp)[0]
 
 
+def _codex_line(runtime: Runtime) -> str:
+    from proxy_ext.providers import registry
+
+    codex = runtime.settings.providers.codex_agent
+    if codex.enabled:
+        return f"on (mode={codex.mode})"
+    return f"off (mode={codex.mode}{registry.codex_off_detail(runtime.document, codex)})"
+
+
 def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) -> None:
     from proxy_ext import metrics
 
@@ -316,9 +290,13 @@ def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) ->
         "http tool host": state(bool(s.tools.http.base_url), s.tools.http.base_url or ""),
         "mcp tools": state(on and s.tools.mcp.enabled and bool(_mcp_line(runtime)), _mcp_line(runtime)),
         "agent as a model (mini-agent/*)": state(on and bool(served), ", ".join(served)),
-        "codex-agent provider": state(s.providers.codex_agent.enabled, f"mode={s.providers.codex_agent.mode}"),
+        "codex-agent provider": _codex_line(runtime),
         **({"run limits": _check_scale(runtime, report)} if on and s.agent.enabled else {}),
     }
+    keys, warnings = provider_keys_report(runtime.document, s)
+    report.warnings.extend(warnings if on and s.agent.enabled else [])
+    if keys:
+        report.capabilities["provider keys"] = keys
 
 
 def diagnose(config_path: str | os.PathLike[str]) -> DoctorReport:
@@ -333,7 +311,7 @@ def diagnose(config_path: str | os.PathLike[str]) -> DoctorReport:
     runtime = Runtime(settings=settings, config_path=path.resolve(), document=document)
     names = _model_names(document, report)
     extension_on = _check_litellm_sections(document, path.resolve(), report)
-    _check_providers(document, extension_on, report)
+    check_providers(document, extension_on, report)
     _check_dependencies(runtime, names, report)
     _check_otel(runtime, report)
     _capabilities(runtime, extension_on, report)

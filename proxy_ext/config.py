@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from proxy_ext._config.agent import AgentBudget, AgentConfig, AgentLimits, AgentProfile
 from proxy_ext._config.base import ConfigError, _Section
+from proxy_ext._config.environment import FLAG_ON, environment_notes
+from proxy_ext._config.hints import allowed_for_type, did_you_mean
 from proxy_ext._config.otel import OtelConfig
 from proxy_ext._config.scale import ScaleConfig
 from proxy_ext._config.sections import (
@@ -62,6 +64,7 @@ __all__ = [
     "TracesConfig",
     "agent_model_names",
     "apply_environment",
+    "environment_warnings",
     "format_validation_error",
     "load_config_file",
     "parse_config",
@@ -95,7 +98,7 @@ class ProxyExtConfig(_Section):
 
 # ------------------------------------------------------------------------------------------ loading
 
-_TRUE = {"1", "true", "yes", "on"}
+_TRUE = FLAG_ON
 
 
 def _env_flag(env: Mapping[str, str], name: str) -> bool:
@@ -114,6 +117,18 @@ def _resolve_env_refs(value: Any, env: Mapping[str, str], where: str = "proxy_ex
             raise ConfigError(f"{where}: environment variable {name} (named as os.environ/{name}) is not set")
         return env[name]
     return value
+
+
+def environment_warnings(document: Mapping[str, Any], env: Mapping[str, str] | None = None) -> list[str]:
+    """What to tell an operator about the fork's environment variables against this config's
+    ``proxy_ext:`` section (both set to different values, switch values it does not understand);
+    see :mod:`proxy_ext._config.environment`."""
+    env = os.environ if env is None else env
+    try:
+        raw = _resolve_env_refs(document.get("proxy_ext"), env)
+    except ConfigError:
+        return []  # reported by the validation itself
+    return environment_notes(raw if isinstance(raw, dict) else {}, env)
 
 
 def apply_environment(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
@@ -155,21 +170,23 @@ def apply_environment(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, 
     return data
 
 
-def _describe_allowed(error: Mapping[str, Any]) -> str:
+def _describe_allowed(error: Mapping[str, Any], schema: type[BaseModel] | None = None) -> str:
     ctx = error.get("ctx") or {}
     kind = error.get("type", "")
     if kind == "extra_forbidden":
-        return "this key is not part of the schema; see docs/config.md for the allowed keys"
+        hint = did_you_mean(schema, error["loc"]) if schema is not None else ""
+        return f"this key is not part of the schema{hint}; see docs/config.md for the allowed keys"
     if kind == "literal_error" and "expected" in ctx:
         return f"allowed: {ctx['expected']}"
     for bound, words in (("gt", "greater than"), ("ge", "at least"), ("lt", "less than"), ("le", "at most")):
         if bound in ctx:
             return f"allowed: a number {words} {ctx[bound]}"
-    return error.get("msg", "invalid value")
+    return allowed_for_type(error) or "see docs/config.md"
 
 
-def format_validation_error(exc: ValidationError, prefix: str = "proxy_ext") -> str:
-    """One line per problem: the dotted key, the bad value and what is allowed."""
+def format_validation_error(exc: ValidationError, prefix: str = "proxy_ext", schema: type[BaseModel] | None = None) -> str:
+    """One line per problem: the dotted key, the bad value and what is allowed (with ``schema``,
+    the class validated: unknown keys get the key they were probably meant as)."""
     lines = [f"invalid {prefix}: section ({exc.error_count()} problem{'s' if exc.error_count() != 1 else ''}):"]
     for error in exc.errors():
         loc = ".".join(str(part) for part in (prefix, *error["loc"]))
@@ -180,7 +197,7 @@ def format_validation_error(exc: ValidationError, prefix: str = "proxy_ext") -> 
         if error.get("type") in {"value_error", "assertion_error"}:
             lines.append(f"  - {loc}: {error['msg'].removeprefix('Value error, ')}")
         else:
-            lines.append(f"  - {loc} = {shown}: {error['msg']}; {_describe_allowed(error)}")
+            lines.append(f"  - {loc} = {shown}: {error['msg']}; {_describe_allowed(error, schema)}")
     return "\n".join(lines)
 
 
@@ -198,7 +215,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> ProxyExtConf
     try:
         return ProxyExtConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from None
+        raise ConfigError(format_validation_error(exc, schema=ProxyExtConfig)) from None
 
 
 def agent_model_names(document: Mapping[str, Any]) -> set[str]:
@@ -222,6 +239,21 @@ def _check_no_agent_aliases(document: Mapping[str, Any], settings: "ProxyExtConf
                               "name a model of the model_list")
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """``line 4, column 17: expected ',' or '}', but got ':' (in the flow mapping started at line 3,
+    column 21)``: the file's lines, not PyYAML's ``"<unicode string>"``."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return str(exc)
+    mark = exc.problem_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    if exc.context and exc.context_mark is not None:
+        started = exc.context_mark
+        where += f" ({exc.context} at line {started.line + 1}, column {started.column + 1})"
+    if "\\t" in (exc.problem or ""):  # PyYAML shows the character as its repr
+        where += "; YAML indents with spaces, never tabs"
+    return where
+
+
 def load_config_file(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> tuple[dict[str, Any], ProxyExtConfig]:
     """Read a LiteLLM YAML config file; return the whole mapping and the validated ``proxy_ext:`` section."""
     file = Path(path)
@@ -232,7 +264,7 @@ def load_config_file(path: str | os.PathLike[str], env: Mapping[str, str] | None
     try:
         document = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {file} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config file {file} is not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(document, dict):
         raise ConfigError(f"config file {file} must hold a mapping at the top level")
     settings = parse_config(document.get("proxy_ext"), env)

@@ -41,6 +41,11 @@ Environment variables read through the same layer:
 | `CODEX_AGENT_API_KEY` | `providers.codex_agent.api_key` when the config leaves it unset |
 | `LITELLM_ENABLE_CODEX_AGENT=1` | turns `providers.codex_agent.enabled` on |
 
+The two switches take `1`, `true`, `yes`, `on` (on) or `0`, `false`, `no`, `off`; they only turn
+things on (`MINI_AGENT_STORE_TRACES=1` next to `traces.enabled: false` means on). A variable and its
+key set to different values, a switch against an explicit `false`/`true`, or a switch value that is
+none of those is a warning at start-up (stderr and the log) and in the doctor, naming what is used.
+
 The OpenTelemetry export (`traces.otel`) reads the standard variables for every key the config
 leaves unset: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT` (either one turns
 it on when `traces.otel.enabled` is unset), `OTEL_EXPORTER_OTLP_TRACES_HEADERS` /

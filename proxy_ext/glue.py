@@ -21,10 +21,11 @@ from typing import Any
 
 from proxy_ext import litellm_adapter as adapter
 from proxy_ext import heap, metrics_multiproc
-from proxy_ext.config import ConfigError
+from proxy_ext.config import ConfigError, environment_warnings
 from proxy_ext.guard import GuardPolicy, RequestGuard
 from proxy_ext.providers import registry
 from proxy_ext.providers.request_check import served_models
+from proxy_ext.providers.stale import stale_lines
 from proxy_ext.request_context import RequestContextMiddleware
 from proxy_ext.state import Runtime, load_runtime, set_runtime
 
@@ -152,7 +153,15 @@ def register_providers(runtime: Runtime | None = None) -> list[str]:
     added = adapter.add_custom_providers({name: functools.partial(registry.load_handler, name) for name in registry.PROVIDERS})
     if runtime is not None:
         registry.announce_migrations(runtime.document, runtime.settings.providers.codex_agent)
+        _announce(environment_warnings(runtime.document))
     return added
+
+
+def _announce(notes: list[str]) -> None:
+    """Start-up warnings an operator must see: stderr (where they look) and the log."""
+    for note in notes:
+        print(f"\nproxy_ext: warning: {note}\n", file=sys.stderr, flush=True)
+        logger.warning("%s", note)
 
 
 def _start_durable_runs(runtime: Runtime) -> None:
@@ -215,6 +224,8 @@ def get_extension() -> ProxyExtension:
             runtime = load_runtime(adapter.proxy_config_path())
         except ConfigError as exc:
             problem = str(exc)
+        if problem is None:
+            problem = "\n".join(stale_lines(runtime.document, runtime.base_dir)) or None
         if problem is not None:  # outside the except block: no chained traceback in the log
             _fail_startup(problem)
         set_runtime(runtime)

@@ -57,6 +57,12 @@ def lacks(*fragments: str) -> Callable[[Result], None]:
     return check
 
 
+def _same_as_documented_text(result: Result, doc: str, fragment: str) -> None:
+    """The output is, line for line, the ``text`` block of ``doc`` that contains ``fragment``."""
+    [shown] = [b for b in BLOCKS if b.doc == doc and b.lang == "text" and fragment in b.text]
+    assert result.stdout.splitlines() == shown.text.splitlines(), f"the output differs from {shown.id}"
+
+
 def _count(result: Result, fragment: str, times: int) -> None:
     assert result.stdout.count(fragment) == times, f"{fragment!r} should appear {times} times"
 
@@ -94,6 +100,10 @@ EXPECT: dict[tuple[str, str], Callable[[Result], None]] = {
     ("docs/migrating-from-the-fork.md", "curl -s http://127.0.0.1:4002/v1/chat/completions \\"): lambda result: (
         _count(result, '"content":"answered by the codex-agent service"', 2)),
     ("docs/migrating-from-the-fork.md", "curl -s -o /dev/null -w '%{http_code}\\n' http://127.0.0.1:4002/agent/run \\"): lines("401"),
+    ("docs/migrating-from-the-fork.md", ".venv/bin/proxy-ext doctor --config fork_config.yaml | grep -E 'codex-agent provider|warning|problem|ok:'"): lines(
+        "  codex-agent provider   on (mode=http)", "ok: no problems found"),
+    ("docs/migrating-from-the-fork.md", "export LITELLM_ENABLE_CODEX_AGENT=enabled CODEX_AGENT_API_BASE=http://127.0.0.1:8800/v1"): lambda result: (
+        _same_as_documented_text(result, "docs/migrating-from-the-fork.md", "warning: LITELLM_ENABLE_CODEX_AGENT='enabled'")),
 }
 
 

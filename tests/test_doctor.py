@@ -177,6 +177,18 @@ def test_no_master_key_is_a_warning_naming_the_consequence(tmp_path, monkeypatch
     assert not [w for w in diagnose(write(tmp_path, base())).warnings if "master key" in w]
 
 
+def test_the_publicly_known_master_key_is_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-1234")  # LiteLLM's documentation example: the proxy refuses it
+    [warning] = [w for w in diagnose(write(tmp_path, base())).warnings if "master key" in w]
+    assert warning.startswith("the master key ($LITELLM_MASTER_KEY) is LiteLLM's publicly known example key: "
+                              "the proxy refuses to start with it")
+    document = base()
+    document["general_settings"]["master_key"] = "sk-1234"
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-doctor-test-key-0123456789abcdef")
+    assert any(w.startswith("the master key (general_settings.master_key) is LiteLLM's publicly known")
+               for w in diagnose(write(tmp_path, document)).warnings)
+
+
 def test_run_limits_are_reported_and_their_redis_checked(tmp_path):
     from tests.harness import free_port
 

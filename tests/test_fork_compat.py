@@ -10,6 +10,11 @@ Two proxies, started together:
 - ``mapped``: no ``CODEX_AGENT_API_KEY``, and a ``custom_provider_map`` naming only ``echo`` written
   *after* the callbacks line (LiteLLM replaces its provider map there), plus a model written for the
   old meaning of ``codex_cli_agent`` (the start-up message names it).
+
+The ``mapped`` proxy also has the fork's trace variables (``MINI_AGENT_STORE_TRACES=1``,
+``MINI_AGENT_STORE_PATH``) next to a different ``traces.path``: the variable wins, and the start-up
+log says so. A config still naming the fork's own handler module stops with a message saying what
+to change.
 """
 
 from __future__ import annotations
@@ -33,7 +38,12 @@ def codex_model(name: str, model: str, **params) -> dict:
 
 
 @pytest.fixture(scope="module")
-def proxies(upstream):
+def traces_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("fork-traces")
+
+
+@pytest.fixture(scope="module")
+def proxies(upstream, traces_dir):
     fork = {
         "model_list": [
             codex_model("fork-a", "codex-agent/fork-a"),
@@ -56,12 +66,13 @@ def proxies(upstream):
             "custom_provider_map": [{"provider": "echo", "custom_handler": "proxy_ext.providers.echo.handler"}],
         },
         "general_settings": MASTER,
-        "proxy_ext": {"agent": {"default_model": "echo", "profiles": {"demo": {"model": "echo"}}}},
+        "proxy_ext": {"agent": {"default_model": "echo", "profiles": {"demo": {"model": "echo"}}},
+                      "traces": {"path": str(traces_dir / "config.jsonl")}},  # MINI_AGENT_STORE_PATH wins (and says so)
     }
     env = {"LITELLM_ENABLE_CODEX_AGENT": "1", "CODEX_AGENT_API_BASE": upstream.base_url}
     variants = {
         "fork": ProxyProcess(fork, env={**env, "CODEX_AGENT_API_KEY": FORK_KEY}),
-        "mapped": ProxyProcess(mapped, env=env),
+        "mapped": ProxyProcess(mapped, env={**env, "MINI_AGENT_STORE_TRACES": "1", "MINI_AGENT_STORE_PATH": str(traces_dir / "env.jsonl")}),
     }
     with ThreadPoolExecutor(len(variants)) as pool:
         list(pool.map(lambda p: p.start(), variants.values()))
@@ -142,3 +153,33 @@ def test_an_unknown_provider_alias_is_still_refused_cleanly(proxies):
                           json={"model": "no-such-model", "messages": USER}, timeout=30)
     assert 400 <= response.status_code < 500, response.text
     assert json.loads(response.text)["error"]["message"]
+
+
+def test_the_fork_trace_variables_win_over_the_config_and_the_start_up_log_says_so(proxies, traces_dir):
+    proxy = proxies["mapped"]
+    response = httpx.post(f"{proxy.base_url}/agent/run", headers=proxy.headers, json={"input": "trace me"}, timeout=60)
+    assert response.status_code == 200 and response.json()["final_answer"] == "trace me", response.text
+    records = [json.loads(line) for line in (traces_dir / "env.jsonl").read_text().splitlines()]
+    assert records and not (traces_dir / "config.jsonl").exists()
+    log = proxy.log(None)
+    assert "proxy_ext: warning: MINI_AGENT_STORE_PATH and proxy_ext.traces.path are both set, to different values" in log
+    assert "MINI_AGENT_STORE_PATH is used, as documented" in log
+    assert "MINI_AGENT_STORE_PATH and proxy_ext.traces.path" not in proxies["fork"].log(None)
+
+
+def test_a_fork_handler_left_in_custom_provider_map_stops_the_proxy_saying_what_to_change():
+    config = {
+        "model_list": [codex_model("fork-a", "codex-agent/fork-a")],
+        "litellm_settings": {
+            "callbacks": ["proxy_ext.extension"],
+            "custom_provider_map": [{"provider": "codex-agent", "custom_handler": "litellm.llms.codex_agent.handler.codex_agent_llm"}],
+        },
+        "general_settings": MASTER,
+    }
+    process = ProxyProcess(config, env={"LITELLM_ENABLE_CODEX_AGENT": "1"})
+    process.spawn()
+    assert process.wait_exit(timeout_s=90) == 3
+    log = process.log(None)
+    assert ("proxy_ext: litellm_settings.custom_provider_map: the entry for 'codex-agent' names "
+            "litellm.llms.codex_agent.handler.codex_agent_llm, which cannot be loaded") in log
+    assert "remove the entry" in log and "proxy_ext: the proxy will not start until this is fixed." in log

@@ -23,7 +23,7 @@ from typing import Any
 from proxy_ext.config import CodexAgentConfig
 
 __all__ = [
-    "CODEX_ALIASES", "PROVIDERS", "CodexModel", "cli_in_use", "codex_models", "legacy_cli_message",
+    "CODEX_ALIASES", "PROVIDERS", "CodexModel", "cli_in_use", "codex_models", "codex_off_detail", "codex_warnings", "legacy_cli_message",
     "legacy_cli_models", "load_handler", "announce_migrations", "model_entries", "provider_of",
 ]
 
@@ -146,3 +146,32 @@ def announce_migrations(document: dict[str, Any], section: CodexAgentConfig) -> 
     print(f"\nproxy_ext: warning: {message}\n", file=sys.stderr, flush=True)
     logging.getLogger("proxy_ext").warning("%s", message)
     return message
+
+
+def codex_warnings(document: dict[str, Any], section: CodexAgentConfig) -> list[str]:
+    """Codex-agent models that cannot answer as configured (doctor warnings): the provider is off
+    although a base URL says it is meant to be used, or on without a base URL for HTTP models."""
+    models = codex_models(document, section)
+    names = ", ".join(m.name for m in models)
+    if not models:
+        return []
+    if not section.enabled:
+        if not (section.api_base or any(m.has_api_base for m in models)):
+            return []
+        return [f"model_list: {names} use the codex-agent provider, which is off, although a base URL is set: their calls "
+                "answer 403; set LITELLM_ENABLE_CODEX_AGENT=1 in the proxy's environment "
+                "(or proxy_ext.providers.codex_agent.enabled: true)"]
+    told = {m.name for m in legacy_cli_models(document, section)}  # their warning says it already
+    missing = [m.name for m in models if m.mode == "http" and not m.has_api_base and m.name not in told]
+    if not missing:
+        return []
+    return [f"model_list: {', '.join(missing)} run the codex-agent provider over HTTP without a base URL: their calls "
+            "answer 400; set CODEX_AGENT_API_BASE (or proxy_ext.providers.codex_agent.api_base, or the model's api_base)"]
+
+
+def codex_off_detail(document: dict[str, Any], section: CodexAgentConfig) -> str:
+    """The doctor's capability line of a disabled provider: which models answer 403 until when."""
+    names = ", ".join(m.name for m in codex_models(document, section))
+    if not names:
+        return ""
+    return f"; calls to {names} answer 403 until LITELLM_ENABLE_CODEX_AGENT=1 or providers.codex_agent.enabled: true"

@@ -186,7 +186,7 @@ def resolve(
         except ConfigError as exc:
             raise errors.bad_request(str(exc), model) from None
         except ValidationError as exc:
-            raise errors.bad_request(format_validation_error(exc, prefix=where), model) from None
+            raise errors.bad_request(format_validation_error(exc, prefix=where, schema=CodexAgentConfig), model) from None
     # Both aliases (codex-agent, codex_cli_agent) run the mode the model or the section chose: the
     # alias never implies the CLI (fork parity).
     return CallSettings(

@@ -1,0 +1,43 @@
+"""Which provider API key variables a LiteLLM model string needs and the environment lacks; the
+LiteLLM provider a misspelt prefix was probably meant as."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import io
+
+__all__ = ["close_provider", "missing_api_keys", "publicly_known_master_key"]
+
+
+def publicly_known_master_key(value: str) -> bool:
+    """Whether LiteLLM refuses ``value`` as a master key because it is published (``sk-1234`` of its docs)."""
+    import hashlib
+
+    try:
+        from litellm.proxy.auth.master_key_boot_check import PUBLICLY_KNOWN_MASTER_KEY_SHA256_DIGESTS as known
+    except ImportError:  # releases before the boot check: no key is refused
+        return False
+    return hashlib.sha256(value.encode()).hexdigest() in known
+
+
+def close_provider(name: str) -> str | None:
+    """The LiteLLM provider closest to ``name`` (``opneai`` → ``openai``), if one is close."""
+    import litellm
+
+    names = [str(getattr(p, "value", p)) for p in litellm.provider_list]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def missing_api_keys(model: str) -> list[str]:
+    """The ``*_API_KEY`` variables LiteLLM reads for ``model`` (``openai/gpt-4o-mini``) that are not
+    set; only keys (a base URL, an API version or cloud credentials may come from elsewhere)."""
+    import litellm
+
+    with contextlib.redirect_stdout(io.StringIO()):  # LiteLLM prints a provider list for names it does not know
+        try:
+            found = litellm.validate_environment(model=model)
+        except Exception:  # noqa: BLE001 - a model LiteLLM cannot place: nothing to say here
+            return []
+    return [name for name in found.get("missing_keys") or [] if str(name).endswith("_API_KEY")]
