@@ -12,7 +12,8 @@ from /proc of the proxy's process group, independent of the machine's load.
 - P3: 100 concurrent 2-turn runs with 200 ms upstream latency per turn vs one run alone (target
   <= 2.0), interleaved with 100 clients making the same calls themselves (what the same work costs
   without the agent) and with the runs on a proxy whose start-up heap is not frozen
-  (``scale.gc_freeze_after_s: null``); then again on a proxy with ``--num_workers 2``.
+  (``scale.gc_freeze_after_s: null``), with the full garbage collections each arm cost the proxy
+  (its ``proxy_ext_gc_full_collection_seconds``); then again on a proxy with ``--num_workers 2``.
 - P6: 200 concurrent echo runs (no model call): runs per second (target >= 200).
 - P2 (N=2) and P3 again with ``agent.model_transport: asgi`` (each turn through the proxy's ASGI
   app, the previous default), for comparison.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -167,25 +169,40 @@ def _clients_arm(client: httpx.AsyncClient) -> Awaitable[float]:
     return _direct_turns(client, "fake/bench-slow")
 
 
+async def _full_collections(client: httpx.AsyncClient) -> tuple[float, float]:
+    """(count, seconds) of the proxy's full garbage collections so far, from its /metrics."""
+    await asyncio.sleep(1.1)  # other workers hand theirs over every second
+    text = (await client.get("/metrics")).text
+    found = {m.group(1): float(m.group(2)) for m in re.finditer(r"^proxy_ext_gc_full_collection_seconds_(count|sum) (\S+)$", text, re.M)}
+    return found.get("count", 0.0), found.get("sum", 0.0)
+
+
 async def _p3(label: str, arms: list[_P3Arm]) -> None:
     """Each arm: ``CONCURRENT`` at once vs one alone, the arms interleaved round by round. The first
     arm is the target's; the others (the same calls made by clients looping themselves, another
-    proxy's settings) are printed for comparison."""
+    proxy's settings) are printed for comparison. Also the full garbage collections the batches
+    cost the proxy (each stops its event loop)."""
     ratios: dict[str, list[float]] = {}
     cpu_per_run: dict[str, list[float]] = {}
+    collections: dict[str, list[tuple[float, float]]] = {}
     for order in orders(list(range(len(arms))), ROUNDS):
         for index in order:
             name, proxy, fn = arms[index]
             async with _client(proxy, CONCURRENT + 10) as client:  # fresh connections per round (see _p6)
                 single = min([await fn(client) for _ in range(3)])
+                gc_before = await _full_collections(client)
                 started, before = time.perf_counter(), proxy.cpu_seconds()
                 await asyncio.gather(*(fn(client) for _ in range(CONCURRENT)))
                 ratios.setdefault(name, []).append((time.perf_counter() - started) / single)
                 cpu_per_run.setdefault(name, []).append((proxy.cpu_seconds() - before) * 1000 / CONCURRENT)
+                gc_after = await _full_collections(client)
+                collections.setdefault(name, []).append((gc_after[0] - gc_before[0], gc_after[1] - gc_before[1]))
     for index, (name, _, _) in enumerate(arms):
+        count, seconds = (sum(c[i] for c in collections[name]) for i in (0, 1))
+        pauses = f"{count:.0f} full collections in {ROUNDS * CONCURRENT} runs, {seconds * 1000:.0f} ms" + (f" ({seconds * 1000 / count:.0f} ms each)" if count else "")
         print(f"P3 {label}, {name} at {LATENCY_S * 1000:.0f} ms/turn vs one: ratio {statistics.median(ratios[name]):.2f} "
               f"(rounds {', '.join(f'{r:.2f}' for r in ratios[name])}; {'target <= 2.0' if index == 0 else 'for comparison'}); "
-              f"proxy CPU {statistics.median(cpu_per_run[name]):.1f} ms per 2 calls")
+              f"proxy CPU {statistics.median(cpu_per_run[name]):.1f} ms per 2 calls; {pauses}")
 
 
 class _RawConnection:

@@ -209,6 +209,9 @@ def _freeze_startup_heap(runtime: Runtime) -> None:
 
         on_frozen = metrics.gauge("gc_frozen_objects", "Objects moved out of the garbage collector's way after start-up "
                                   "(scale.gc_freeze_after_s; 0: not yet, or off)", multiprocess_mode="livemin").set
+        pauses = metrics.histogram("gc_full_collection_seconds", "Full garbage collections of the worker: each stops "
+                                   "its event loop for this long", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+        metrics.before_render(heap.FullCollectionTimer(pauses.observe).install().drain)
     heap.schedule_freeze(runtime.settings.scale.gc_freeze_after_s, on_frozen)
 
 

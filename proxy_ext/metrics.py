@@ -28,7 +28,7 @@ except ImportError:  # optional: without it metrics are off and every collector 
     CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
     Counter = Gauge = Histogram = None  # type: ignore[assignment,misc]
 
-__all__ = ["AVAILABLE", "CONTENT_TYPE_LATEST", "counter", "gauge", "gauge_function", "histogram", "refresh", "refreshing", "render"]
+__all__ = ["AVAILABLE", "CONTENT_TYPE_LATEST", "before_render", "counter", "gauge", "gauge_function", "histogram", "refresh", "refreshing", "render"]
 
 
 class _NoOp:
@@ -113,10 +113,22 @@ def refresh(*names: str) -> None:
             collector.set(read())
 
 
+_before_render: list[Any] = []
+
+
+def before_render(fn: Any) -> None:
+    """Call ``fn()`` at every scrape of this worker, before the samples are read (e.g. to record
+    what was collected outside ordinary code)."""
+    if fn not in _before_render:
+        _before_render.append(fn)
+
+
 def render() -> bytes:
     """The Prometheus text exposition (empty when metrics are off): with several workers, the sum
     of every worker's samples; else the default registry."""
     if not AVAILABLE:
         return b""
+    for fn in list(_before_render):
+        fn()
     refresh()
     return metrics_multiproc.render() if metrics_multiproc.active() else generate_latest(REGISTRY)

@@ -105,6 +105,9 @@ def test_metrics_need_a_key(proxy):
     # scale.gc_freeze_after_s (default 0): LiteLLM's start-up heap is out of the collector's way
     frozen = re.search(r"^proxy_ext_gc_frozen_objects (\S+)$", response.text, re.M)
     assert frozen and float(frozen.group(1)) > 100_000, response.text[:2000]
+    # the freeze itself was a full collection, timed
+    collections = re.search(r"^proxy_ext_gc_full_collection_seconds_count (\S+)$", response.text, re.M)
+    assert collections and float(collections.group(1)) >= 1, response.text[:2000]
 
 
 def _closed_port() -> int:

@@ -47,3 +47,37 @@ def test_garbage_is_collected_before_the_freeze():
     del cycle
     heap.freeze_startup_heap()
     assert not [o for o in gc.get_objects() if type(o).__name__ == "Cycle"]
+
+
+def test_full_collections_are_timed_and_handed_over_outside_the_collector():
+    seen: list[float] = []
+    timer = heap.FullCollectionTimer(seen.append)
+    try:
+        timer.install()  # no running loop: drained on demand only
+        timer.install()
+        assert gc.callbacks.count(timer) == 1
+        gc.collect(0)
+        gc.collect(1)
+        assert timer.drain() == 0  # only full collections count
+        gc.collect()
+        gc.collect()
+        assert seen == [] and timer.drain() == 2
+        assert len(seen) == 2 and all(0 < s < 10 for s in seen)
+        assert timer.drain() == 0
+    finally:
+        gc.callbacks.remove(timer)
+
+
+def test_full_collections_are_drained_on_the_loop():
+    seen: list[float] = []
+
+    async def scenario() -> None:
+        timer = heap.FullCollectionTimer(seen.append).install(drain_every_s=0.02)
+        try:
+            gc.collect()
+            await asyncio.sleep(0.1)
+        finally:
+            gc.callbacks.remove(timer)
+
+    asyncio.run(scenario())
+    assert len(seen) == 1

@@ -88,6 +88,7 @@ def _total(text: str, name: str) -> float:
 def test_metrics_add_up_across_workers(workers, upstream):
     before = _scrape(workers)
     assert _total(before, "proxy_ext_gc_frozen_objects") > 100_000  # livemin: every live worker froze its start-up heap
+    assert _total(before, "proxy_ext_gc_full_collection_seconds_count") >= 2  # each worker's freeze, timed and added up
     runs_before, tools_before = _total(before, "proxy_ext_agent_runs_total"), _total(before, "proxy_ext_tool_calls_total")
     turns_before = _total(before, "proxy_ext_agent_model_turn_duration_seconds_count")
     client = workers.openai()
