@@ -23,6 +23,9 @@ from tests.support.doc_blocks import Block, Result, Terminal, all_blocks
 
 
 BLOCKS = all_blocks()
+OPERATOR_DOCS = ("docs/operator-guide.md", "docs/troubleshooting.md", "docs/migrating-from-the-fork.md")
+"""Their blocks run in tests/test_docs_literal_ops.py: a second module (its own reader's terminal)
+that `make test`'s workers run beside this one."""
 RUNNABLE = {"bash", "python", "js"}
 LANGS = RUNNABLE | {"yaml", "json", "text"}
 NEEDS = sorted({var for block in BLOCKS if block.kind == "needs" for var in block.args.split()})
@@ -153,8 +156,18 @@ def _check(block: Block, result: Result) -> None:
             raise AssertionError(f"{exc}\n{where}") from None
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
+def blocks_of(docs: tuple[str, ...], inside: bool) -> list[Block]:
+    """The blocks of ``docs`` (``inside``) or of every other document."""
+    return [b for b in BLOCKS if (b.doc in docs) == inside]
+
+
+@pytest.mark.parametrize("block", blocks_of(OPERATOR_DOCS, inside=False), ids=lambda b: b.id)
 def test_block_works_as_written(block: Block, terminal: Terminal):
+    run_block(block, terminal)
+
+
+def run_block(block: Block, terminal: Terminal) -> None:
+    """Run (or check) one block as its reader would, after what the reader did before it."""
     if block.kind == "skip":
         pytest.skip(block.args)
     missing = [var for var in block.args.split() if block.kind == "needs" and not terminal.env.get(var)]
