@@ -227,7 +227,8 @@ def test_spend_is_recorded_against_the_callers_key(agent_proxy, upstream, spend_
     envelope_of(run(agent_proxy, {"input": "hi", "model": "fake/agent-allowed"}, key="sk-test-limited"))
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        records = [json.loads(line) for line in spend_path.read_text().splitlines()] if spend_path.exists() else []
+        # whole lines only: the proxy may be writing the last one right now
+        records = [json.loads(line) for line in spend_path.read_text().split("\n")[:-1] if line] if spend_path.exists() else []
         if any(r["key_alias"] == "limited" for r in records):
             break
         time.sleep(0.2)
@@ -412,7 +413,8 @@ def spend_differences(direct: dict, turn: dict) -> dict:
 def _payloads(spend_path: Path, alias: str, count: int) -> list[dict]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        records = [json.loads(line) for line in spend_path.read_text().splitlines()] if spend_path.exists() else []
+        # whole lines only: the proxy may be writing the last one right now
+        records = [json.loads(line) for line in spend_path.read_text().split("\n")[:-1] if line] if spend_path.exists() else []
         mine = [r["payload"] for r in records if r["key_alias"] == alias and r.get("payload")]
         if len(mine) >= count:
             return mine

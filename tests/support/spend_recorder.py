@@ -21,8 +21,12 @@ class SpendRecorder(CustomLogger):
             # turn and a direct call in tests/test_agent.py).
             "payload": kwargs.get("standard_logging_object"),
         }
-        with open(os.environ["SPEND_RECORD_PATH"], "a") as file:
-            file.write(json.dumps(record, default=str) + "\n")
+        # One write per line (a buffered file splits long lines): readers never see half a record.
+        fd = os.open(os.environ["SPEND_RECORD_PATH"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (json.dumps(record, default=str) + "\n").encode())
+        finally:
+            os.close(fd)
 
 
 recorder = SpendRecorder()
