@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -79,6 +80,20 @@ def test_a_running_run_elsewhere_is_flagged_for_its_worker(runs):
     runs.store.create(_record("e" * 32, "running", lease_owner="other", lease_until=time.time() + 60))
     flagged = asyncio.run(runs.cancel(runs.store.get("e" * 32)))
     assert flagged.status == "running" and flagged.cancel_requested
+
+
+def test_a_run_cancelled_as_it_pauses_for_approval_ends_cancelled(runs):
+    # The cancel is stored while the run's paused result is on its way to the store: the cancel wins
+    # (it was answered 200), instead of the run waiting an hour for decisions nobody will send.
+    runs.store.create(_record("f" * 32, "running", lease_owner=runs.worker, lease_until=time.time() + 60, cancel_requested=True))
+    paused = {"ok": False, "final_answer": None, "stopped_reason": "awaiting_approval", "messages": [],
+              "metrics": {"pending_approvals": [{"id": "c1"}]}}
+    result = SimpleNamespace(envelope=SimpleNamespace(to_dict=lambda: paused), checkpoint=CHECKPOINT)
+    runs._done("f" * 32, result, None)
+    record = runs.store.get("f" * 32)
+    assert record.status == "cancelled" and record.pending is None and not record.cancel_requested and record.lease_owner is None
+    assert record.envelope["stopped_reason"] == "cancelled" and record.envelope["messages"] == CHECKPOINT["added"]
+    assert [kind for _, kind, _ in runs.store.events("f" * 32, 0)] == ["run_completed"]
 
 
 async def _tick(runs: DurableRuns) -> None:

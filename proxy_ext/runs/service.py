@@ -41,6 +41,7 @@ __all__ = ["DurableRuns", "final_envelope"]
 
 logger = logging.getLogger("proxy_ext.runs")
 PURGE_EVERY_S = 60.0
+CANCELLED = "cancelled on request (POST /agent/runs/{id}/cancel)"
 
 
 @dataclass
@@ -117,7 +118,6 @@ class DurableRuns:
         """Cancel a run: at once when it is not running, else by its worker (within a tick)."""
         if record.status in FINISHED:
             raise AgentRequestError(f"run {record.id} already ended ({record.status}); nothing to cancel", status=409)
-        error = "cancelled on request (POST /agent/runs/{id}/cancel)"
 
         def mutate(r: RunRecord) -> bool:
             if r.status in FINISHED:
@@ -125,7 +125,7 @@ class DurableRuns:
             if r.status == "running":
                 r.cancel_requested = True
             else:
-                r.status, r.envelope, r.pending = "cancelled", final_envelope(r, "cancelled", error), None
+                r.status, r.envelope, r.pending = "cancelled", final_envelope(r, "cancelled", CANCELLED), None
             return True
 
         def store() -> RunRecord | None:
@@ -307,8 +307,7 @@ class DurableRuns:
         if local.recorder.lost:
             return  # another worker has it
         if local.cancel_requested:
-            error = "cancelled on request (POST /agent/runs/{id}/cancel)"
-            self._finish(record.id, "cancelled", final_envelope(record, "cancelled", error, local.recorder.checkpoint), local)
+            self._finish(record.id, "cancelled", final_envelope(record, "cancelled", CANCELLED, local.recorder.checkpoint), local)
         elif exc.status == 429 and local.run is None:  # no slot after all (a foreground run was first): back in the queue
             self._busy[record.owner] = time.time() + max(1.0, self.settings.poll_interval_s)
             self.store.update(record.id, lambda r: self._requeue(r))
@@ -331,13 +330,19 @@ class DurableRuns:
         def mutate(r: RunRecord) -> bool:
             if r.lease_owner != self.worker or r.status != "running":
                 return False
-            r.status, r.envelope, r.checkpoint = "awaiting_approval", envelope, result.checkpoint
+            r.lease_owner, r.lease_until, r.checkpoint = None, 0.0, result.checkpoint
+            if r.cancel_requested:  # cancelled (200) as it paused: the cancel wins, no decision will come
+                r.status, r.envelope, r.cancel_requested = "cancelled", final_envelope(r, "cancelled", CANCELLED), False
+                return True
+            r.status, r.envelope = "awaiting_approval", envelope
             r.pending, r.decisions = envelope["metrics"].get("pending_approvals") or [], {}
             r.approval_deadline = time.time() + self.settings.approval_timeout_s
-            r.lease_owner, r.lease_until = None, 0.0
             return True
 
-        if self.store.update(run_id, mutate) is not None:
+        updated = self.store.update(run_id, mutate)
+        if updated is not None and updated.status == "cancelled":
+            self._ended(updated)
+        elif updated is not None:
             self.bell.ring(run_id)
 
     def _finish(self, run_id: str, status: str, envelope: dict[str, Any], local: _Local | None) -> None:
