@@ -4,6 +4,8 @@ its partial transcript, expired approvals fail, cancels and decisions change the
 from __future__ import annotations
 
 import asyncio
+import itertools
+import threading
 import time
 from types import SimpleNamespace
 
@@ -12,7 +14,7 @@ import pytest
 from proxy_ext.agent.errors import AgentRequestError
 from proxy_ext.agent.state import Decision
 from proxy_ext.config import parse_config
-from proxy_ext.runs.service import DurableRuns
+from proxy_ext.runs.service import DurableRuns, _Local
 from proxy_ext.runs.store import RunRecord, SqliteRunStore
 from proxy_ext.state import Runtime
 
@@ -29,8 +31,8 @@ def runs(tmp_path):
     service.store.close()
 
 
-def _record(run_id: str, status: str, **fields) -> RunRecord:
-    return RunRecord(id=run_id, owner="o", team_id=None, status=status, request={"input": "x"}, caller="sealed", **fields)
+def _record(run_id: str, status: str, owner: str = "o", **fields) -> RunRecord:
+    return RunRecord(id=run_id, owner=owner, team_id=None, status=status, request={"input": "x"}, caller="sealed", **fields)
 
 
 def test_a_run_over_its_attempts_is_interrupted_with_its_partial_transcript(runs):
@@ -94,6 +96,36 @@ def test_a_run_cancelled_as_it_pauses_for_approval_ends_cancelled(runs):
     assert record.status == "cancelled" and record.pending is None and not record.cancel_requested and record.lease_owner is None
     assert record.envelope["stopped_reason"] == "cancelled" and record.envelope["messages"] == CHECKPOINT["added"]
     assert [kind for _, kind, _ in runs.store.events("f" * 32, 0)] == ["run_completed"]
+
+
+def test_keys_marked_busy_from_a_result_thread_survive_the_ticks_pruning(runs):
+    # A run refused a slot (429) is requeued by a thread (``_off``) while the tick's thread prunes
+    # the busy keys: no "dictionary changed size during iteration", no mark lost.
+    runs._busy.update({f"idle-{i}": time.time() + 60 for i in range(200_000)})  # a long prune, to meet the other thread
+    runs.store.create(_record("9" * 32, "queued"))
+    local = _Local(recorder=SimpleNamespace(lost=False, checkpoint=None))
+    refused = AgentRequestError("no slot", status=429)
+    stop, marked, errors = threading.Event(), [], []
+
+    def requeue() -> None:
+        for i in itertools.count():
+            if stop.is_set():
+                return
+            runs._stopped(_record("9" * 32, "running", owner=f"busy-{i}"), local, refused)
+            marked.append((f"busy-{i}", time.time()))
+
+    thread = threading.Thread(target=requeue)
+    thread.start()
+    try:
+        for _ in range(20):
+            runs._tick_store(time.time(), [], 10**6)  # no free slot: nothing is claimed
+    except RuntimeError as exc:
+        errors.append(exc)
+    finally:
+        stop.set()
+        thread.join()
+    live = {owner for owner, at in marked if at > time.time() - 0.5}  # marks last a second at least
+    assert not errors and live and live <= set(runs._busy)
 
 
 async def _tick(runs: DurableRuns) -> None:

@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from collections.abc import Callable
@@ -70,6 +71,7 @@ class DurableRuns:
         self._failing = False
         self._busy: dict[str, float] = {}
         """Owners whose runs were refused a slot (their key's own limit), skipped until then."""
+        self._busy_lock = threading.Lock()  # marked by the threads writing results while the tick's thread prunes
         self._unwritten: dict[str, Callable[[], None]] = {}  # results the unreachable store did not take, retried every tick
 
     # ------------------------------------------------------------------------------ entry points
@@ -211,11 +213,13 @@ class DurableRuns:
             self._last_purge = now
             self.store.purge(now, self.settings.retention_s, self.settings.max_runs)
         limit = self.runtime.settings.agent.limits.max_concurrent_runs
-        self._busy = {owner: until for owner, until in self._busy.items() if until > now}
+        with self._busy_lock:
+            self._busy = {owner: until for owner, until in self._busy.items() if until > now}
+            busy = frozenset(self._busy)
         claimed: list[RunRecord] = []
         try:
             while starting + len(claimed) < limit and service.run_slots.free(limit - starting - len(claimed)):  # the instance's slots
-                record = self.store.claim(self.worker, self.settings.lease_s, now, frozenset(self._busy))
+                record = self.store.claim(self.worker, self.settings.lease_s, now, busy)
                 if record is None:
                     break
                 if record.attempts > self.settings.max_attempts:
@@ -309,7 +313,8 @@ class DurableRuns:
         if local.cancel_requested:
             self._finish(record.id, "cancelled", final_envelope(record, "cancelled", CANCELLED, local.recorder.checkpoint), local)
         elif exc.status == 429 and local.run is None:  # no slot after all (a foreground run was first): back in the queue
-            self._busy[record.owner] = time.time() + max(1.0, self.settings.poll_interval_s)
+            with self._busy_lock:
+                self._busy[record.owner] = time.time() + max(1.0, self.settings.poll_interval_s)
             self.store.update(record.id, lambda r: self._requeue(r))
         else:
             self._finish(record.id, "failed", final_envelope(record, "error", exc.message, local.recorder.checkpoint), local)
