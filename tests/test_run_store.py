@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from proxy_ext.runs.store import RunRecord, SqliteRunStore
+from proxy_ext.runs.store import RunRecord, SqliteRunStore, cursor_of, parse_cursor
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -124,6 +124,14 @@ def test_a_malformed_cursor_never_breaks_the_store(make_store, cursor):
     store.create(record("a" * 32, created=1000.0))
     page, _ = store.list("o1", None, None, 10, cursor)
     assert [r.id for r in page] in ([], ["a" * 32])
+
+
+@pytest.mark.parametrize("before", ["\u0661:a", "1_000:a", " 1:a", "1 :a", "\uff11:a", "1e3:a", "0x1p3:a", "+1:a", "infinity:a"])
+def test_a_cursor_is_a_next_before_and_nothing_float_also_reads(before):
+    """Unicode digits, ``_`` and exponents are numbers to float(), not a ``next_before`` (``GET
+    /agent/runs?before=\u0661:a`` answered 200 with a page instead of 400)."""
+    assert parse_cursor(before) is None
+    assert parse_cursor(cursor_of(record("a" * 32, created=1733212345.25))) == (1733212345.25, "a" * 32)
 
 
 def test_due_approvals_and_purge(make_store):

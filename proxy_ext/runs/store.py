@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import json
 import math
+import re
 import sqlite3
 import threading
 import time
@@ -152,21 +153,23 @@ def take(record: RunRecord, worker: str, lease_s: float, now: float) -> None:
     record.updated_at = now
 
 
+_STAMP = re.compile(r"[0-9]{1,20}(\.[0-9]{1,9})?")
+
+
 def cursor_of(record: RunRecord) -> str:
     return f"{record.created_at:.6f}:{record.id}"
 
 
 def parse_cursor(before: str | None) -> tuple[float, str] | None:
-    """The page position of a ``next_before`` (None: none, or not a cursor — ``nan``/``inf`` are none:
-    Redis refuses ``nan`` as a score)."""
+    """The page position of a ``next_before`` (None: none, or not a cursor — only the ASCII decimals
+    :func:`cursor_of` writes: float() also reads ``nan``, which Redis refuses as a score, and ``١``, ``1_0``, ``1e3``)."""
     if not before:
         return None
     stamp, _, run_id = before.partition(":")
-    try:
-        created = float(stamp)
-    except ValueError:
+    if not (run_id and _STAMP.fullmatch(stamp)):
         return None
-    return (created, run_id) if math.isfinite(created) and run_id else None
+    created = float(stamp)
+    return (created, run_id) if math.isfinite(created) else None
 
 
 _SCHEMA = """
