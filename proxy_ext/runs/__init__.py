@@ -4,6 +4,7 @@ approval before tool calls, stored in SQLite (one box) or Redis (several workers
 - :mod:`proxy_ext.runs.store` — the run record, the store interface and the SQLite store;
 - :mod:`proxy_ext.runs.redis_store` — the Redis store;
 - :mod:`proxy_ext.runs.recorder` — the event consumer that writes a run's events and checkpoints;
+- :mod:`proxy_ext.runs.callers` — a run's caller, sealed into its record and unsealed by its worker;
 - :mod:`proxy_ext.runs.service` — submit, park, cancel, decide and the per-worker executor;
 - :mod:`proxy_ext.runs.routes` — ``/agent/runs`` and its sub-routes.
 """

@@ -13,7 +13,6 @@ the store cannot take (unreachable) are kept in memory and written when it answe
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import secrets
@@ -24,14 +23,13 @@ from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any
 
-from proxy_ext import litellm_adapter as adapter
 from proxy_ext.agent import facade, service
 from proxy_ext.agent.errors import AgentRequestError
-from proxy_ext.agent.model_client import forwardable_headers
 from proxy_ext.agent.request import AgentRunRequest, resolve
 from proxy_ext.agent.runner import RunResult
 from proxy_ext.agent.state import Decision
 from proxy_ext.exceptions import ModelRefused, ProxyExtError
+from proxy_ext.runs.callers import new_record, unseal_caller
 from proxy_ext.runs.envelopes import final_envelope
 from proxy_ext.runs.outage import StoreUnavailable
 from proxy_ext.runs.recorder import EventBell, StoreRecorder
@@ -94,7 +92,7 @@ class DurableRuns:
         if await asyncio.to_thread(self.store.count, "queued") >= self.settings.max_queued_runs:
             raise AgentRequestError(f"too many background runs queued ({self.settings.max_queued_runs}, "
                                     "proxy_ext.runs.max_queued_runs); retry later", status=429)
-        record = self._new_record(secrets.token_hex(16), "queued", payload, caller)
+        record = new_record(secrets.token_hex(16), "queued", payload, caller)
         await asyncio.to_thread(self.store.create, record)
         self.ensure_started()
         self.wake()
@@ -103,7 +101,7 @@ class DurableRuns:
     async def park(self, payload: dict[str, Any], caller: facade.Caller, result: RunResult) -> RunRecord:
         """Keep a foreground run that paused for approvals, so decisions can continue it."""
         envelope = result.envelope.to_dict()
-        record = self._new_record(result.envelope.metrics.trace_id, "awaiting_approval", payload, caller)
+        record = new_record(result.envelope.metrics.trace_id, "awaiting_approval", payload, caller)
         record.checkpoint, record.envelope = result.checkpoint, envelope
         record.pending = envelope["metrics"].get("pending_approvals") or []
         record.approval_deadline = time.time() + self.settings.approval_timeout_s
@@ -278,7 +276,7 @@ class DurableRuns:
             try:
                 request = AgentRunRequest.model_validate({**record.request, "background": False})
                 decisions = {k: Decision(bool(v.get("approve")), v.get("reason")) for k, v in record.decisions.items()}
-                local.run = await facade.start(request, self._caller(record), stream_text=request.stream, runtime=self.runtime,
+                local.run = await facade.start(request, unseal_caller(record), stream_text=request.stream, runtime=self.runtime,
                                                run_id=record.id, detached=True, resume=record.checkpoint,
                                                decisions=decisions or None, consumers=(local.recorder,))
             finally:
@@ -387,24 +385,3 @@ class DurableRuns:
     def _interrupt(self, record: RunRecord) -> None:
         error = f"the run's worker stopped {record.attempts - 1} time(s) (proxy_ext.runs.max_attempts: {self.settings.max_attempts})"
         self._finish(record.id, "interrupted", final_envelope(record, "interrupted", error), None)
-
-    # ------------------------------------------------------------------------------ callers
-
-    def _new_record(self, run_id: str, status: str, payload: dict[str, Any], caller: facade.Caller) -> RunRecord:
-        owner, team_id, _ = adapter.identity_owner(caller.identity)
-        sealed = adapter.seal(json.dumps({"headers": forwardable_headers(caller.headers), "server": caller.server,
-                                          "scheme": caller.scheme, "identity": adapter.dump_identity(caller.identity),
-                                          "client": caller.client}))
-        request = {k: v for k, v in payload.items() if k != "background"}
-        return RunRecord(id=run_id, owner=owner, team_id=team_id, status=status, request=request, caller=sealed)
-
-    def _caller(self, record: RunRecord) -> facade.Caller:
-        text = adapter.unseal(record.caller)
-        if text is None:
-            raise AgentRequestError("the run's credentials cannot be read with this proxy's key "
-                                    "(LITELLM_SALT_KEY / master key differ between instances?)", status=500)
-        data = json.loads(text)
-        server = tuple(data["server"]) if data.get("server") else None
-        client = tuple(data["client"]) if data.get("client") else None
-        return facade.Caller(data["headers"], server, data.get("scheme") or "http",  # type: ignore[arg-type]
-                             adapter.load_identity(data.get("identity")), client)  # type: ignore[arg-type]
