@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -47,6 +48,30 @@ def test_one_worker_counts_in_process_and_release_without_a_slot_still_works():
     slots.release(first)
     slots.release(first)  # twice: no effect
     assert slots.active == 0 and slots.free(2, owner="a")
+
+
+def test_the_scope_is_chosen_once_when_a_thread_and_the_loop_meet_on_first_use(monkeypatch):
+    """The durable-run tick checks free slots in a thread while a run takes one on the event loop:
+    both chose the scope (first use), and the slot taken in the first scope was lost with it."""
+    slots = RunSlots()
+    chosen = []
+    configure = slots.configure
+
+    def slow_configure(**kwargs):
+        chosen.append(kwargs)
+        time.sleep(0.05)  # widens the window between "no scope yet" and "scope chosen"
+        configure(**kwargs)
+
+    monkeypatch.setattr(slots, "configure", slow_configure)
+    monkeypatch.setattr("proxy_ext.scale.slots.multi_worker", lambda: False)
+    taker = threading.Thread(target=slots.acquire, args=(1,))
+    taker.start()
+    time.sleep(0.01)
+    checker = threading.Thread(target=slots.free, args=(1,))
+    checker.start()
+    taker.join()
+    checker.join()
+    assert len(chosen) == 1 and slots.active == 1 and not slots.free(1)
 
 
 def test_owner_is_a_hash_of_the_key_never_the_key():

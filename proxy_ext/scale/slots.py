@@ -217,6 +217,7 @@ class RunSlots:
         self._leases: Any = None
         self._per_key: int | None = None
         self._held: list[Slot] = []
+        self._choosing = threading.Lock()
 
     def configure(self, *, shared_path: str | os.PathLike[str] | None = None, per_key: int | None = None, leases: Any = None) -> None:
         """Choose the scope: ``shared_path`` (a state file shared by the instance's workers; None:
@@ -227,18 +228,23 @@ class RunSlots:
 
     def _ensure(self) -> LocalCounts | SharedCounts:
         if self._counts is None:
-            from proxy_ext.state import get_runtime
-
-            scale = get_runtime().settings.scale
-            shared = instance_dir(scale.state_dir) / "run_slots.json" if multi_worker() else None
-            leases = None
-            if scale.global_max_concurrent_runs is not None:
-                from proxy_ext.scale.leases import RedisLeases
-
-                leases = RedisLeases.from_settings(scale)
-            self.configure(shared_path=shared, per_key=scale.max_concurrent_runs_per_key, leases=leases)
+            with self._choosing:  # the durable-run tick checks from a thread while runs take slots on the loop
+                if self._counts is None:
+                    self._choose()
         assert self._counts is not None
         return self._counts
+
+    def _choose(self) -> None:
+        from proxy_ext.state import get_runtime
+
+        scale = get_runtime().settings.scale
+        shared = instance_dir(scale.state_dir) / "run_slots.json" if multi_worker() else None
+        leases = None
+        if scale.global_max_concurrent_runs is not None:
+            from proxy_ext.scale.leases import RedisLeases
+
+            leases = RedisLeases.from_settings(scale)
+        self.configure(shared_path=shared, per_key=scale.max_concurrent_runs_per_key, leases=leases)
 
     def check(self, limit: int, *, owner: str | None = None) -> None:
         """429 when no slot is free for ``owner`` (nothing is taken)."""
