@@ -29,6 +29,9 @@ class ProxyExtError(Exception):
     """Base class of proxy_ext's exceptions; ``status`` is the HTTP status it is answered with."""
 
     status: int = 500
+    retry_after_s: int | None = None
+    """When set, the answer carries ``Retry-After`` with it (a condition that passes, e.g. a store
+    that cannot be reached right now)."""
 
     def __init__(self, message: str, status: int | None = None, param: str | None = None) -> None:
         super().__init__(message)

@@ -202,7 +202,8 @@ async def _start_when_created(runtime: Runtime) -> None:
     _start_executor(runtime)
 
 
-def _freeze_startup_heap(runtime: Runtime) -> None:
+def _watch_heap(runtime: Runtime) -> None:
+    """Freeze the start-up heap (scale.gc_freeze_after_s) and time full collections (metrics)."""
     on_frozen = None
     if runtime.settings.metrics.enabled:
         from proxy_ext import metrics
@@ -241,7 +242,7 @@ def get_extension() -> ProxyExtension:
         if runtime.settings.metrics.require_auth is not None:
             adapter.set_metrics_auth(runtime.settings.metrics.require_auth)
         _start_durable_runs(runtime)
-        _freeze_startup_heap(runtime)
+        _watch_heap(runtime)
         problem = adapter.version_problem()
         if problem:
             logger.warning("proxy_ext: %s (/ready reports it as degraded; `proxy-ext doctor` too)", problem)

@@ -19,12 +19,20 @@ from proxy_ext.exceptions import ProxyExtError, error_body
 from proxy_ext.guard import content_type_problem, parse_json_object
 from proxy_ext.state import get_runtime
 
-__all__ = ["DurableHandoff", "build_router", "error_response", "json_body", "openapi_components"]
+__all__ = ["DurableHandoff", "build_router", "error_answer", "error_response", "json_body", "openapi_components"]
 
 
 def error_response(status: int, message: str, param: str | None = None) -> JSONResponse:
     """An OpenAI-style error body, as the proxy's own routes answer."""
     return JSONResponse(error_body(status, message, param), status_code=status)
+
+
+def error_answer(exc: ProxyExtError) -> JSONResponse:
+    """The answer to one of proxy_ext's errors (with ``Retry-After`` when the error names a wait)."""
+    response = error_response(exc.status, exc.message)
+    if exc.retry_after_s is not None:
+        response.headers["retry-after"] = str(exc.retry_after_s)
+    return response
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -169,10 +177,7 @@ def build_router(durable: DurableHandoff | None = None) -> APIRouter:
             if result.envelope.stopped_reason == "awaiting_approval" and durable is not None:
                 await durable.park(payload, caller, result)
         except ProxyExtError as exc:
-            response = error_response(exc.status, exc.message)
-            if getattr(exc, "retry_after_s", None):  # the durable run store is unreachable
-                response.headers["retry-after"] = str(exc.retry_after_s)  # type: ignore[attr-defined]
-            return response
+            return error_answer(exc)
         return JSONResponse(result.envelope.to_dict(), headers={"x-proxy-ext-trace-id": run.trace_id})
 
     return router

@@ -17,7 +17,7 @@ from proxy_ext import litellm_adapter as adapter
 from proxy_ext.agent.errors import AgentRequestError
 from proxy_ext.agent import facade
 from proxy_ext.agent.request import AgentRunRequest
-from proxy_ext.agent.routes import error_response, json_body
+from proxy_ext.agent.routes import error_answer, json_body
 from proxy_ext.agent.state import Decision
 from proxy_ext.agent.wire import sse
 from proxy_ext.exceptions import ProxyExtError
@@ -75,14 +75,6 @@ _LIST_QUERY = {"parameters": [
 
 def _not_found(run_id: str) -> AgentRequestError:
     return AgentRequestError(f"no run {run_id!r} (or not yours)", status=404)
-
-
-def failure(exc: ProxyExtError) -> JSONResponse:
-    """The error answer; a store that cannot be reached adds ``Retry-After``."""
-    response = error_response(exc.status, exc.message)
-    if isinstance(exc, StoreUnavailable):
-        response.headers["retry-after"] = str(exc.retry_after_s)
-    return response
 
 
 async def _owned(runs: DurableRuns, run_id: str, identity: Any) -> RunRecord:
@@ -212,7 +204,7 @@ def build_router() -> APIRouter:
             owner, team_id, admin = adapter.identity_owner(identity)
             records, next_before = await asyncio.to_thread(runs().store.list, None if admin else owner, team_id, status, limit, before)
         except ProxyExtError as exc:
-            return failure(exc)
+            return error_answer(exc)
         return {"runs": [r.summary() for r in records], "next_before": next_before}
 
     @router.get("/agent/runs/{run_id}", summary="A durable run's status (and envelope once it ended)")
@@ -220,14 +212,14 @@ def build_router() -> APIRouter:
         try:
             return status_body(await _owned(runs(), run_id, identity))
         except ProxyExtError as exc:
-            return failure(exc)
+            return error_answer(exc)
 
     @router.get("/agent/runs/{run_id}/events", summary="A run's events as SSE, from the start or after Last-Event-ID")
     async def run_events(run_id: str, request: Request, identity: Any = auth) -> Any:
         try:
             return event_stream(await _owned(runs(), run_id, identity), _after(request))
         except ProxyExtError as exc:
-            return failure(exc)
+            return error_answer(exc)
 
     @router.post("/agent/runs/{run_id}/cancel", summary="Cancel a durable run")
     async def run_cancel(run_id: str, identity: Any = auth) -> Any:
@@ -235,7 +227,7 @@ def build_router() -> APIRouter:
             service = runs()
             record = await service.cancel(await _owned(service, run_id, identity))
         except ProxyExtError as exc:
-            return failure(exc)
+            return error_answer(exc)
         return {"run_id": record.id, "status": record.status, "cancel_requested": record.status == "running"}
 
     @router.post("/agent/runs/{run_id}/approvals", summary="Approve or deny a paused run's pending tool calls",
@@ -248,7 +240,7 @@ def build_router() -> APIRouter:
             payload = await json_body(request, 65_536, runtime.settings.guard.max_json_depth)
             record = await service.decide(record, _decisions(payload))
         except ProxyExtError as exc:
-            return failure(exc)
+            return error_answer(exc)
         return JSONResponse(status_body(record))
 
     return router

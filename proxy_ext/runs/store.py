@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import math
 import re
 import sqlite3
 import threading
@@ -162,14 +161,13 @@ def cursor_of(record: RunRecord) -> str:
 
 def parse_cursor(before: str | None) -> tuple[float, str] | None:
     """The page position of a ``next_before`` (None: none, or not a cursor — only the ASCII decimals
-    :func:`cursor_of` writes: float() also reads ``nan``, which Redis refuses as a score, and ``١``, ``1_0``, ``1e3``)."""
+    :func:`cursor_of` writes, so always finite: float() also reads ``nan``, which Redis refuses as a score, and ``١``, ``1_0``, ``1e3``)."""
     if not before:
         return None
     stamp, _, run_id = before.partition(":")
     if not (run_id and _STAMP.fullmatch(stamp)):
         return None
-    created = float(stamp)
-    return (created, run_id) if math.isfinite(created) else None
+    return float(stamp), run_id
 
 
 _SCHEMA = """
