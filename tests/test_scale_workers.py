@@ -9,6 +9,7 @@ its slots back (and its gauges must leave the scrape).
 from __future__ import annotations
 
 import concurrent.futures
+import fcntl
 import glob
 import json
 import os
@@ -150,6 +151,7 @@ def _slots(proxy) -> dict:
     files = glob.glob(str(proxy.state_dir / "proxy_ext-instance-*" / "run_slots.json"))
     assert len(files) == 1, files
     with open(files[0], "rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)  # as the workers read it: a write is pwrite, then ftruncate
         raw = handle.read()
     return json.loads(raw) if raw else {}
 
