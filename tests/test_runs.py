@@ -120,6 +120,23 @@ def test_cancel_a_running_background_run(runs_proxy, upstream):
     assert cancelled["envelope"]["stopped_reason"] == "cancelled"
 
 
+@pytest.mark.parametrize("body", [{"model": "x" * 100_000}, {"model": "fake-nope/never"}, {"tools": ["no_such_tool"]},
+                                  {"tools": ["t" * 100_000]}, {"backend": "http"}, {"profile": "p" * 100_000}],
+                         ids=["100k-model", "unknown-model", "unknown-tool", "100k-tool", "http-backend-unconfigured", "100k-profile"])
+def test_a_background_run_is_refused_at_submission_as_the_run_itself_is(runs_proxy, upstream, body):
+    """What /agent/run refuses with a 400 before it runs, a background submission refuses too (it
+    answered 202 and the run failed later), with the same short message naming what to fix."""
+    body = {"input": "x", **body}
+    before = len(get(runs_proxy, "/agent/runs", params={"limit": 500}).json()["runs"])
+    foreground = post(runs_proxy, "/agent/run", body)
+    for background in (post(runs_proxy, "/agent/run", {**body, "background": True}),
+                       post(runs_proxy, "/agent/run", {**body, "background": True, "stream": True})):
+        assert (foreground.status_code, background.status_code) == (400, 400), background.text[:300]
+        message = background.json()["error"]["message"]
+        assert message == foreground.json()["error"]["message"] and len(message) < 500, message[:600]
+    assert len(get(runs_proxy, "/agent/runs", params={"limit": 500}).json()["runs"]) == before  # nothing was queued
+
+
 # ----------------------------------------------------------------------------------- approvals
 
 def _approval_run(proxy, upstream, model: str, note: str) -> dict:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from proxy_ext.agent.errors import AgentRequestError
+from proxy_ext.agent.errors import AgentRequestError, quoted
 from proxy_ext.agent.messages import ChatMessage, NonEmpty
 from proxy_ext.agent.usage import Limits
 from proxy_ext.config import AgentConfig
@@ -130,7 +130,7 @@ def resolve(request: AgentRunRequest, agent: AgentConfig) -> RunSpec:
         profile = agent.profiles.get(request.profile)
         if profile is None:
             known = ", ".join(sorted(agent.profiles)) or "none configured"
-            raise AgentRequestError(f"unknown profile {request.profile!r}; known profiles: {known}")
+            raise AgentRequestError(f"unknown profile {quoted(request.profile)}; known profiles: {known}")
     messages = request.conversation()
     if len(messages) > limits.max_messages:
         raise AgentRequestError(f"{len(messages)} messages exceed the maximum of {limits.max_messages} (proxy_ext.agent.limits.max_messages)")
@@ -144,7 +144,7 @@ def resolve(request: AgentRunRequest, agent: AgentConfig) -> RunSpec:
     ladder_config = (profile.escalation if profile and profile.escalation else None) or agent.escalation
     first = request.model or (profile.model if profile else None)
     if first is not None and first.startswith("mini-agent/"):
-        raise AgentRequestError(f"model {first!r} is an agent profile; name a model of the model_list")
+        raise AgentRequestError(f"model {quoted(first)} is an agent profile; name a model of the model_list")
     if first is None:
         ladder = list(ladder_config) or ([agent.default_model] if agent.default_model else [])
     elif first in ladder_config:

@@ -18,7 +18,7 @@ import httpx
 
 from proxy_ext.agent import metrics as agent_metrics
 from proxy_ext.agent.backends import backend_for
-from proxy_ext.agent.errors import AgentRequestError
+from proxy_ext.agent.errors import AgentRequestError, quoted
 from proxy_ext.agent.model_client import ModelClient, forwardable_headers
 from proxy_ext.agent.request import RunSpec
 from proxy_ext.agent.runner import RunSettings
@@ -29,7 +29,7 @@ from proxy_ext.scale.slots import RunSlots
 from proxy_ext.state import Runtime
 from proxy_ext.tools.base import ToolContext, ToolSpec
 
-__all__ = ["PreparedRun", "RUN_TASK_PREFIX", "TASK_PREFIX", "model_transport", "prepare", "proxy_base_url", "run_slots", "trace_writer"]
+__all__ = ["PreparedRun", "RUN_TASK_PREFIX", "TASK_PREFIX", "check", "model_transport", "prepare", "proxy_base_url", "run_slots", "trace_writer"]
 
 
 logger = logging.getLogger("proxy_ext.agent")
@@ -137,9 +137,9 @@ def _model_problem(name: str, agent_models: set[str]) -> str | None:
     from proxy_ext import litellm_adapter as adapter
 
     if name.startswith("mini-agent/") or name in agent_models:
-        return f"model {name!r} is an agent profile; an agent run must name a model of the model_list"
+        return f"model {quoted(name)} is an agent profile; an agent run must name a model of the model_list"
     if not adapter.model_is_served(name):
-        return f"unknown model {name!r}: it is not in this proxy's model_list"
+        return f"unknown model {quoted(name)}: it is not in this proxy's model_list"
     return None
 
 
@@ -173,13 +173,13 @@ def select_tools(tools: list[ToolSpec], wanted: list[str], backend: str) -> list
     available = [t.name for t in tools]
     unknown = [w for w in wanted if not fnmatch.filter(available, w)]
     if unknown:
-        raise AgentRequestError(f"unknown tool(s) {unknown} for backend {backend!r}; available: {sorted(available)}")
+        raise AgentRequestError(f"unknown tool(s) [{', '.join(map(quoted, unknown))}] for backend {backend!r}; available: {sorted(available)}")
     return [t for t in tools if any(fnmatch.fnmatchcase(t.name, w) for w in wanted)]
 
 
-async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], base_url: str, identity: Any = None,
-                  run_id: str | None = None, caller_address: tuple[str, int] | None = None) -> PreparedRun:
-    """Check models, backend and tools against this proxy; raise AgentRequestError (4xx) on problems."""
+async def _checked(runtime: Runtime, spec: RunSpec, lower: dict[str, str], trace_id: str,
+                   identity: Any) -> tuple[Any, ToolContext, list[ToolSpec]]:
+    """Models, backend and tools of ``spec`` checked against this proxy: its backend, tool context and tools."""
     agent = runtime.settings.agent
     if spec.backend != "echo":
         agent_models = agent_model_names(runtime.document)
@@ -187,8 +187,6 @@ async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], b
             problem = _model_problem(model, agent_models)
             if problem:
                 raise AgentRequestError(problem)
-    lower = {k.lower(): v for k, v in headers.items()}
-    trace_id = run_id or uuid.uuid4().hex
     backend = backend_for(runtime.settings, spec.backend)
     tool_ctx = ToolContext(request_headers=lower, run_id=trace_id, timeout_s=spec.limits.timeout_s, identity=identity)
     tools: list[ToolSpec] = []
@@ -205,6 +203,22 @@ async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], b
         if clash:
             raise AgentRequestError(f"client tool(s) {clash} have the names of tools agent profile {spec.profile!r} runs itself; "
                                     "rename the client's tools")
+    return backend, tool_ctx, tools
+
+
+async def check(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], identity: Any = None, run_id: str | None = None) -> None:
+    """Refuse what :func:`prepare` would refuse (unknown model or tool, a backend without its
+    config, ...) without preparing a run: a background run is checked so when it is submitted."""
+    await _checked(runtime, spec, {k.lower(): v for k, v in headers.items()}, run_id or uuid.uuid4().hex, identity)
+
+
+async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], base_url: str, identity: Any = None,
+                  run_id: str | None = None, caller_address: tuple[str, int] | None = None) -> PreparedRun:
+    """Check models, backend and tools against this proxy; raise AgentRequestError (4xx) on problems."""
+    agent = runtime.settings.agent
+    lower = {k.lower(): v for k, v in headers.items()}
+    trace_id = run_id or uuid.uuid4().hex
+    backend, tool_ctx, tools = await _checked(runtime, spec, lower, trace_id, identity)
     settings = RunSettings(
         max_history_tokens=agent.max_history_tokens,
         tool_error_escalation=agent.tool_error_escalation,

@@ -87,12 +87,14 @@ class DurableRuns:
             self._wake.set()
 
     async def submit(self, payload: dict[str, Any], parsed: AgentRunRequest, caller: facade.Caller) -> RunRecord:
-        """Queue a background run (4xx now for what the request itself gets wrong)."""
-        resolve(parsed, self.runtime.settings.agent)
+        """Queue a background run (4xx now for what the request itself gets wrong: what ``/agent/run``
+        would refuse before it runs, unknown models and tools included)."""
+        run_id = secrets.token_hex(16)
+        await service.check(self.runtime, resolve(parsed, self.runtime.settings.agent), caller.headers, caller.identity, run_id)
         if await asyncio.to_thread(self.store.count, "queued") >= self.settings.max_queued_runs:
             raise AgentRequestError(f"too many background runs queued ({self.settings.max_queued_runs}, "
                                     "proxy_ext.runs.max_queued_runs); retry later", status=429)
-        record = new_record(secrets.token_hex(16), "queued", payload, caller)
+        record = new_record(run_id, "queued", payload, caller)
         await asyncio.to_thread(self.store.create, record)
         self.ensure_started()
         self.wake()
