@@ -9,6 +9,7 @@ from typing import Any
 
 from proxy_ext.agent import events as ev
 from proxy_ext.agent.wire import event_payload
+from proxy_ext.runs import unwritten
 from proxy_ext.runs.outage import StoreUnavailable
 from proxy_ext.runs.store import RunRecord, RunStore
 
@@ -75,6 +76,8 @@ class StoreRecorder:
         """A final envelope (completed or paused) was recorded (or is in :attr:`unsent`)."""
         self.unsent: list[tuple[str, dict[str, Any]]] = []
         """Events the store could not take (unreachable), stored in order as soon as it answers."""
+        self.refused = 0
+        """Flushes in a row the store refused (an error answer)."""
 
     def __call__(self, event: ev.RunEvent) -> None:
         if isinstance(event, ev.Checkpointed):
@@ -93,13 +96,32 @@ class StoreRecorder:
             self.flush()
         except StoreUnavailable:
             return  # kept: the run goes on, its events are stored when the store answers (flush)
+        except Exception as exc:  # noqa: BLE001 - refused: kept for the next flush (bounded, see flush)
+            logger.warning("proxy_ext: the run store refused an event of run %s (%s); kept for the next try",
+                           self.run_id, unwritten.refusal(exc))
+            return
         self.bell.ring(self.run_id)
 
     def flush(self) -> None:
-        """Store the events kept during an outage (raises :class:`StoreUnavailable` while it lasts)."""
+        """Store the events kept during an outage (raises :class:`StoreUnavailable` while it lasts).
+        Events the store refuses (an error answer, e.g. out of memory) are kept for the next flush
+        and raise; after :data:`~proxy_ext.runs.unwritten.WRITE_TRIES` refused flushes in a row
+        they are dropped (logged), so the run's result can still be stored."""
         while self.unsent:
-            self.store.append_event(self.run_id, *self.unsent[0])
-            self.unsent.pop(0)
+            try:
+                self.store.append_event(self.run_id, *self.unsent[0])
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                self.refused += 1
+                if self.refused < unwritten.WRITE_TRIES:
+                    raise
+                logger.error("proxy_ext: the run store refused the events of run %s %d times (%s); %d event(s) dropped",
+                             self.run_id, self.refused, unwritten.refusal(exc), len(self.unsent))
+                self.unsent.clear()
+            else:
+                self.unsent.pop(0)
+            self.refused = 0
 
     def _save(self, state: dict[str, Any]) -> None:
         def mutate(record: RunRecord) -> bool:

@@ -34,6 +34,7 @@ from proxy_ext.runs.envelopes import final_envelope
 from proxy_ext.runs.outage import StoreUnavailable
 from proxy_ext.runs.recorder import EventBell, StoreRecorder
 from proxy_ext.runs.store import FINISHED, RunRecord, RunStore
+from proxy_ext.runs.unwritten import Unwritten, refusal
 from proxy_ext.state import Runtime
 
 __all__ = ["DurableRuns", "final_envelope"]
@@ -70,7 +71,8 @@ class DurableRuns:
         self._busy: dict[str, float] = {}
         """Owners whose runs were refused a slot (their key's own limit), skipped until then."""
         self._busy_lock = threading.Lock()  # marked by the threads writing results while the tick's thread prunes
-        self._unwritten: dict[str, Callable[[], None]] = {}  # results the unreachable store did not take, retried every tick
+        self._refusals: set[str] = set()  # runs whose record the store refused in the tick (logged once)
+        self._unwritten = Unwritten()  # results the store did not take (unreachable, or refused), written later
 
     # ------------------------------------------------------------------------------ entry points
 
@@ -204,11 +206,15 @@ class DurableRuns:
             asyncio.get_running_loop().create_task(self._execute(record), name=f"proxy_ext-runs-{record.id}")
 
     def _tick_store(self, now: float, local: list[tuple[str, _Local]], starting: int) -> tuple[list[tuple[str, _Local]], list[RunRecord]]:
-        for run_id, write in list(self._unwritten.items()):
-            self._write(run_id, write)
+        self._unwritten.retry()
         stops = self._watch_local(now, local)
         for run_id in self.store.due_approvals(now):
-            self._expire(run_id, now)
+            try:
+                self._expire(run_id, now)
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one run the store refuses must not stop the tick
+                self._refused(run_id, "the expiry of its approval", exc)
         if now - self._last_purge > PURGE_EVERY_S:
             self._last_purge = now
             self.store.purge(now, self.settings.retention_s, self.settings.max_runs)
@@ -231,35 +237,40 @@ class DurableRuns:
         return stops, claimed
 
     def _watch_local(self, now: float, local_runs: list[tuple[str, _Local]]) -> list[tuple[str, _Local]]:
-        """Renew the leases of this worker's runs; those to stop (cancelled elsewhere or taken over)."""
+        """Renew the leases of this worker's runs; those to stop (cancelled elsewhere or taken over).
+        A run whose record the store refuses (an error answer) is skipped: the others are renewed."""
         stops: list[tuple[str, _Local]] = []
         for run_id, local in local_runs:
-            if local.recorder.lost:
-                stops.append((run_id, local))
-                continue
-            record = self.store.get(run_id)
-            if record is None or record.lease_owner != self.worker:
-                local.recorder.lost = True
-                stops.append((run_id, local))
-            elif record.cancel_requested:
-                local.cancel_requested = True
-                stops.append((run_id, local))
-            elif now - local.renewed_at >= self.settings.lease_s / 3:
-                local.renewed_at = now
-                self.store.update(run_id, lambda r: self._renew(r, now))
+            try:
+                if self._watch(now, run_id, local):
+                    stops.append((run_id, local))
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - logged once per run until it answers again
+                self._refused(run_id, "its lease renewal", exc)
+            else:
+                self._refusals.discard(run_id)
         return stops
 
-    def _write(self, run_id: str, write: Callable[[], None]) -> None:
-        """``write()`` a run's result to the store; kept in memory (and retried every tick) while the
-        store cannot be reached, so a run that ended during an outage keeps its result."""
-        try:
-            write()
-        except StoreUnavailable:
-            if run_id not in self._unwritten:
-                logger.warning("proxy_ext: run %s ended while the run store is unreachable; its result is kept here until it answers", run_id)
-            self._unwritten[run_id] = write
-            return
-        self._unwritten.pop(run_id, None)
+    def _watch(self, now: float, run_id: str, local: _Local) -> bool:
+        if local.recorder.lost:
+            return True
+        record = self.store.get(run_id)
+        if record is None or record.lease_owner != self.worker:
+            local.recorder.lost = True
+            return True
+        if record.cancel_requested:
+            local.cancel_requested = True
+            return True
+        if now - local.renewed_at >= self.settings.lease_s / 3:
+            local.renewed_at = now
+            self.store.update(run_id, lambda r: self._renew(r, now))
+        return False
+
+    def _refused(self, run_id: str, what: str, exc: Exception) -> None:
+        if run_id not in self._refusals:
+            self._refusals.add(run_id)
+            logger.warning("proxy_ext: the run store refused %s of run %s (%s); the other runs go on", what, run_id, refusal(exc))
 
     def _renew(self, record: RunRecord, now: float) -> bool:
         if record.lease_owner != self.worker or record.status != "running":
@@ -304,8 +315,8 @@ class DurableRuns:
             self.wake()
 
     async def _off(self, run_id: str, write: Callable[[], None]) -> None:
-        """A run's result, written off the event loop (kept in memory while the store is unreachable)."""
-        await asyncio.to_thread(self._write, run_id, write)
+        """A run's result, written off the event loop (kept in memory while the store cannot take it)."""
+        await asyncio.to_thread(self._unwritten.write, run_id, write)
 
     def _stopped(self, record: RunRecord, local: _Local, exc: ProxyExtError) -> None:
         if local.recorder.lost:
