@@ -17,7 +17,7 @@ export UV_COMPILE_BYTECODE ?= 1
 # The system trust store (it holds this network's registry CA), also in a shell without SSL_CERT_FILE.
 export UV_NATIVE_TLS ?= 1
 
-.PHONY: run test test-fast test-compat lint smoke-live bench doctor env node-deps system-deps codex-e2e clean
+.PHONY: run test test-fast test-compat lint smoke-live bench soak doctor env node-deps system-deps codex-e2e clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -115,6 +115,10 @@ test-fast: env
 lint: env
 	$(VENV)/bin/ruff check proxy_ext
 	$(VENV)/bin/mypy
+
+# The durable-run soak (tests/soak_runs.py: two workers, Redis, the global limit; about a minute).
+soak: env
+	$(VENV)/bin/python -m tests.soak_runs $(SOAK_ARGS)
 
 # The supported LiteLLM range (pyproject.toml): the built wheel in throwaway environments with the
 # oldest, a middle and the newest supported release (tests/test_compat.py there), and one release
