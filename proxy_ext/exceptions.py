@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ERROR_TYPES", "ClientDisconnected", "ModelCallError", "ModelRefused", "ProxyExtError", "RequestError", "error_body"]
+__all__ = ["ERROR_TYPES", "ClientDisconnected", "ModelCallError", "ModelRefused", "ProxyExtError", "RequestError", "Unavailable",
+           "error_body"]
 
 ERROR_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error", 405: "method_not_allowed",
@@ -49,6 +50,14 @@ class RequestError(ProxyExtError):
     """The request cannot be served as sent (a 4xx by default 400); the message says what to fix."""
 
     status = 400
+
+
+class Unavailable(ProxyExtError):
+    """A service the extension needs cannot be reached right now (503 with ``Retry-After``): a
+    Redis that is down or hung, behind its :class:`proxy_ext.outage.Breaker`."""
+
+    status = 503
+    retry_after_s = 2
 
 
 class ClientDisconnected(RequestError):

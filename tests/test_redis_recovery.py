@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from proxy_ext.exceptions import RequestError
+from proxy_ext.exceptions import ProxyExtError, RequestError
 from proxy_ext.scale.leases import RedisLeases
 from tests.harness import ProxyProcess, Reply
 from tests.harness.redis_server import RedisServer, redis_available
@@ -44,6 +44,34 @@ def test_leases_lost_in_a_redis_restart_are_added_again():
         for lease in held:
             leases.give(lease, "key-a")
         time.sleep(1.5)  # a renewal later: what was given back is not re-added
+        assert leases.count() == 0
+
+
+@pytest.mark.parametrize("on_error", ["reject", "allow"])
+def test_a_hung_limit_redis_costs_one_timeout_not_one_per_run(on_error):
+    """Leases are taken on the event loop: after the first timeout the breaker answers at once
+    (503 with Retry-After, or no limit with ``allow``) until Redis answers again."""
+    with RedisServer() as server:
+        leases = RedisLeases(server.url, 5, timeout_s=0.5, on_error=on_error)
+        leases.give(leases.take("key-a", None) or "", "key-a")
+        server.pause()  # SIGSTOP: connections are accepted, nothing ever answers
+        try:
+            started = time.monotonic()
+            for _ in range(8):
+                if on_error == "allow":
+                    assert leases.take("key-a", None) is None
+                else:
+                    with pytest.raises(ProxyExtError) as refused:
+                        leases.take("key-a", None)
+                    assert refused.value.status == 503 and refused.value.retry_after_s, refused.value
+                    assert "global_max_concurrent_runs" in refused.value.message
+            assert time.monotonic() - started < 2.0, "each take waited for its own timeout (8 x 0.5 s)"
+        finally:
+            server.resume()
+        _until(lambda: not leases.breaker.down, 5, "the breaker did not close once Redis answered")
+        lease = leases.take("key-a", None)
+        assert lease is not None and leases.count() == 1
+        leases.give(lease, "key-a")
         assert leases.count() == 0
 
 
@@ -170,3 +198,9 @@ def test_leases_come_back_under_a_proxy_after_a_restart(upstream):
             refused = httpx.post(f"{proxy.base_url}/agent/run", headers=proxy.headers, timeout=30, json={"input": "x", "backend": "echo"})
             assert refused.status_code == 429, refused.text
             assert held.result().status_code == 200  # the run was not killed
+            server.pause()
+            try:
+                hung = httpx.post(f"{proxy.base_url}/agent/run", headers=proxy.headers, timeout=30, json={"input": "x", "backend": "echo"})
+            finally:
+                server.resume()
+            assert hung.status_code == 503 and hung.headers.get("retry-after") == "2", (hung.status_code, hung.headers, hung.text)

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from proxy_ext.config import ConfigError, parse_config
-from proxy_ext.exceptions import RequestError
+from proxy_ext.exceptions import ProxyExtError, RequestError
 from proxy_ext.scale import instance_dir, is_alive, process_start
 from proxy_ext.scale.slots import RunSlots, SharedCounts, owner_of
 from tests.harness.redis_server import RedisServer, redis_available
@@ -205,9 +205,9 @@ def test_unreachable_redis_is_a_503_or_allowed_as_configured(redis_url):
     from tests.harness import free_port
 
     gone = f"redis://127.0.0.1:{free_port()}/0"
-    with pytest.raises(RequestError) as error:
+    with pytest.raises(ProxyExtError) as error:  # not the client's fault: not a RequestError
         _instance(gone, 2, "t:gone", timeout_s=0.2).acquire(100)
-    assert error.value.status == 503 and "Redis" in error.value.message
+    assert error.value.status == 503 and "Redis" in error.value.message and error.value.retry_after_s == 2
     lenient = _instance(gone, 2, "t:gone", timeout_s=0.2, on_error="allow")
     lenient.release(lenient.acquire(100))
     assert lenient.active == 0

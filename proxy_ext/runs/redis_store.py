@@ -19,7 +19,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from proxy_ext.runs.outage import Breaker
+from proxy_ext.runs.outage import StoreBreaker
 
 from proxy_ext.runs.store import (FINISHED, STATUSES, Mutation, RunRecord, RunStore, StoredEvent, claimable, cursor_of,
                                   parse_cursor, take)
@@ -44,7 +44,7 @@ _M = TypeVar("_M", bound=Callable[..., Any])
 
 
 def _guarded(method: _M) -> _M:
-    """Through the store's :class:`~proxy_ext.runs.outage.Breaker` (503 at once while it is down)."""
+    """Through the store's :class:`~proxy_ext.runs.outage.StoreBreaker` (503 at once while it is down)."""
     @functools.wraps(method)
     def wrapper(self: "RedisRunStore", *args: Any, **kwargs: Any) -> Any:
         return self.breaker.call(method, self, *args, **kwargs)
@@ -60,7 +60,7 @@ class RedisRunStore(RunStore):
         retry = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
         self.client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                                            health_check_interval=30, retry=retry, retry_on_timeout=False)
-        self.breaker = Breaker(url.split("@")[-1].removeprefix("redis://"), UNREACHABLE, self.client.ping)
+        self.breaker = StoreBreaker(url.split("@")[-1].removeprefix("redis://"), UNREACHABLE, self.client.ping)
 
     @staticmethod
     def _key(kind: str, name: str = "") -> str:

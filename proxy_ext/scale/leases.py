@@ -5,7 +5,11 @@ do not matter). Taking one is one Lua script: drop expired leases, compare the c
 limit (and the key's own set with the per-key limit), add. A daemon thread renews this process's
 leases every third of ``scale.lease_ttl_s`` — adding them again when Redis lost them (restarted
 without persistence), so the limit keeps counting runs in progress; when an instance dies its
-leases expire and the slots are free again. Calls are synchronous with a short socket timeout (``scale.redis_timeout_s``).
+leases expire and the slots are free again. Calls are synchronous with a short socket timeout
+(``scale.redis_timeout_s``), behind a :class:`~proxy_ext.outage.Breaker`: a Redis that is down or
+hung costs one timeout (on the event loop, where runs take their leases), not one per run; until a
+background ping gets an answer, new runs are refused at once (503 with ``Retry-After``) or start
+without the limit (``scale.on_redis_error: allow``).
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import uuid
 from typing import Any
 
 from proxy_ext.exceptions import RequestError as AgentRequestError
+from proxy_ext.exceptions import Unavailable
+from proxy_ext.outage import Breaker
 
-__all__ = ["RedisLeases", "redis_problem", "redis_url"]
+__all__ = ["LimitUnavailable", "RedisLeases", "redis_problem", "redis_url"]
 
 logger = logging.getLogger("proxy_ext.scale")
 
@@ -85,6 +91,16 @@ def redis_problem(scale: Any, timeout_s: float) -> str | None:
     return None
 
 
+class LimitUnavailable(Unavailable):
+    """The global run limit's Redis cannot be reached (503 with ``Retry-After``)."""
+
+
+class _LimitBreaker(Breaker):
+    def error(self, reason: str) -> LimitUnavailable:
+        return LimitUnavailable(f"the global run limit ({GLOBAL_LIMIT}) is unavailable: Redis at {self.where} is unreachable "
+                                f"({reason}); retry in a few seconds")
+
+
 class RedisLeases:
     """Leases of this process in the Redis at ``url``."""
 
@@ -102,7 +118,12 @@ class RedisLeases:
         self._held: dict[str, str | None] = {}
         self._lock = threading.Lock()
         self._renewer: threading.Thread | None = None
+        self._uncertain: list[tuple[str, list[str]]] = []
+        """Leases whose take timed out: Redis may still add them; removed when it answers again."""
         self._where = url.split("@")[-1]
+        consequence = "agent runs start without the global limit" if on_error == "allow" else "new agent runs answer 503"
+        self.breaker = _LimitBreaker(self._where.removeprefix("redis://"), (redis.ConnectionError, redis.TimeoutError), self.client.ping,
+                                     what="the global run limit's Redis", while_down=consequence)
 
     @classmethod
     def from_settings(cls, scale: Any) -> "RedisLeases":
@@ -122,21 +143,45 @@ class RedisLeases:
         """True: taken (or would be). Raises 429 when full, 503 when Redis fails and on_error is reject."""
         import redis
 
+        sent = not self.breaker.down
         try:
-            verdict = self._take(keys=self._keys(owner, per_key), args=[lease, self.limit, -1 if per_key is None else per_key,
-                                                                         self.ttl_ms, "1" if check_only else "0"])
-        except redis.RedisError as exc:
+            if self._uncertain and sent:
+                self._forget_uncertain()
+            verdict = self.breaker.call(self._take, keys=self._keys(owner, per_key),
+                                        args=[lease, self.limit, -1 if per_key is None else per_key, self.ttl_ms, "1" if check_only else "0"])
+        except (Unavailable, redis.RedisError) as exc:
+            if sent and not check_only:  # the script may have run after the timeout: not counted for good
+                with self._lock:
+                    self._uncertain.append((lease, self._keys(owner, per_key)))
             if self.on_error == "allow":
-                logger.warning("proxy_ext: Redis at %s failed (%s); starting the run without the global limit", self._where, exc)
+                if not isinstance(exc, Unavailable):  # an outage is logged once, by the breaker
+                    logger.warning("proxy_ext: Redis at %s failed (%s); starting the run without the global limit", self._where, exc)
                 return False
-            raise AgentRequestError(f"the global run limit ({GLOBAL_LIMIT}) is unavailable: Redis at {self._where}: "
-                                    f"{type(exc).__name__}: {exc}", status=503) from None
+            if isinstance(exc, Unavailable):
+                raise
+            raise LimitUnavailable(f"the global run limit ({GLOBAL_LIMIT}) is unavailable: Redis at {self._where}: "
+                                   f"{type(exc).__name__}: {exc}") from None
         if verdict == 1:
             raise AgentRequestError(f"too many agent runs in progress across instances ({self.limit}, {GLOBAL_LIMIT}); retry shortly", status=429)
         if verdict == 2:
             raise AgentRequestError(f"this API key already has {per_key} agent runs in progress across instances "
                                     "(proxy_ext.scale.max_concurrent_runs_per_key); retry shortly", status=429)
         return True
+
+    def _forget_uncertain(self) -> None:
+        """Remove the leases whose take timed out (a hung Redis may run the script later)."""
+        with self._lock:
+            uncertain, self._uncertain = self._uncertain, []
+        pipe = self.client.pipeline(transaction=False)
+        for lease, keys in uncertain:
+            for key in keys:
+                pipe.zrem(key, lease)
+        try:
+            self.breaker.call(pipe.execute)
+        except BaseException:
+            with self._lock:
+                self._uncertain.extend(uncertain)
+            raise
 
     def check(self, owner: str | None, per_key: int | None) -> None:
         self._run("check", owner, per_key, check_only=True)
@@ -161,7 +206,9 @@ class RedisLeases:
             pipe.zrem(self.prefix, lease)
             if key:
                 pipe.zrem(key, lease)
-            pipe.execute()
+            self.breaker.call(pipe.execute)  # while Redis is down: at once
+        except Unavailable:  # logged once per outage by the breaker; the lease expires by itself
+            pass
         except Exception as exc:  # the lease expires by itself
             logger.warning("proxy_ext: could not return run lease to Redis at %s (%s); it expires in %.0f s", self._where, exc, self.ttl_ms / 1000)
 
@@ -179,7 +226,7 @@ class RedisLeases:
             if key:
                 keys.append(key)
                 args.append(lease)
-        self._renew(keys=keys, args=args)
+        self.breaker.call(self._renew, keys=keys, args=args)  # a renewal that times out opens the breaker, off the loop
         with self._lock:
             given = [(lease, key) for lease, key in held if lease not in self._held]
         if given:  # given back while the renewal ran, which may have put them back after give() removed them

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from proxy_ext.exceptions import ProxyExtError
 from proxy_ext.exceptions import RequestError as AgentRequestError
 from proxy_ext.scale import instance_dir, is_alive, multi_worker, process_start
 
@@ -258,7 +259,7 @@ class RunSlots:
         """True when :meth:`acquire` would find a slot now."""
         try:
             self.check(limit, owner=owner)
-        except AgentRequestError:
+        except ProxyExtError:  # full (429), or the global limit's Redis is unreachable (503)
             return False
         return True
 
