@@ -117,7 +117,7 @@ lint: env
 	$(VENV)/bin/mypy
 
 # The durable-run soak (tests/soak_runs.py: two workers, Redis, the global limit; about a minute).
-soak: env
+soak: env system-deps
 	$(VENV)/bin/python -m tests.soak_runs $(SOAK_ARGS)
 
 # The supported LiteLLM range (pyproject.toml): the built wheel in throwaway environments with the
