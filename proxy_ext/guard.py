@@ -28,7 +28,7 @@ from typing import Any
 
 from proxy_ext import credentials
 from proxy_ext.exceptions import RequestError, error_body
-from proxy_ext.providers.request_check import ServedModels, request_problem
+from proxy_ext.providers.request_check import ServedModels, accepted_params, request_problem
 
 __all__ = ["CREDENTIAL_HEADERS", "GuardPolicy", "RequestGuard", "content_type_problem", "parse_json_object"]
 
@@ -239,6 +239,22 @@ def _replaying(raw: bytes, receive: Any) -> Callable[[], Any]:
     return replay
 
 
+def _allowing_accepted_params(scope: dict[str, Any], raw: bytes, parsed: dict[str, Any],
+                              served: ServedModels) -> tuple[dict[str, Any], bytes]:
+    """(scope, body) of a request to one of the extension's models, with LiteLLM's
+    ``allowed_openai_params`` naming the fields these models take that LiteLLM would refuse
+    (:func:`~proxy_ext.providers.request_check.accepted_params`); unchanged when there are none."""
+    wanted = accepted_params(scope["path"], parsed, served)
+    allowed = parsed.get("allowed_openai_params")
+    allowed = allowed if isinstance(allowed, list) else []
+    missing = [name for name in wanted if name not in allowed]
+    if not missing:
+        return scope, raw
+    raw = json.dumps({**parsed, "allowed_openai_params": [*allowed, *missing]}).encode()
+    headers = [(k, v) for k, v in scope.get("headers") or () if k.lower() != b"content-length"]
+    return {**scope, "headers": [*headers, (b"content-length", str(len(raw)).encode())]}, raw
+
+
 class _Openai401:
     """Rewrites a 401 whose JSON body is a bare string into ``{"error": {...}}``."""
 
@@ -324,6 +340,8 @@ class RequestGuard:
             if problem:
                 await _reply(body.send, 400, problem)
                 return
+            if isinstance(parsed, dict):
+                scope, raw = _allowing_accepted_params(scope, raw, parsed, served)
         await self.app(scope, _replaying(raw, body.receive), body.send)
 
     async def _json_route(self, scope: dict[str, Any], receive: Any, send: Any, limit: int) -> None:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from proxy_ext.providers.request_check import request_problem, served_models
+from proxy_ext.providers.request_check import accepted_params, request_problem, served_models
 
 CONFIG = {"model_list": [
     {"model_name": "agent-researcher", "litellm_params": {"model": "mini-agent/researcher"}},
@@ -60,3 +60,16 @@ def test_what_the_models_cannot_serve_gets_a_message_saying_what_to_fix(path, bo
 ])
 def test_what_they_serve_and_other_models_pass(path, body):
     assert request_problem(path, body, SERVED) is None
+
+
+@pytest.mark.parametrize("path, body, expected", [
+    ("/v1/chat/completions", {"model": "agent-researcher", **CHAT, "reasoning_effort": "low", "verbosity": "low"}, ["reasoning_effort", "verbosity"]),
+    ("/chat/completions", {"model": "codex", **CHAT, "reasoning_effort": "high"}, ["reasoning_effort"]),
+    ("/v1/responses", {"model": "mini-agent/a", "input": "x", "reasoning": {"effort": "low", "summary": "auto"}}, ["reasoning_effort"]),
+    ("/v1/responses", {"model": "codex", "input": "x", "reasoning": {"summary": "auto"}}, []),
+    ("/v1/chat/completions", {"model": "codex", **CHAT, "reasoning_effort": None, "temperature": 0.2}, []),
+    ("/v1/chat/completions", {"model": "gpt-4o", **CHAT, "reasoning_effort": "low"}, []),  # LiteLLM's own providers decide
+    ("/v1/embeddings", {"model": "codex", "input": "x", "verbosity": "low"}, []),
+])
+def test_fields_litellm_must_let_through_to_the_extensions_models(path, body, expected):
+    assert accepted_params(path, body, SERVED) == expected

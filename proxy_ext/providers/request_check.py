@@ -14,6 +14,11 @@ Only requests that name one of these models are parsed: :meth:`ServedModels.name
 names in the raw body first, so requests to every other model cost one byte search. (A client
 that writes the name with JSON ``\\u`` escapes skips the check and gets LiteLLM's own answer.)
 
+LiteLLM also refuses, with a 400 that tells the client to set ``drop_params``, the OpenAI fields
+its generic list for custom providers lacks (``reasoning_effort``, ``verbosity``: the Agents SDK's
+``ModelSettings(reasoning=…)``, LangChain's ``reasoning_effort``), though these models take them:
+:func:`accepted_params` names them for LiteLLM's ``allowed_openai_params``.
+
 No LiteLLM import here.
 """
 
@@ -26,12 +31,16 @@ from typing import Any
 
 from proxy_ext.providers.registry import PROVIDERS, model_entries, provider_of
 
-__all__ = ["ServedModels", "request_problem", "served_models"]
+__all__ = ["ACCEPTED_PARAMS", "ServedModels", "accepted_params", "request_problem", "served_models"]
 
 UNSERVED_ROUTES = ("/embeddings", "/moderations", "/images/generations", "/images/edits", "/images/variations",
                    "/audio/speech", "/rerank")
 """Path endings of LiteLLM's JSON routes these providers do not serve."""
 _CHAT, _RESPONSES = "/chat/completions", "/responses"
+ACCEPTED_PARAMS = ("reasoning_effort", "verbosity")
+"""OpenAI chat fields the extension's models take that LiteLLM's list for custom providers lacks:
+``codex-agent`` forwards them to its service; ``mini-agent`` and ``echo`` accept them without
+applying them, as they accept ``temperature``."""
 
 
 @dataclass(frozen=True)
@@ -136,3 +145,17 @@ def request_problem(path: str, body: dict[str, Any], served: ServedModels) -> st
     if route == "chat":
         return _messages_problem(body.get("messages"))
     return _input_problem(body.get("input")) or _tools_problem(body.get("tools")) or _fields_problem(body)
+
+
+def accepted_params(path: str, body: dict[str, Any], served: ServedModels) -> list[str]:
+    """The fields of :data:`ACCEPTED_PARAMS` that ``body`` (a request :func:`request_problem` let
+    through) sets for one of the ``served`` models, for LiteLLM's ``allowed_openai_params``
+    (``[]``: none). On ``/v1/responses``, ``reasoning.effort`` is LiteLLM's ``reasoning_effort``."""
+    route = _route(path)
+    if route not in ("chat", "responses") or not served.serves(body.get("model")):
+        return []
+    wanted = [name for name in ACCEPTED_PARAMS if body.get(name) is not None]
+    reasoning = body.get("reasoning")
+    if route == "responses" and isinstance(reasoning, dict) and reasoning.get("effort") is not None:
+        wanted.append("reasoning_effort")
+    return sorted(set(wanted))

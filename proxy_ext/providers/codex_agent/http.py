@@ -30,7 +30,7 @@ __all__ = ["acomplete", "astream", "complete", "stream"]
 FORWARDED_PARAMS = (
     "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "presence_penalty",
     "frequency_penalty", "seed", "user", "response_format", "tools", "tool_choice", "parallel_tool_calls",
-    "logit_bias", "reasoning_effort",
+    "logit_bias", "reasoning_effort", "verbosity",
 )
 MAX_ERROR_TEXT = 2000
 
