@@ -68,6 +68,9 @@ class GuardPolicy:
     """The extension's own models: requests
     to LiteLLM's routes naming one get :func:`~proxy_ext.providers.request_check.request_problem`'s
     400 (None: the config has none; bodies stream through untouched)."""
+    sessions_available: Callable[[], bool] | None = None
+    """Whether LiteLLM can rebuild a ``previous_response_id`` conversation for the extension's
+    models right now (None: not checked)."""
     rewrite_401_paths: tuple[str, ...] = ()
     """Paths whose 401 bodies are rewritten into the OpenAI error shape (LiteLLM's ``/metrics``
     auth answers with a bare JSON string)."""
@@ -336,7 +339,7 @@ class RequestGuard:
                 parsed = json.loads(raw)
             except (ValueError, RecursionError):
                 parsed = None  # LiteLLM answers a body that is no JSON itself
-            problem = request_problem(scope["path"], parsed, served) if isinstance(parsed, dict) else None
+            problem = request_problem(scope["path"], parsed, served, self.policy.sessions_available) if isinstance(parsed, dict) else None
             if problem:
                 await _reply(body.send, 400, problem)
                 return

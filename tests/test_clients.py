@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 
+import openai
 import pytest
 
 os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")  # before the SDK is imported: it would export traces
@@ -227,6 +228,19 @@ def test_langchain_reasoning_effort_is_accepted_by_a_profile(clients_proxy, upst
     assert _chat(clients_proxy, reasoning_effort="low").invoke("hi").content == "fine"
     upstream.script(MODEL, Reply(text="fine too"))
     assert _chat(clients_proxy, use_responses_api=True, reasoning={"effort": "low"}).invoke("hi").text == "fine too"
+
+
+def test_langchain_previous_response_id_is_refused_without_a_database(clients_proxy, upstream):
+    # use_previous_response_id sends only the new turn: LiteLLM rebuilds the earlier ones from its
+    # spend logs, and a proxy without a database has none (before: the agent answered the last
+    # message alone, as if the conversation had just started).
+    upstream.script(MODEL, Reply(text="Hi Ann."))
+    llm = _chat(clients_proxy, use_responses_api=True, use_previous_response_id=True)
+    first = llm.invoke([HumanMessage("I am Ann.")])
+    assert first.text == "Hi Ann."
+    with pytest.raises(openai.BadRequestError, match="previous_response_id cannot continue a conversation") as caught:
+        llm.invoke([HumanMessage("I am Ann."), first, HumanMessage("Who am I?")])
+    assert caught.value.status_code == 400
 
 
 def test_langchain_responses_api_mode(clients_proxy, upstream):

@@ -73,3 +73,14 @@ def test_what_they_serve_and_other_models_pass(path, body):
 ])
 def test_fields_litellm_must_let_through_to_the_extensions_models(path, body, expected):
     assert accepted_params(path, body, SERVED) == expected
+
+
+def test_previous_response_id_is_refused_only_where_litellm_would_drop_the_earlier_turns():
+    body = {"model": "agent-researcher", "input": "and then?", "previous_response_id": "resp_1"}
+    assert "Send the whole conversation as input" in request_problem("/v1/responses", body, SERVED, lambda: False)
+    assert request_problem("/v1/responses", body, SERVED, lambda: True) is None  # a database: LiteLLM rebuilds them
+    assert request_problem("/v1/responses", body, SERVED) is None
+    asked: list[bool] = []
+    assert request_problem("/v1/responses", {**body, "previous_response_id": None}, SERVED, lambda: asked.append(True) or False) is None
+    assert request_problem("/v1/responses", {**body, "model": "gpt-4o"}, SERVED, lambda: asked.append(True) or False) is None
+    assert asked == []  # only a request that sends one, to one of these models, asks
