@@ -129,7 +129,7 @@ def guard_policy(runtime: Runtime) -> GuardPolicy:
     return GuardPolicy(max_body_bytes=guard.max_body_bytes, body_timeout_s=guard.body_timeout_s, body_deadline_s=guard.body_deadline_s,
                        max_json_depth=guard.max_json_depth, max_json_elements=guard.max_json_elements,
                        prefix_limits=prefixes, json_routes=json_routes, json_route_patterns=patterns, require_credentials=not custom_auth,
-                       served_models=served_models(runtime.document),
+                       served_models=served_models(runtime.document), sessions_available=adapter.responses_sessions_available,
                        rewrite_401_paths=("/metrics",))
 
 

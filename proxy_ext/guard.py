@@ -28,7 +28,7 @@ from typing import Any
 
 from proxy_ext import credentials
 from proxy_ext.exceptions import RequestError, error_body
-from proxy_ext.providers.request_check import ServedModels, request_problem
+from proxy_ext.providers.request_check import ServedModels, accepted_params, request_problem
 
 __all__ = ["CREDENTIAL_HEADERS", "GuardPolicy", "RequestGuard", "content_type_problem", "parse_json_object"]
 
@@ -68,6 +68,9 @@ class GuardPolicy:
     """The extension's own models: requests
     to LiteLLM's routes naming one get :func:`~proxy_ext.providers.request_check.request_problem`'s
     400 (None: the config has none; bodies stream through untouched)."""
+    sessions_available: Callable[[], bool] | None = None
+    """Whether LiteLLM can rebuild a ``previous_response_id`` conversation for the extension's
+    models right now (None: not checked)."""
     rewrite_401_paths: tuple[str, ...] = ()
     """Paths whose 401 bodies are rewritten into the OpenAI error shape (LiteLLM's ``/metrics``
     auth answers with a bare JSON string)."""
@@ -239,6 +242,22 @@ def _replaying(raw: bytes, receive: Any) -> Callable[[], Any]:
     return replay
 
 
+def _allowing_accepted_params(scope: dict[str, Any], raw: bytes, parsed: dict[str, Any],
+                              served: ServedModels) -> tuple[dict[str, Any], bytes]:
+    """(scope, body) of a request to one of the extension's models, with LiteLLM's
+    ``allowed_openai_params`` naming the fields these models take that LiteLLM would refuse
+    (:func:`~proxy_ext.providers.request_check.accepted_params`); unchanged when there are none."""
+    wanted = accepted_params(scope["path"], parsed, served)
+    allowed = parsed.get("allowed_openai_params")
+    allowed = allowed if isinstance(allowed, list) else []
+    missing = [name for name in wanted if name not in allowed]
+    if not missing:
+        return scope, raw
+    raw = json.dumps({**parsed, "allowed_openai_params": [*allowed, *missing]}).encode()
+    headers = [(k, v) for k, v in scope.get("headers") or () if k.lower() != b"content-length"]
+    return {**scope, "headers": [*headers, (b"content-length", str(len(raw)).encode())]}, raw
+
+
 class _Openai401:
     """Rewrites a 401 whose JSON body is a bare string into ``{"error": {...}}``."""
 
@@ -320,10 +339,12 @@ class RequestGuard:
                 parsed = json.loads(raw)
             except (ValueError, RecursionError):
                 parsed = None  # LiteLLM answers a body that is no JSON itself
-            problem = request_problem(scope["path"], parsed, served) if isinstance(parsed, dict) else None
+            problem = request_problem(scope["path"], parsed, served, self.policy.sessions_available) if isinstance(parsed, dict) else None
             if problem:
                 await _reply(body.send, 400, problem)
                 return
+            if isinstance(parsed, dict):
+                scope, raw = _allowing_accepted_params(scope, raw, parsed, served)
         await self.app(scope, _replaying(raw, body.receive), body.send)
 
     async def _json_route(self, scope: dict[str, Any], receive: Any, send: Any, limit: int) -> None:

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 
+import openai
 import pytest
 
 os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")  # before the SDK is imported: it would export traces
@@ -23,6 +24,7 @@ from agents import (Agent, ModelSettings, OpenAIChatCompletionsModel, OpenAIResp
 from agents.exceptions import UserError  # noqa: E402
 from agents.models.multi_provider import MultiProvider  # noqa: E402
 from langchain_core.messages import HumanMessage  # noqa: E402
+from openai.types.shared import Reasoning  # noqa: E402
 from langchain_core.tools import tool  # noqa: E402
 from langchain_openai import ChatOpenAI  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
@@ -36,13 +38,16 @@ MODEL = "cl-model"  # a priced model of the fake upstream
 PRICE_IN, PRICE_OUT = 1e-6, 2e-6
 TURN = 11 * PRICE_IN + 7 * PRICE_OUT  # one fake upstream turn: 11 prompt + 7 completion tokens
 QUESTION = "6 times 7, and the weather in Paris?"
+CODEX = "cl-codex"  # the codex-agent service's model on the fake upstream
 
 
 @pytest.fixture(scope="module")
 def clients_proxy(upstream):
     profiles = {"helper": {"model": MODEL, "tools": ["calculator"], "max_iterations": 4}}
-    config = base_config(upstream, {"agent": {"default_model": "echo", "profiles": profiles}}, models=[
+    section = {"agent": {"default_model": "echo", "profiles": profiles}, "providers": {"codex_agent": {"enabled": True}}}
+    config = base_config(upstream, section, models=[
         fake_model_entry(MODEL, upstream.base_url, MODEL, input_cost_per_token=PRICE_IN, output_cost_per_token=PRICE_OUT),
+        {"model_name": "codex", "litellm_params": {"model": f"codex-agent/{CODEX}", "api_base": upstream.base_url}},
         {"model_name": "agent-helper", "litellm_params": {"model": "mini-agent/helper"}},
         {"model_name": "mini-agent/helper", "litellm_params": {"model": "mini-agent/helper"}},
     ])
@@ -130,6 +135,19 @@ async def test_agents_sdk_output_type_with_a_profile_as_the_model(clients_proxy,
     assert all(b["response_format"]["json_schema"]["schema"]["required"] == ["city", "degrees"] for b in sent)
 
 
+@pytest.mark.parametrize("api", ["chat_completions", "responses"])
+async def test_agents_sdk_reasoning_settings_are_accepted_by_a_profile(clients_proxy, upstream, api):
+    # ModelSettings(reasoning=..., verbosity=...) (the SDK's settings for reasoning models) reach the
+    # proxy as reasoning_effort / verbosity; an agent profile takes them as it takes temperature
+    # (before: LiteLLM's 400 "mini-agent does not support parameters: ['reasoning_effort']").
+    upstream.script(MODEL, Reply(text="thought about it"))
+    model_class = OpenAIChatCompletionsModel if api == "chat_completions" else OpenAIResponsesModel
+    settings = ModelSettings(reasoning=Reasoning(effort="low"), verbosity="low", temperature=0.2)
+    agent = Agent(name="a", model=model_class(model="agent-helper", openai_client=clients_proxy.async_openai()), model_settings=settings)
+    assert (await Runner.run(agent, "think")).final_output == "thought about it"
+    assert "reasoning_effort" not in upstream.requests_for(MODEL)[-1]["body"]  # the profile's models keep their own settings
+
+
 async def test_agents_sdk_model_names(clients_proxy, upstream):
     client = clients_proxy.async_openai()
     default_provider = MultiProvider(openai_client=client, openai_use_responses=False)
@@ -205,6 +223,26 @@ def test_langchain_with_structured_output(clients_proxy, upstream):
     assert upstream.requests_for(MODEL)[-1]["body"]["response_format"]["json_schema"]["name"] == "Forecast"
 
 
+def test_langchain_reasoning_effort_is_accepted_by_a_profile(clients_proxy, upstream):
+    upstream.script(MODEL, Reply(text="fine"))
+    assert _chat(clients_proxy, reasoning_effort="low").invoke("hi").content == "fine"
+    upstream.script(MODEL, Reply(text="fine too"))
+    assert _chat(clients_proxy, use_responses_api=True, reasoning={"effort": "low"}).invoke("hi").text == "fine too"
+
+
+def test_langchain_previous_response_id_is_refused_without_a_database(clients_proxy, upstream):
+    # use_previous_response_id sends only the new turn: LiteLLM rebuilds the earlier ones from its
+    # spend logs, and a proxy without a database has none (before: the agent answered the last
+    # message alone, as if the conversation had just started).
+    upstream.script(MODEL, Reply(text="Hi Ann."))
+    llm = _chat(clients_proxy, use_responses_api=True, use_previous_response_id=True)
+    first = llm.invoke([HumanMessage("I am Ann.")])
+    assert first.text == "Hi Ann."
+    with pytest.raises(openai.BadRequestError, match="previous_response_id cannot continue a conversation") as caught:
+        llm.invoke([HumanMessage("I am Ann."), first, HumanMessage("Who am I?")])
+    assert caught.value.status_code == 400
+
+
 def test_langchain_responses_api_mode(clients_proxy, upstream):
     upstream.script(MODEL, Reply(tool_calls=[call("calculator", {"expression": "6*7"})]), Reply(text="It is 42."))
     reply = _chat(clients_proxy, use_responses_api=True).invoke("6 times 7?")
@@ -246,3 +284,19 @@ def test_docs_langchain_snippet(default_proxy):
     lines = _run_snippet(default_proxy, 2)
     assert lines[:4] == ["hello agent", "0.0", "hello tools", "one two"]
     assert int(lines[4]) > 0
+
+
+# ---------------------------------------------------------------------------------------- codex-agent
+
+
+def test_codex_agent_gets_reasoning_effort_and_verbosity(clients_proxy, upstream):
+    # LiteLLM's list of fields for custom providers lacks these two (its 400 told the client to set
+    # drop_params): the codex-agent service gets them, from chat completions and the Responses API.
+    upstream.script(CODEX, Reply(text="thought"))
+    client = clients_proxy.openai()
+    reply = client.chat.completions.create(model="codex", messages=[{"role": "user", "content": "fix it"}], reasoning_effort="high", verbosity="low")
+    assert reply.choices[0].message.content == "thought"
+    sent = upstream.requests_for(CODEX)[-1]["body"]
+    assert (sent["reasoning_effort"], sent["verbosity"]) == ("high", "low") and "allowed_openai_params" not in sent
+    assert client.responses.create(model="codex", input="fix it", reasoning={"effort": "medium"}).output_text == "thought"
+    assert upstream.requests_for(CODEX)[-1]["body"]["reasoning_effort"] == "medium"

@@ -138,6 +138,28 @@ def test_http_mode_streams_the_services_tool_calls(codex_proxy, upstream, pieces
     assert upstream.requests_for("agent-http")[-1]["body"]["tools"] == [WEATHER]
 
 
+RESPONSES_WEATHER = {"type": "function", **WEATHER["function"]}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+def test_http_mode_tool_calls_on_the_responses_api(codex_proxy, upstream, stream):
+    # The Responses API with function tools (the Agents SDK's default API, client.responses.*):
+    # the service's tool calls come back as function_call items (before: a non-streamed answer was
+    # a 400 "'dict' object has no attribute 'id'" from LiteLLM's Responses bridge).
+    upstream.script("agent-http", Reply(tool_calls=[call("weather", {"city": "Oslo"}, "rx1"), call("weather", {"city": "Rome"}, "rx2")]))
+    client = codex_proxy.openai()
+    if stream:
+        with client.responses.stream(model="agent-http", input="weather?", tools=[RESPONSES_WEATHER]) as events:
+            for _ in events:
+                pass
+            response = events.get_final_response()
+    else:
+        response = client.responses.create(model="agent-http", input="weather?", tools=[RESPONSES_WEATHER])
+    calls = [(o.type, o.call_id, o.name, json.loads(o.arguments)) for o in response.output]
+    assert calls == [("function_call", "rx1", "weather", {"city": "Oslo"}), ("function_call", "rx2", "weather", {"city": "Rome"})]
+    assert [t["function"]["name"] for t in upstream.requests_for("agent-http")[-1]["body"]["tools"]] == ["weather"]
+
+
 def test_bearer_header_only_when_a_key_is_set(codex_proxy, upstream):
     codex_proxy.openai().chat.completions.create(model="agent-http-nokey", messages=USER)
     assert "authorization" not in upstream.requests_for("agent-http-nokey")[-1]["headers"]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from proxy_ext.providers.request_check import request_problem, served_models
+from proxy_ext.providers.request_check import accepted_params, request_problem, served_models
 
 CONFIG = {"model_list": [
     {"model_name": "agent-researcher", "litellm_params": {"model": "mini-agent/researcher"}},
@@ -60,3 +60,27 @@ def test_what_the_models_cannot_serve_gets_a_message_saying_what_to_fix(path, bo
 ])
 def test_what_they_serve_and_other_models_pass(path, body):
     assert request_problem(path, body, SERVED) is None
+
+
+@pytest.mark.parametrize("path, body, expected", [
+    ("/v1/chat/completions", {"model": "agent-researcher", **CHAT, "reasoning_effort": "low", "verbosity": "low"}, ["reasoning_effort", "verbosity"]),
+    ("/chat/completions", {"model": "codex", **CHAT, "reasoning_effort": "high"}, ["reasoning_effort"]),
+    ("/v1/responses", {"model": "mini-agent/a", "input": "x", "reasoning": {"effort": "low", "summary": "auto"}}, ["reasoning_effort"]),
+    ("/v1/responses", {"model": "codex", "input": "x", "reasoning": {"summary": "auto"}}, []),
+    ("/v1/chat/completions", {"model": "codex", **CHAT, "reasoning_effort": None, "temperature": 0.2}, []),
+    ("/v1/chat/completions", {"model": "gpt-4o", **CHAT, "reasoning_effort": "low"}, []),  # LiteLLM's own providers decide
+    ("/v1/embeddings", {"model": "codex", "input": "x", "verbosity": "low"}, []),
+])
+def test_fields_litellm_must_let_through_to_the_extensions_models(path, body, expected):
+    assert accepted_params(path, body, SERVED) == expected
+
+
+def test_previous_response_id_is_refused_only_where_litellm_would_drop_the_earlier_turns():
+    body = {"model": "agent-researcher", "input": "and then?", "previous_response_id": "resp_1"}
+    assert "Send the whole conversation as input" in request_problem("/v1/responses", body, SERVED, lambda: False)
+    assert request_problem("/v1/responses", body, SERVED, lambda: True) is None  # a database: LiteLLM rebuilds them
+    assert request_problem("/v1/responses", body, SERVED) is None
+    asked: list[bool] = []
+    assert request_problem("/v1/responses", {**body, "previous_response_id": None}, SERVED, lambda: asked.append(True) or False) is None
+    assert request_problem("/v1/responses", {**body, "model": "gpt-4o"}, SERVED, lambda: asked.append(True) or False) is None
+    assert asked == []  # only a request that sends one, to one of these models, asks

@@ -1,10 +1,11 @@
-"""The extension's routes in the stock app: matched first, and known to LiteLLM's auth as what they are."""
+"""The extension's routes in the stock app: matched first, and known to LiteLLM's auth as what they
+are; and what LiteLLM's Responses API routes can do for the extension's models."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["flat_routes", "include_router_first", "remember_route_kind"]
+__all__ = ["flat_routes", "include_router_first", "remember_route_kind", "responses_sessions_available"]
 
 
 def flat_routes(routes: Any) -> Any:
@@ -50,3 +51,13 @@ def remember_route_kind(router: Any) -> None:
     is_llm_api_route.proxy_ext_paths = paths  # type: ignore[attr-defined]
     is_llm_api_route.__doc__ = ask.__doc__
     RouteChecks.is_llm_api_route = staticmethod(is_llm_api_route)  # type: ignore[method-assign]
+
+
+def responses_sessions_available() -> bool:
+    """Whether LiteLLM can continue a Responses API conversation from ``previous_response_id``
+    for a model it serves through chat completions: its session handler rebuilds the earlier turns
+    from the proxy's spend logs, so without a database (or with spend logs off) it silently drops
+    them."""
+    from litellm.proxy import proxy_server
+
+    return getattr(proxy_server, "prisma_client", None) is not None and not getattr(proxy_server, "disable_spend_logs", False)

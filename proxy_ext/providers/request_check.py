@@ -14,6 +14,14 @@ Only requests that name one of these models are parsed: :meth:`ServedModels.name
 names in the raw body first, so requests to every other model cost one byte search. (A client
 that writes the name with JSON ``\\u`` escapes skips the check and gets LiteLLM's own answer.)
 
+A ``previous_response_id`` is refused too where LiteLLM would drop the earlier turns without a
+word (it rebuilds them from spend logs: a proxy without a database has none).
+
+LiteLLM also refuses, with a 400 that tells the client to set ``drop_params``, the OpenAI fields
+its generic list for custom providers lacks (``reasoning_effort``, ``verbosity``: the Agents SDK's
+``ModelSettings(reasoning=…)``, LangChain's ``reasoning_effort``), though these models take them:
+:func:`accepted_params` names them for LiteLLM's ``allowed_openai_params``.
+
 No LiteLLM import here.
 """
 
@@ -21,17 +29,22 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from proxy_ext.providers.registry import PROVIDERS, model_entries, provider_of
 
-__all__ = ["ServedModels", "request_problem", "served_models"]
+__all__ = ["ACCEPTED_PARAMS", "ServedModels", "accepted_params", "request_problem", "served_models"]
 
 UNSERVED_ROUTES = ("/embeddings", "/moderations", "/images/generations", "/images/edits", "/images/variations",
                    "/audio/speech", "/rerank")
 """Path endings of LiteLLM's JSON routes these providers do not serve."""
 _CHAT, _RESPONSES = "/chat/completions", "/responses"
+ACCEPTED_PARAMS = ("reasoning_effort", "verbosity")
+"""OpenAI chat fields the extension's models take that LiteLLM's list for custom providers lacks:
+``codex-agent`` forwards them to its service; ``mini-agent`` and ``echo`` accept them without
+applying them, as they accept ``temperature``."""
 
 
 @dataclass(frozen=True)
@@ -116,9 +129,20 @@ def _fields_problem(body: dict[str, Any]) -> str | None:
     return None
 
 
-def request_problem(path: str, body: dict[str, Any], served: ServedModels) -> str | None:
+def _session_problem(body: dict[str, Any], sessions_available: Callable[[], bool] | None) -> str | None:
+    if body.get("previous_response_id") is None or sessions_available is None or sessions_available():
+        return None
+    return (f"previous_response_id cannot continue a conversation with model {body.get('model')!r} on this proxy: "
+            "LiteLLM rebuilds the earlier turns from its spend logs, and there are none (no database_url, or spend logs "
+            "disabled). Send the whole conversation as input instead")
+
+
+def request_problem(path: str, body: dict[str, Any], served: ServedModels,
+                    sessions_available: Callable[[], bool] | None = None) -> str | None:
     """Why ``body`` (a JSON object sent to ``path``) cannot be served, when it names one of the
-    ``served`` models (None: it can, or it names another model)."""
+    ``served`` models (None: it can, or it names another model). ``sessions_available`` says
+    whether LiteLLM can rebuild a ``previous_response_id`` conversation (asked only for a request
+    that sends one; None: do not check)."""
     route = _route(path)
     model = body.get("model")
     if route is None or not served.serves(model):
@@ -135,4 +159,19 @@ def request_problem(path: str, body: dict[str, Any], served: ServedModels) -> st
         return f"model {model!r} gives one answer per request: n={n!r} is not supported (use n=1)"
     if route == "chat":
         return _messages_problem(body.get("messages"))
-    return _input_problem(body.get("input")) or _tools_problem(body.get("tools")) or _fields_problem(body)
+    return (_input_problem(body.get("input")) or _tools_problem(body.get("tools")) or _fields_problem(body)
+            or _session_problem(body, sessions_available))
+
+
+def accepted_params(path: str, body: dict[str, Any], served: ServedModels) -> list[str]:
+    """The fields of :data:`ACCEPTED_PARAMS` that ``body`` (a request :func:`request_problem` let
+    through) sets for one of the ``served`` models, for LiteLLM's ``allowed_openai_params``
+    (``[]``: none). On ``/v1/responses``, ``reasoning.effort`` is LiteLLM's ``reasoning_effort``."""
+    route = _route(path)
+    if route not in ("chat", "responses") or not served.serves(body.get("model")):
+        return []
+    wanted = [name for name in ACCEPTED_PARAMS if body.get(name) is not None]
+    reasoning = body.get("reasoning")
+    if route == "responses" and isinstance(reasoning, dict) and reasoning.get("effort") is not None:
+        wanted.append("reasoning_effort")
+    return sorted(set(wanted))

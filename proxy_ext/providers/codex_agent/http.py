@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
-from litellm.types.utils import GenericStreamingChunk, ModelResponse, Usage
+from litellm.types.utils import ChatCompletionMessageToolCall, GenericStreamingChunk, ModelResponse, Usage
 
 from proxy_ext.providers.codex_agent import errors
 from proxy_ext.providers.codex_agent.settings import CallSettings
@@ -30,7 +30,7 @@ __all__ = ["acomplete", "astream", "complete", "stream"]
 FORWARDED_PARAMS = (
     "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "presence_penalty",
     "frequency_penalty", "seed", "user", "response_format", "tools", "tool_choice", "parallel_tool_calls",
-    "logit_bias", "reasoning_effort",
+    "logit_bias", "reasoning_effort", "verbosity",
 )
 MAX_ERROR_TEXT = 2000
 
@@ -149,7 +149,9 @@ def _fill(model_response: ModelResponse, data: Any, model: str) -> ModelResponse
     target = model_response.choices[0].message  # type: ignore[union-attr]
     target.content = message.get("content")
     if message.get("tool_calls"):
-        target.tool_calls = message["tool_calls"]
+        # LiteLLM's objects, as Message() itself would build them: its Responses API bridge reads
+        # ``call.id`` (plain dicts made /v1/responses with function tools fail with a 400).
+        target.tool_calls = [ChatCompletionMessageToolCall(**c) if isinstance(c, dict) else c for c in message["tool_calls"]]
     model_response.choices[0].finish_reason = choice.get("finish_reason") or "stop"
     model_response.model = model
     model_response.created = int(data.get("created") or time.time())
