@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,6 +138,31 @@ def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
         if key == name:
             return value
     return None
+
+
+_NUMBER_HEADERS = {b"x-litellm-timeout": "a number of seconds", b"x-litellm-stream-timeout": "a number of seconds",
+                   b"x-litellm-keepalive-seconds": "a number of seconds", b"x-litellm-num-retries": "a whole number"}
+"""LiteLLM's per-request control headers and what each must be: it converts them with a bare
+``float()`` / ``int()`` (``abc``, ``nan``, ``1e9`` were 500s)."""
+
+
+def _control_header_problem(scope: dict[str, Any]) -> str | None:
+    for key, value in scope.get("headers") or ():
+        what = _NUMBER_HEADERS.get(key)
+        if what is None:
+            continue
+        text = value.decode("latin-1").strip()
+        whole = text.isascii() and text.lstrip("+-").isdigit() and len(text) <= 9
+        if not (whole or (what != "a whole number" and _finite(text))):
+            return f"header {key.decode()} must be {what}, not {text[:40]!r}"
+    return None
+
+
+def _finite(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 async def _reply(send: Any, status: int, message: str, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
@@ -317,9 +343,13 @@ class RequestGuard:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _reply(send, 413, f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes (proxy_ext.guard)")
             return
+        openai_route = scope["method"] == "POST" and path.startswith(OBJECT_BODY_PREFIXES)
+        problem = _control_header_problem(scope) if openai_route else None
+        if problem:
+            await _reply(send, 400, problem)
+            return
         content_type = _header(scope, b"content-type")
-        expect_object = (scope["method"] == "POST" and path.startswith(OBJECT_BODY_PREFIXES)
-                         and (content_type is None or content_type_problem(content_type.decode("latin-1")) is None))
+        expect_object = openai_route and (content_type is None or content_type_problem(content_type.decode("latin-1")) is None)
         body = _BoundedBody(receive, send, limit, self.policy.body_timeout_s, self.policy.body_deadline_s, expect_object,
                             self.policy.max_json_elements if expect_object else None)
         if expect_object and self.policy.served_models is not None:

@@ -15,10 +15,12 @@ import random
 import re
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.codex_fake import install_fake_codex
 from tests.conftest import base_config
 from tests.harness import ProxyProcess, Reply, call
 
@@ -44,14 +46,24 @@ def _responder(body: dict) -> Reply:
 
 
 @pytest.fixture(scope="module")
-def abandon_proxy(upstream):
+def codex_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("abandon-codex")
+
+
+@pytest.fixture(scope="module")
+def abandon_proxy(upstream, codex_dir):
     upstream.respond("abandon", _responder)
+    codex = {"enabled": True, "cli": {"binary": str(install_fake_codex(codex_dir)), "timeout_s": 120,
+                                      "extra_env": {"FAKE_CODEX_DIR": str(codex_dir)}}}
     config = base_config(upstream, {
         "agent": {"default_model": "fake/abandon", "max_iterations": 4,
                   "limits": {"max_concurrent_runs": LIMIT},
                   "profiles": {"abandon": {"model": "fake/abandon", "tools": ["exec_python"]}}},
         "tools": {"exec": {"enabled": True, "timeout_s": 30, "max_timeout_s": 60}},
-    }, models=[{"model_name": "mini-agent/abandon", "litellm_params": {"model": "mini-agent/abandon"}}])
+        "providers": {"codex_agent": codex},
+    }, models=[{"model_name": "mini-agent/abandon", "litellm_params": {"model": "mini-agent/abandon"}},
+               *({"model_name": f"codex-{s}", "litellm_params": {"model": f"codex-agent/{s}", "codex_agent": {"mode": "cli"}}}
+                 for s in ("hang", "slow-stream", "ok"))])
     config["litellm_settings"]["custom_provider_map"].append(
         {"provider": "mini-agent", "custom_handler": "proxy_ext.providers.mini_agent.handler"})
     with ProxyProcess(config) as process:
@@ -190,3 +202,50 @@ def test_a_non_streamed_run_is_cancelled_when_its_client_leaves(abandon_proxy, u
     assert _settle(abandon_proxy) == (0, 0, [])
     _no_call_after_hang_up(upstream, hang_ups)
     _burst_succeeds(abandon_proxy)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("scenario, stream", [("hang", False), ("hang", True), ("slow-stream", True), ("slow-stream", False)])
+def test_a_codex_cli_call_dies_with_its_client(abandon_proxy, codex_dir, scenario, stream):
+    """The codex process group of a call whose client left is killed at once. Non-streamed, LiteLLM
+    never cancels the call; streamed through the cost hook, it never closes the stream: codex ran
+    on (with its children and pipes) until cli.timeout_s, and LiteLLM's retries started it again."""
+    pids = codex_dir / f"{scenario}.pids"
+    pids.unlink(missing_ok=True)
+    body = {"model": f"codex-{scenario}", "stream": stream, "messages": [{"role": "user", "content": "x"}]}
+    with socket.create_connection(("127.0.0.1", abandon_proxy.port), timeout=30) as sock:
+        sock.sendall(_request_bytes(abandon_proxy, "/v1/chat/completions", body))
+        deadline = time.monotonic() + 20
+        while not (pids.exists() and len(pids.read_text().split()) == 2) and time.monotonic() < deadline:
+            time.sleep(0.05)  # codex runs and has started its child
+        started = [int(p) for p in pids.read_text().split()]
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    deadline = time.monotonic() + 10
+    while any(map(_alive, started)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in started if _alive(p)], "codex processes outlived their client"
+    time.sleep(1)  # no retry of the call started it again
+    assert [int(p) for p in pids.read_text().split()] == started or not any(map(_alive, map(int, pids.read_text().split())))
+    assert _settle(abandon_proxy)[:2] == (0, 0)
+
+
+def test_a_background_run_keeps_its_codex_calls_when_the_request_that_queued_it_ends(abandon_proxy):
+    """Background runs outlive the request that queued them, and so must their model calls: the
+    runs executor started inside that request, in its context, and saw its client as gone."""
+    for _ in range(2):  # the first request also starts the executor
+        queued = httpx.post(f"{abandon_proxy.base_url}/agent/run", headers=abandon_proxy.headers, timeout=30,
+                            json={"input": "hello", "model": "codex-ok", "background": True})
+        assert queued.status_code == 202, queued.text
+        run_id = queued.json()["run_id"]
+        deadline = time.monotonic() + 30
+        while (status := httpx.get(f"{abandon_proxy.base_url}/agent/runs/{run_id}", headers=abandon_proxy.headers, timeout=30).json())["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+        assert status["status"] == "completed" and status["envelope"]["ok"], status

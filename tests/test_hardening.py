@@ -256,6 +256,11 @@ def test_cors_preflight_on_agent_run_reaches_the_proxy(guarded):
     ("/v1/moderations", {"model": "codex-local", "input": "x"}, "answers /v1/chat/completions and /v1/responses only"),
     ("/v1/chat/completions", {"model": "echo", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream must be true or false"),
     ("/v1/chat/completions", {"model": "echo", "messages": ["x"]}, "messages[0] must be an object with a string role"),
+    # LiteLLM's own check of user content parts raised a bare Exception: a 500, retried twice, with a traceback.
+    ("/v1/chat/completions", {"model": "echo", "messages": [{"role": "user", "content": [{"text": "no type"}]}]},
+     "messages[0].content[0].type must be one of"),
+    ("/v1/chat/completions", {"model": "echo", "messages": [{"role": "user", "content": 5}]}, "messages[0].content must be a string"),
+    ("/v1/chat/completions", {"model": "echo", "messages": [{"role": "user", "content": "x"}], "timeout": "x"}, "timeout must be a positive number"),
     ("/v1/responses", {"model": "echo", "input": [{"role": "user", "content": 5}]}, "input[0].content must be a string"),
     ("/v1/responses", {"model": "echo", "input": "x", "tools": [{"type": "web_search_preview"}]}, "function tools only"),
     ("/v1/responses", {"model": "echo", "input": "x", "stream": 1}, "stream must be true or false"),
@@ -268,6 +273,27 @@ def test_what_the_extensions_models_cannot_serve_is_a_400_before_litellm(guarded
     ok = httpx.post(f"{guarded.base_url}/v1/chat/completions", json={"model": "echo", "messages": [{"role": "user", "content": "still up"}]},
                     headers=guarded.headers, timeout=30)
     assert ok.status_code == 200 and "still up" in ok.text
+
+
+@pytest.mark.parametrize("header, value", [("x-litellm-timeout", "abc"), ("x-litellm-timeout", "nan"), ("x-litellm-stream-timeout", "inf"),
+                                           ("x-litellm-num-retries", "abc"), ("x-litellm-num-retries", "1e9")])
+@pytest.mark.parametrize("model", ["echo", "fake/hardening-headers"])
+def test_litellm_control_headers_that_are_not_numbers_get_a_400(guarded, header, value, model):
+    # LiteLLM converts them with a bare float() / int(): a 500 on any model.
+    body = {"model": model, "messages": [{"role": "user", "content": "x"}]}
+    response = httpx.post(f"{guarded.base_url}/v1/chat/completions", json=body, headers={**guarded.headers, header: value}, timeout=30)
+    _error(response, 400, f"header {header} must be a")
+    fine = httpx.post(f"{guarded.base_url}/v1/chat/completions", json=body, headers={**guarded.headers, header: "30"}, timeout=30)
+    assert fine.status_code == 200, fine.text
+
+
+@pytest.mark.parametrize("extra", [{"base_url": "http://127.0.0.1:9"}, {"api_base": "http://127.0.0.1:9"}, {"fallbacks": ["http://127.0.0.1:9"]}])
+@pytest.mark.parametrize("model", ["echo", "fake/hardening-banned"])
+def test_a_body_param_litellm_rejects_is_a_400_not_a_bare_500(guarded, extra, model):
+    # LiteLLM's body checks raise ValueError("Rejected Request: ..."); without a database its error
+    # classifier then fails importing prisma: a plain-text 500 "Internal Server Error".
+    body = {"model": model, "messages": [{"role": "user", "content": "x"}], **extra}
+    _error(httpx.post(f"{guarded.base_url}/v1/chat/completions", json=body, headers=guarded.headers, timeout=30), 400, "Rejected Request")
 
 
 def test_requests_to_other_models_are_left_to_litellm(guarded):

@@ -35,6 +35,14 @@ def test_only_the_extensions_models_are_served_and_found_in_raw_bodies():
     ("/v1/chat/completions", {"model": "codex", "messages": ["x"]}, "messages[0] must be an object with a string role"),
     ("/v1/chat/completions", {"model": "codex", "messages": [{"role": {}}]}, "messages[0] must be an object with a string role"),
     ("/v1/chat/completions", {"model": "codex", "messages": "hi"}, "messages must be a non-empty list"),
+    ("/v1/chat/completions", {"model": "codex", "messages": [{"role": "user", "content": 5}]},
+     "messages[0].content must be a string, a list of content parts or null"),
+    ("/v1/chat/completions", {"model": "codex", **CHAT, "timeout": "x"}, "timeout must be a positive number of seconds"),
+    ("/v1/responses", {"model": "codex", "input": "x", "timeout": float("nan")}, "timeout must be a positive number"),
+    ("/v1/chat/completions", {"model": "codex", "messages": [{"role": "user", "content": [{"text": "x"}]}]},
+     "messages[0].content[0].type must be one of text, image_url"),
+    ("/v1/chat/completions", {"model": "codex", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": [
+        {"type": "text", "text": "x"}, {"type": "tool_result", "content": "y"}]}]}, "messages[1].content[1].type must be one of"),
     ("/v1/responses", {"model": "codex", "input": [{"role": "user", "content": 5}]}, "input[0].content must be a string or a list"),
     ("/v1/responses", {"model": "codex", "input": 5}, "input must be a string or a non-empty list"),
     ("/v1/responses", {"model": "codex", "input": "x", "tools": [{"type": "web_search_preview"}]}, "tools[0] has type 'web_search_preview'"),
@@ -51,6 +59,7 @@ def test_what_the_models_cannot_serve_gets_a_message_saying_what_to_fix(path, bo
 
 @pytest.mark.parametrize("path, body", [
     ("/v1/chat/completions", {"model": "codex", **CHAT, "stream": True}),
+    ("/v1/chat/completions", {"model": "codex", **CHAT, "timeout": 30, "stream_timeout": 2.5}),
     ("/v1/chat/completions", {"model": "codex", "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}]}),
     ("/v1/responses", {"model": "codex", "input": [{"role": "user", "content": [{"type": "input_text", "text": "x"}]}],
                        "tools": [{"type": "function", "name": "f"}], "reasoning": {"effort": "low"}}),

@@ -151,7 +151,8 @@ def auth_failure_without_db(request_data: Any, exc: Exception) -> Any:
 
     LiteLLM 1.108.7 without a database answers a missing or malformed key with a bare 500 (its
     error classifier imports the optional ``prisma`` package, which a ``litellm[proxy]`` install
-    lacks) and a wrong key with 400 "No connected db". Its auth failure handler lets a callback
+    lacks), a body its checks reject ("Rejected Request: api_base is not allowed") too (now a 400),
+    and a wrong key with 400 "No connected db". Its auth failure handler lets a callback
     replace the exception with an HTTPException; only failures raised before a request was
     admitted qualify (LiteLLM stamps ``proxy_server_request`` on every admitted request).
     """
@@ -169,6 +170,8 @@ def auth_failure_without_db(request_data: Any, exc: Exception) -> Any:
         return None
     if type(exc) is Exception:  # the auth builder rejects credentials with bare Exceptions
         return HTTPException(status_code=401, detail=f"Authentication Error, {exc}")
+    if isinstance(exc, ValueError) and str(exc).lower().startswith("rejected request"):  # its body checks
+        return HTTPException(status_code=400, detail=str(exc))
     return None
 
 

@@ -82,12 +82,27 @@ def _route(path: str) -> str | None:
     return "unserved" if path.endswith(UNSERVED_ROUTES) else None
 
 
+USER_CONTENT_TYPES = ("text", "image_url", "input_audio", "audio_url", "document", "guarded_text", "grounding_source",
+                      "query", "video_url", "file")
+"""Content part types LiteLLM accepts in a user message (``litellm.types.llms.openai.ValidUserMessageContentTypes``);
+any other part type, a missing one included, is a 500 from LiteLLM (retried, with a traceback)."""
+
+
 def _messages_problem(messages: Any) -> str | None:
     if not isinstance(messages, list) or not messages:
         return "messages must be a non-empty list of message objects"
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             return f"messages[{index}] must be an object with a string role"
+        content = message.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            return f"messages[{index}].content must be a string, a list of content parts or null"
+        if message["role"] != "user" or not isinstance(content, list):
+            continue
+        for part_index, part in enumerate(content):
+            if isinstance(part, dict) and part.get("type") not in USER_CONTENT_TYPES:
+                return (f"messages[{index}].content[{part_index}].type must be one of {', '.join(USER_CONTENT_TYPES)}, "
+                        f"not {str(part.get('type'))[:40]!r}")
     return None
 
 
@@ -157,6 +172,10 @@ def request_problem(path: str, body: dict[str, Any], served: ServedModels,
     n = body.get("n")
     if n is not None and not (type(n) is int and n == 1):  # LiteLLM would forward it or drop it: one answer comes back
         return f"model {model!r} gives one answer per request: n={n!r} is not supported (use n=1)"
+    for name in ("timeout", "stream_timeout"):  # LiteLLM's float() of a string was a 500
+        value = body.get(name)
+        if value is not None and (type(value) not in (int, float) or not value > 0):
+            return f"{name} must be a positive number of seconds"
     if route == "chat":
         return _messages_problem(body.get("messages"))
     return (_input_problem(body.get("input")) or _tools_problem(body.get("tools")) or _fields_problem(body)

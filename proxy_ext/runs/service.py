@@ -13,6 +13,7 @@ the store cannot take (unreachable) are kept in memory and written when it answe
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import secrets
@@ -82,7 +83,9 @@ class DurableRuns:
         if self._loop_task is not None and not self._loop_task.done() and self._loop_task.get_loop() is loop:
             return
         self._wake = asyncio.Event()
-        self._loop_task = loop.create_task(self._serve(), name="proxy_ext-runs-executor")
+        # A fresh context: started inside a request, the executor (and every run it starts) would
+        # otherwise carry that request's context, whose client is gone as soon as it is answered.
+        self._loop_task = loop.create_task(self._serve(), name="proxy_ext-runs-executor", context=contextvars.Context())
 
     def wake(self) -> None:
         if self._wake is not None:

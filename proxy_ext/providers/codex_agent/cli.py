@@ -20,12 +20,13 @@ import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from proxy_ext.config import CodexAgentCliConfig
 from proxy_ext.providers.codex_agent import errors
 from proxy_ext.providers.codex_agent.events import CodexRun
 from proxy_ext.providers.codex_agent.settings import CallSettings
+from proxy_ext.request_context import cancel_on_disconnect
 from proxy_ext.state import Runtime
 
 __all__ = ["build_command", "child_env", "iterate_in_thread", "resolve_binary", "run_events"]
@@ -93,6 +94,22 @@ async def _stop(process: asyncio.subprocess.Process, grace_s: float) -> None:
     _kill_group(process.pid, signal.SIGKILL)  # also any grandchild left behind by a finished leader
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(process.wait(), 5.0)
+
+
+def _kill_on_hang_up(process: asyncio.subprocess.Process) -> Callable[[], None]:
+    """Kill codex's process group when the client of the current request hangs up, or when the
+    request's ASGI call ends first (LiteLLM neither cancels a non-streamed call whose client left nor
+    closes a stream whose client left while a response hook wraps it). Returns the undo."""
+    hang_up: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    hang_up.add_done_callback(lambda f: _kill_group(process.pid, signal.SIGKILL) if f.cancelled() else None)
+    unregister = cancel_on_disconnect(cast("asyncio.Task[None]", hang_up))
+
+    def undo() -> None:
+        unregister()
+        if not hang_up.done():
+            hang_up.set_result(None)
+
+    return undo
 
 
 async def _feed_stdin(process: asyncio.subprocess.Process, prompt: bytes) -> None:
@@ -168,6 +185,7 @@ async def run_events(settings: CallSettings, prompt: str, run: CodexRun, call_ti
         *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env=child_env(cli), cwd=workspace, start_new_session=True, limit=cli.max_output_bytes,
     )
+    forget_client = _kill_on_hang_up(process)
     helpers = [asyncio.ensure_future(_feed_stdin(process, prompt.encode())), asyncio.ensure_future(_drain_stderr(process, stderr_tail))]
     deadline = time.monotonic() + limit_s
     finished = False
@@ -181,6 +199,7 @@ async def run_events(settings: CallSettings, prompt: str, run: CodexRun, call_ti
         await _stop(process, cli.kill_grace_s)
         raise errors.timeout(f"codex did not finish within {limit_s:g}s; its process group was killed", settings.model) from None
     finally:
+        forget_client()
         if not finished:
             # Cancelled (client disconnect), closed early or failed: no grace period, kill now,
             # synchronously, so it happens even if this clean-up is cancelled again below.
