@@ -16,7 +16,7 @@ from proxy_ext.agent.errors import AgentRequestError
 from proxy_ext.agent.request import AgentRunRequest
 from proxy_ext.agent.wire import event_payload, sse
 from proxy_ext.exceptions import ProxyExtError, error_body
-from proxy_ext.guard import content_type_problem, parse_json_object
+from proxy_ext.json_body import content_type_problem, parse_json_object
 from proxy_ext.state import get_runtime
 
 __all__ = ["DurableHandoff", "build_router", "error_answer", "error_response", "json_body", "openapi_components"]

@@ -2,8 +2,8 @@
 
 A LiteLLM upgrade should only ever need changes in this module. It imports nothing of proxy_ext
 (a leaf: the entry module :mod:`proxy_ext.glue` and the capabilities import it, never the other
-way round), and LiteLLM itself only inside the functions, so importing it costs nothing. Five
-self-contained groups live in submodules (:mod:`.chat`, :mod:`.cost`, :mod:`.mcp`, :mod:`.otel`, :mod:`.routes`) and are re-exported here:
+way round), and LiteLLM itself only inside the functions, so importing it costs nothing. Six
+self-contained groups live in submodules (:mod:`.chat`, :mod:`.cost`, :mod:`.identity`, :mod:`.mcp`, :mod:`.otel`, :mod:`.routes`) and are re-exported here:
 import everything from ``proxy_ext.litellm_adapter``.
 
 What proxy_ext uses:
@@ -47,6 +47,7 @@ from proxy_ext.litellm_adapter.routes import include_router_first, remember_rout
 from proxy_ext.litellm_adapter.cost import call_cost, cost_response_kind, stream_chunk_cost
 from proxy_ext.litellm_adapter.mcp import (mcp_allowed_server_ids, mcp_call_tool, mcp_list_tools, mcp_open, mcp_permitted_tools,
                                            mcp_server_label, mcp_servers, mcp_tool_name)
+from proxy_ext.litellm_adapter.identity import dump_identity, identity_owner, load_identity, seal, unseal
 from proxy_ext.litellm_adapter.otel import end_proxy_request_span, on_proxy_shutdown, proxy_request_span
 
 __all__ = [
@@ -316,55 +317,6 @@ def caller_identity(litellm_params: Mapping[str, Any] | None) -> Any:
         if identity is not None:
             return identity
     return None
-
-
-# ------------------------------------------------------------------------------------- identity glue
-# Durable runs outlive their request: the caller's identity is kept (sealed with the proxy's own
-# key, as LiteLLM seals secrets in its database) and compared by a hash.
-
-
-def seal(text: str) -> str:
-    """``text`` encrypted with the proxy's key (``LITELLM_SALT_KEY``, else the master key)."""
-    from litellm.proxy.common_utils.encrypt_decrypt_utils import encrypt_value_helper
-
-    return str(encrypt_value_helper(text))
-
-
-def unseal(sealed: str) -> str | None:
-    """The text :func:`seal` sealed (None: not readable with this proxy's key)."""
-    from litellm.proxy.common_utils.encrypt_decrypt_utils import decrypt_value_helper
-
-    return decrypt_value_helper(sealed, key="proxy_ext run caller", exception_type="debug")
-
-
-def dump_identity(identity: Any) -> dict[str, Any] | None:
-    """A ``UserAPIKeyAuth`` as JSON-able data (None stays None)."""
-    if identity is None:
-        return None
-    return dict(identity.model_dump(mode="json", exclude={"parent_otel_span"}, exclude_none=True))
-
-
-def load_identity(data: dict[str, Any] | None) -> Any:
-    """The ``UserAPIKeyAuth`` :func:`dump_identity` dumped."""
-    if data is None:
-        return None
-    from litellm.proxy._types import UserAPIKeyAuth
-
-    return UserAPIKeyAuth.model_validate(data)
-
-
-def identity_owner(identity: Any) -> tuple[str, str | None, bool]:
-    """(owner hash, team id, is proxy admin) of a caller: the owner is stable for one key."""
-    import hashlib
-
-    from litellm.proxy._types import LitellmUserRoles
-
-    if identity is None:
-        return "anonymous", None, False
-    basis = getattr(identity, "token", None) or getattr(identity, "api_key", None) or getattr(identity, "key_alias", None) or ""
-    owner = hashlib.sha256(f"proxy_ext-run-owner:{basis}".encode()).hexdigest()[:32]
-    admin = getattr(identity, "user_role", None) in (LitellmUserRoles.PROXY_ADMIN, LitellmUserRoles.PROXY_ADMIN.value)
-    return owner, getattr(identity, "team_id", None), bool(admin)
 
 
 # ------------------------------------------------------------------------------------- versions

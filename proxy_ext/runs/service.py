@@ -35,6 +35,7 @@ from proxy_ext.runs.envelopes import final_envelope
 from proxy_ext.runs.outage import StoreUnavailable
 from proxy_ext.runs.recorder import EventBell, StoreRecorder
 from proxy_ext.runs.store import FINISHED, RunRecord, RunStore
+from proxy_ext.runs.transitions import CANCELLED, record_decisions, request_cancel
 from proxy_ext.runs.unwritten import Unwritten, refusal
 from proxy_ext.state import Runtime
 
@@ -42,7 +43,6 @@ __all__ = ["DurableRuns", "final_envelope"]
 
 logger = logging.getLogger("proxy_ext.runs")
 PURGE_EVERY_S = 60.0
-CANCELLED = "cancelled on request (POST /agent/runs/{id}/cancel)"
 
 
 @dataclass
@@ -126,17 +126,8 @@ class DurableRuns:
         if record.status in FINISHED:
             raise AgentRequestError(f"run {record.id} already ended ({record.status}); nothing to cancel", status=409)
 
-        def mutate(r: RunRecord) -> bool:
-            if r.status in FINISHED:
-                return False
-            if r.status == "running":
-                r.cancel_requested = True
-            else:
-                r.status, r.envelope, r.pending = "cancelled", final_envelope(r, "cancelled", CANCELLED), None
-            return True
-
         def store() -> RunRecord | None:
-            updated = self.store.update(record.id, mutate)
+            updated = self.store.update(record.id, request_cancel)
             if updated is not None and updated.status == "cancelled":
                 self._ended(updated)
             return updated
@@ -159,17 +150,7 @@ class DurableRuns:
         if unknown:
             raise AgentRequestError(f"call id(s) {', '.join(map(repr, unknown))} do not await approval in run {record.id}; "
                                     f"pending: {', '.join(sorted(map(str, pending))) or 'none'}")
-        now = time.time()
-
-        def mutate(r: RunRecord) -> bool:
-            if r.status != "awaiting_approval" or (r.approval_deadline or 0) < now:
-                return False
-            r.decisions.update({k: {"approve": d.approve, "reason": d.reason} for k, d in decisions.items()})
-            if {c.get("id") for c in r.pending or []} <= set(r.decisions):
-                r.status, r.pending, r.approval_deadline = "queued", None, None
-            return True
-
-        updated = await asyncio.to_thread(self.store.update, record.id, mutate)
+        updated = await asyncio.to_thread(self.store.update, record.id, record_decisions(decisions, time.time()))
         if updated is None:
             raise AgentRequestError(f"run {record.id} no longer awaits approval (expired or decided)", status=409)
         self.ensure_started()
