@@ -97,12 +97,14 @@ system-deps:
 # three pytest-xdist workers, a whole module per worker (--dist loadfile: each module's proxies still
 # start once): most of its time is proxies starting and waiting on timeouts and latency, so a third
 # worker beats two even on two cores (6:37 vs 8:14 for the parallel part, same machine, same hour).
-# Tests marked `serial` (timing-sensitive) run afterwards, alone. TEST_WORKERS=0: one process.
+# Tests marked `serial` (timing-sensitive) run afterwards, alone; that run collects only the modules
+# that have such tests (collecting all of them costs ~13 s of CPU). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 3
+SERIAL_MODULES = $(shell grep -l 'mark\.serial' tests/test_*.py)
 test: env node-deps system-deps
 	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then rc=0; fi; \
-	  $(VENV)/bin/python -m pytest -m serial --durations=5 $(PYTEST_ARGS); serial=$$?; \
+	  $(VENV)/bin/python -m pytest -m serial --durations=5 $(PYTEST_ARGS) $(SERIAL_MODULES); serial=$$?; \
 	  if [ $$serial -eq 5 ]; then serial=0; fi; \
 	  if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$serial
 
