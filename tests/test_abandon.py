@@ -23,6 +23,7 @@ import pytest
 from tests.codex_fake import install_fake_codex
 from tests.conftest import base_config
 from tests.harness import ProxyProcess, Reply, call
+from tests.harness.proxy import pid_alive
 
 # Timing matters here (no model call may start after a hang-up): `make test` runs these after the
 # parallel part, alone on the machine.
@@ -204,14 +205,6 @@ def test_a_non_streamed_run_is_cancelled_when_its_client_leaves(abandon_proxy, u
     _burst_succeeds(abandon_proxy)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.parametrize("scenario, stream", [("hang", False), ("hang", True), ("slow-stream", True), ("slow-stream", False)])
 def test_a_codex_cli_call_dies_with_its_client(abandon_proxy, codex_dir, scenario, stream):
     """The codex process group of a call whose client left is killed at once. Non-streamed, LiteLLM
@@ -228,11 +221,11 @@ def test_a_codex_cli_call_dies_with_its_client(abandon_proxy, codex_dir, scenari
         started = [int(p) for p in pids.read_text().split()]
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     deadline = time.monotonic() + 10
-    while any(map(_alive, started)) and time.monotonic() < deadline:
+    while any(map(pid_alive, started)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [p for p in started if _alive(p)], "codex processes outlived their client"
+    assert not [p for p in started if pid_alive(p)], "codex processes outlived their client"
     time.sleep(1)  # no retry of the call started it again
-    assert [int(p) for p in pids.read_text().split()] == started or not any(map(_alive, map(int, pids.read_text().split())))
+    assert [int(p) for p in pids.read_text().split()] == started or not any(map(pid_alive, map(int, pids.read_text().split())))
     assert _settle(abandon_proxy)[:2] == (0, 0)
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import base_config
 from tests.harness import REPO_ROOT, ProxyProcess, Reply, call
+from tests.harness.proxy import pid_alive
 from tests.harness.fake_upstream import free_port
 
 EVERYTHING = REPO_ROOT / "tests" / "mcp_everything" / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
@@ -199,7 +200,7 @@ def test_a_client_that_hangs_up_cancels_the_mcp_call(mcp_proxy, upstream, events
         _wait_for(lambda: any(e["event"] == "slow_started" and e.get("tag") == "hangup" for e in _events(events_dir)), "the call never started", timeout_s=45)  # a cold server start on a loaded 2-core box
     pid = next(e["pid"] for e in _events(events_dir) if e.get("tag") == "hangup")
     _wait_for(lambda: any(e["event"] in ("slow_cancelled", "exited") and e["pid"] == pid for e in _events(events_dir)), "no cancel at the server")
-    _wait_for(lambda: not _alive(pid), "the cancelled call's server process is still alive")
+    _wait_for(lambda: not pid_alive(pid), "the cancelled call's server process is still alive")
     assert len(upstream.requests_for("mcp-hangup")) == 1  # no model call after the hang-up
 
 
@@ -250,18 +251,10 @@ def test_no_server_process_outlives_the_proxy(upstream, events_dir, tmp_path):
     with proxy:
         body = envelope(run(proxy, {"input": "x"}))
         pid = int(tool_message(body))
-        assert _alive(pid)
+        assert pid_alive(pid)
         os.kill(proxy.process.pid, 15)  # the proxy only, not its process group
         proxy.process.wait(timeout=30)
-        _wait_for(lambda: not _alive(pid), "the MCP server process outlived the proxy")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+        _wait_for(lambda: not pid_alive(pid), "the MCP server process outlived the proxy")
 
 
 def _wait_for(condition, message: str, timeout_s: float = 15) -> None:

@@ -31,6 +31,15 @@ RUNNING: list["ProxyProcess"] = []
 """Proxies alive right now; the pytest hook prints their logs when a test fails."""
 
 
+def pid_alive(pid: int) -> bool:
+    """The process ``pid`` exists and is not a zombie (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def fake_model_entry(model_name: str, upstream_base: str, upstream_model: str | None = None, **extra: Any) -> dict[str, Any]:
     """A model_list entry that routes ``model_name`` to the fake upstream."""
     return {
