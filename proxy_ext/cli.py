@@ -187,9 +187,8 @@ def _check_codex(runtime: Runtime, report: DoctorReport) -> None:
     report.warnings.extend(registry.codex_warnings(runtime.document, codex))
     report.warnings.extend(environment_warnings(runtime.document))
     if ready.codex_cli_in_use(runtime):
-        problem = ready.codex_cli_problem(runtime)
-        if problem:
-            report.problems.append(f"providers.codex_agent.cli: {problem} ({codex.cli.binary})")
+        for binary, names in ready.codex_cli_missing(runtime).items():
+            report.problems.append(f"providers.codex_agent.cli: codex binary not found ({binary}), needed by model {', '.join(names)}")
         if codex.cli.sandbox == "danger-full-access":
             report.warnings.append("providers.codex_agent.cli.sandbox is 'danger-full-access': codex runs commands without a sandbox")
     try:

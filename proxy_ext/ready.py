@@ -140,17 +140,32 @@ def codex_cli_in_use(runtime: Runtime) -> bool:
     return cli_in_use(runtime.document, runtime.settings.providers.codex_agent)
 
 
-def codex_cli_problem(runtime: Runtime) -> str | None:
-    """Why the codex CLI cannot be started (None when the binary is found).
+def codex_cli_missing(runtime: Runtime) -> dict[str, list[str]]:
+    """The codex executables CLI-mode models name that cannot be started: binary -> model names.
 
-    Resolves the binary exactly as the provider does (a path relative to the config file, or a
-    name on PATH).
+    Each model's binary is its own ``codex_agent.cli.binary`` or the section's, resolved exactly as
+    the provider does (a path relative to the config file, or a name on PATH).
     """
     from proxy_ext.providers.codex_agent.cli import resolve_binary
+    from proxy_ext.providers.registry import codex_models
 
-    if resolve_binary(runtime.settings.providers.codex_agent.cli.binary, runtime) is None:
+    section = runtime.settings.providers.codex_agent
+    missing: dict[str, list[str]] = {}
+    for model in codex_models(runtime.document, section):
+        if model.mode == "cli" and resolve_binary(model.cli_binary, runtime) is None:
+            missing.setdefault(model.cli_binary, []).append(model.name)
+    return missing
+
+
+def codex_cli_problem(runtime: Runtime) -> str | None:
+    """Why the codex CLI cannot be started for some model (None when every CLI model's binary is found)."""
+    missing = codex_cli_missing(runtime)
+    if not missing:
+        return None
+    section_binary = runtime.settings.providers.codex_agent.cli.binary
+    if list(missing) == [section_binary]:
         return "codex binary not found"
-    return None
+    return "codex binary not found: " + "; ".join(f"{binary!r} (model {', '.join(names)})" for binary, names in missing.items())
 
 
 async def check_codex_cli(runtime: Runtime, timeout_s: float) -> CheckResult:

@@ -71,3 +71,25 @@ def test_ready_check_follows_cli_usage(tmp_path):
     result = asyncio.run(ready.check_codex_cli(runtime({**cli, "cli": {"binary": "/nonexistent/codex"}}, "codex_cli_agent/x"), 1.0))
     assert not result.ok and "not found" in result.reason
     assert asyncio.run(ready.check_codex_cli(runtime({**cli, "cli": {"binary": str(FAKE_CODEX)}}, "codex_cli_agent/x"), 1.0)).ok
+
+
+def test_a_models_own_binary_is_the_one_checked(tmp_path, monkeypatch):
+    """A CLI model with its own ``codex_agent.cli.binary`` needs that binary, not the section's
+    (``codex``, not on this PATH): /ready and doctor check each model's, and name the model."""
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-doctor-test-key-0123456789abcdef")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+
+    def runtime_with(binary: str) -> tuple[Runtime, Path]:
+        path = config(tmp_path, {"enabled": True})
+        document = yaml.safe_load(path.read_text())
+        document["model_list"][0]["litellm_params"]["codex_agent"] = {"mode": "cli", "cli": {"binary": binary}}
+        path.write_text(yaml.safe_dump(document))
+        return Runtime(settings=parse_config(document["proxy_ext"], env={}), config_path=path, document=document), path
+
+    found, path = runtime_with(str(FAKE_CODEX))
+    assert asyncio.run(ready.check_codex_cli(found, 1.0)).ok
+    assert not [p for p in diagnose(path).problems if "codex" in p]
+    missing, path = runtime_with("/nonexistent/own-codex")
+    result = asyncio.run(ready.check_codex_cli(missing, 1.0))
+    assert not result.ok and result.reason == "codex binary not found: '/nonexistent/own-codex' (model agent)"
+    assert any("codex binary not found (/nonexistent/own-codex), needed by model agent" in p for p in diagnose(path).problems)

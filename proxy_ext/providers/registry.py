@@ -80,6 +80,8 @@ class CodexModel:
     """The model (or the section) carries CLI settings."""
     has_api_base: bool
     """An HTTP base URL is configured for it (model, section or ``CODEX_AGENT_API_BASE``)."""
+    cli_binary: str = "codex"
+    """The codex executable its CLI calls start (the model's ``codex_agent.cli.binary``, else the section's)."""
 
 
 def _raw_section(document: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +100,8 @@ def codex_models(document: dict[str, Any], section: CodexAgentConfig) -> list[Co
             continue
         overrides: dict[str, Any] = given if isinstance(given := params.get(OVERRIDE_KEY), dict) else {}
         own_mode = overrides.get("mode")
+        own_cli: dict[str, Any] = given if isinstance(given := overrides.get("cli"), dict) else {}
+        own_binary = own_cli.get("binary")
         found.append(CodexModel(
             name=name,
             model=str(params.get("model")),
@@ -105,6 +109,7 @@ def codex_models(document: dict[str, Any], section: CodexAgentConfig) -> list[Co
             mode_chosen=own_mode is not None or "mode" in raw,
             cli_settings=bool(overrides.get("cli")) or bool(raw.get("cli")),
             has_api_base=bool(params.get("api_base") or overrides.get("api_base") or section.api_base),
+            cli_binary=own_binary if isinstance(own_binary, str) and own_binary else section.cli.binary,
         ))
     return found
 
