@@ -33,6 +33,8 @@ def _config(upstream, effects: Path, tmp: Path, **runs) -> tuple[dict, dict]:
         "runs": {"path": str(tmp / "runs.sqlite3"), "lease_s": 2, "poll_interval_s": 0.05, **runs},
     })
     config["general_settings"]["custom_auth"] = "tests.support.custom_auth.user_api_key_auth"
+    config["general_settings"]["custom_auth_run_common_checks"] = True  # model access as for database keys
+    config["litellm_settings"]["enable_post_custom_auth_checks"] = True
     env = {"PYTHONPATH": str(REPO_ROOT), "SIDE_EFFECTS_PATH": str(effects)}
     return config, env
 
@@ -135,6 +137,20 @@ def test_a_background_run_is_refused_at_submission_as_the_run_itself_is(runs_pro
         message = background.json()["error"]["message"]
         assert message == foreground.json()["error"]["message"] and len(message) < 500, message[:600]
     assert len(get(runs_proxy, "/agent/runs", params={"limit": 500}).json()["runs"]) == before  # nothing was queued
+
+
+def test_a_key_without_access_to_the_model_is_refused_at_submission(runs_proxy, upstream):
+    """LiteLLM's auth refuses the run's first model call at submission (it answered 202 and the
+    run failed at its first turn); a model the key may use is still queued."""
+    before = len(get(runs_proxy, "/agent/runs", params={"limit": 500}).json()["runs"])
+    refused = post(runs_proxy, "/agent/run", {"input": "x", "model": "fake/runs-default", "background": True}, key="sk-test-limited")
+    assert refused.status_code in (401, 403), refused.text[:300]
+    assert "fake/runs-default" in refused.json()["error"]["message"], refused.text[:300]
+    assert len(get(runs_proxy, "/agent/runs", params={"limit": 500}).json()["runs"]) == before  # nothing was queued
+    upstream.script("agent-allowed", Reply(text="allowed"))
+    allowed = post(runs_proxy, "/agent/run", {"input": "x", "model": "fake/agent-allowed", "background": True}, key="sk-test-limited")
+    assert allowed.status_code == 202, allowed.text[:300]
+    assert wait_status(runs_proxy, allowed.json()["run_id"], {"completed", "failed"})["status"] == "completed"
 
 
 # ----------------------------------------------------------------------------------- approvals

@@ -206,10 +206,23 @@ async def _checked(runtime: Runtime, spec: RunSpec, lower: dict[str, str], trace
     return backend, tool_ctx, tools
 
 
-async def check(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], identity: Any = None, run_id: str | None = None) -> None:
+async def check(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], identity: Any = None, run_id: str | None = None,
+                caller_address: tuple[str, int] | None = None) -> None:
     """Refuse what :func:`prepare` would refuse (unknown model or tool, a backend without its
-    config, ...) without preparing a run: a background run is checked so when it is submitted."""
+    config, ...) without preparing a run, and what LiteLLM's auth would refuse the run's first
+    model call (a key without access to the model, a blocked key, a spent budget): a background
+    run is checked so when it is submitted, not at its first turn."""
     await _checked(runtime, spec, {k.lower(): v for k, v in headers.items()}, run_id or uuid.uuid4().hex, identity)
+    if spec.backend == "echo" or not spec.ladder:
+        return
+    from proxy_ext import litellm_adapter as adapter
+
+    if adapter.direct_chat_problem() is not None:  # a LiteLLM whose auth we cannot call: the first turn decides
+        return
+    refusal = await adapter.direct_auth_refusal(spec.ladder[0], forwardable_headers(headers), caller_address)
+    if refusal is not None:
+        status = refusal.status if 400 <= refusal.status < 500 else 503
+        raise AgentRequestError(f"model {quoted(spec.ladder[0])}: {refusal.error or 'refused by the proxy'}", status=status)
 
 
 async def prepare(runtime: Runtime, spec: RunSpec, headers: Mapping[str, str], base_url: str, identity: Any = None,

@@ -12,7 +12,7 @@ What proxy_ext uses:
   :func:`running_proxy_config_path`, :func:`llm_router`, :func:`in_proxy`, :func:`model_is_served`,
   :func:`deployment_litellm_params`, :func:`call_deployment_params`;
 - the agent's model calls in process (LiteLLM's auth and chat endpoint as functions):
-  :func:`direct_chat`, :func:`direct_chat_problem` (:mod:`.chat`);
+  :func:`direct_chat`, :func:`direct_auth_refusal`, :func:`direct_chat_problem` (:mod:`.chat`);
 - auth: :func:`auth_dependency` (the proxy's ``user_api_key_auth``), :func:`auth_failure_without_db`,
   :func:`set_metrics_auth`;
 - the ASGI stack, routes and OpenAPI document: :func:`wrap_middleware_stack`, :func:`include_router_first`,
@@ -42,7 +42,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from proxy_ext.litellm_adapter.chat import DirectChatReply, direct_chat, direct_chat_problem
+from proxy_ext.litellm_adapter.chat import DirectChatReply, direct_auth_refusal, direct_chat, direct_chat_problem
 from proxy_ext.litellm_adapter.routes import include_router_first, remember_route_kind, responses_sessions_available
 from proxy_ext.litellm_adapter.cost import call_cost, cost_response_kind, stream_chunk_cost
 from proxy_ext.litellm_adapter.mcp import (mcp_allowed_server_ids, mcp_call_tool, mcp_list_tools, mcp_open, mcp_permitted_tools,
@@ -51,7 +51,7 @@ from proxy_ext.litellm_adapter.identity import dump_identity, identity_owner, lo
 from proxy_ext.litellm_adapter.otel import end_proxy_request_span, on_proxy_shutdown, proxy_request_span
 
 __all__ = [
-    "DirectChatReply", "direct_chat", "direct_chat_problem",
+    "DirectChatReply", "direct_auth_refusal", "direct_chat", "direct_chat_problem",
     "PARSED_BODY_SCOPE_KEY", "add_custom_providers", "auth_dependency", "auth_failure_without_db", "call_cost", "call_deployment_params",
     "cost_response_kind", "custom_logger_class", "deployment_litellm_params", "in_proxy", "include_router_first", "install_openapi_components", "remember_route_kind",
     "responses_sessions_available",

@@ -28,7 +28,7 @@ from typing import Any
 
 from proxy_ext.litellm_adapter.routes import flat_routes
 
-__all__ = ["DirectChatReply", "direct_chat", "direct_chat_problem"]
+__all__ = ["DirectChatReply", "direct_auth_refusal", "direct_chat", "direct_chat_problem"]
 
 CHAT_ROUTE = "/v1/chat/completions"
 
@@ -253,4 +253,25 @@ async def direct_chat(body: dict[str, Any], headers: Mapping[str, str], client: 
         return _failure(exc)
     finally:
         if request is not None and not streaming:
+            await _release_reservation(request)
+
+
+async def direct_auth_refusal(model: str, headers: Mapping[str, str], client: tuple[str, int] | None = None) -> DirectChatReply | None:
+    """What step 1 (``user_api_key_auth``) answers a chat call to ``model`` by the caller whose
+    ``headers`` these are, when it refuses it (None: it passes). Nothing is called; a budget
+    reservation auth made is released. Durable runs check this when one is submitted: a key
+    without access to the model is refused then, not at the run's first turn."""
+    entry = _resolve()
+    request = None
+    try:
+        request = _request(entry, {"model": model, "messages": [{"role": "user", "content": ""}]}, headers, client)
+        keys = {name: request.headers.get(header) for name, header in entry.key_headers}
+        await entry.auth(request=request, **keys)
+        return None
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001  # what the proxy's exception handlers would have answered
+        return _failure(exc)
+    finally:
+        if request is not None:
             await _release_reservation(request)

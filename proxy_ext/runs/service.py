@@ -95,7 +95,8 @@ class DurableRuns:
         """Queue a background run (4xx now for what the request itself gets wrong: what ``/agent/run``
         would refuse before it runs, unknown models and tools included)."""
         run_id = secrets.token_hex(16)
-        await service.check(self.runtime, resolve(parsed, self.runtime.settings.agent), caller.headers, caller.identity, run_id)
+        await service.check(self.runtime, resolve(parsed, self.runtime.settings.agent), caller.headers, caller.identity, run_id,
+                            caller.client)
         if await asyncio.to_thread(self.store.count, "queued") >= self.settings.max_queued_runs:
             raise AgentRequestError(f"too many background runs queued ({self.settings.max_queued_runs}, "
                                     "proxy_ext.runs.max_queued_runs); retry later", status=429)
