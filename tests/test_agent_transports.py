@@ -1,4 +1,4 @@
-"""The other model transports (``agent.model_transport: asgi``; ``http`` is in test_agent_workers)
+"""The other model transports (``agent.model_transport: asgi``; ``http`` is in test_scale_workers)
 pass the same per-turn checks as the default ``direct`` one: model access, the key's rpm and
 spend attribution. And ``direct`` falls back to ``asgi`` when LiteLLM's chat route cannot be called."""
 

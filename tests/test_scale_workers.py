@@ -2,8 +2,11 @@
 
 Agent runs (JSON and SSE, with tool calls), chat completions with ``usage.cost``, and the run limits
 go through both workers; ``/metrics`` must add the workers up on every scrape, the instance run limit
-and the per-key limit must hold across workers, and a worker killed with ``kill -9`` mid-run must give
-its slots back (and its gauges must leave the scrape).
+and the per-key limit must hold across workers, concurrent runs in both workers give exactly one
+valid trace line each, and a worker killed with ``kill -9`` mid-run must give its slots back (and its
+gauges must leave the scrape). The agent's model calls go over loopback HTTP here
+(``model_transport: http``), so that transport is exercised through the real proxy too; traces are
+switched on the fork's way, through the environment.
 """
 
 from __future__ import annotations
@@ -43,13 +46,13 @@ def workers(upstream, tmp_path_factory):
     upstream.respond("scale-tools", _responder)
     upstream.script("scale-chat", Reply(text="hi", prompt_tokens=10, completion_tokens=5))
     config = base_config(upstream, {
-        "agent": {"default_model": "fake/scale-tools", "limits": {"max_concurrent_runs": LIMIT}},
+        "agent": {"default_model": "fake/scale-tools", "limits": {"max_concurrent_runs": LIMIT}, "model_transport": "http"},
         "scale": {"max_concurrent_runs_per_key": PER_KEY, "state_dir": str(state)},
-        "traces": {"enabled": True, "path": str(traces)},
         "tools": {"exec": {"enabled": True}},
     }, models=[fake_model_entry("priced/scale-chat", upstream.base_url, "scale-chat", input_cost_per_token=1e-6, output_cost_per_token=2e-6)])
     config["general_settings"]["custom_auth"] = "tests.support.scale_auth.user_api_key_auth"
-    with ProxyProcess(config, env={"PYTHONPATH": str(REPO_ROOT)}, args=WORKER_ARGS, startup_timeout_s=150) as proxy:
+    env = {"PYTHONPATH": str(REPO_ROOT), "MINI_AGENT_STORE_TRACES": "1", "MINI_AGENT_STORE_PATH": str(traces)}
+    with ProxyProcess(config, env=env, args=WORKER_ARGS, startup_timeout_s=150) as proxy:
         proxy.state_dir, proxy.traces = state, traces
         _until_both_workers_served(proxy)
         yield proxy
@@ -123,6 +126,36 @@ def test_metrics_add_up_across_workers(workers, upstream):
         assert _total(text, "proxy_ext_tool_calls_total") == tools_before + sent
         assert _total(text, "proxy_ext_agent_run_duration_seconds_count") == runs_before + sent
         assert _total(text, "proxy_ext_agent_model_turn_duration_seconds_count") == turns_before + 2 * sent
+
+
+TRACED_RUNS = 60
+
+
+def _records(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+
+
+def test_traces_under_two_workers(workers, upstream):
+    """Concurrent runs in both workers append to one trace file: every run gives exactly one line,
+    and every line parses (no torn or interleaved writes of large records)."""
+    upstream.script("scale-traced", Reply(text="x" * 20_000, latency_s=0.05))  # large records: a torn write would show
+
+    def one(i: int) -> dict:
+        response = _run(workers, {"input": f"run {i}", "model": "fake/scale-traced"}, key=f"sk-scale-t{i}")
+        if response.status_code == 429:  # three runs at a time: come back
+            time.sleep(0.05)
+            return one(i)
+        assert response.status_code == 200 and response.json()["ok"], response.text
+        return response.json()
+
+    with concurrent.futures.ThreadPoolExecutor(LIMIT) as pool:
+        bodies = list(pool.map(one, range(TRACED_RUNS)))
+    assert workers.traces.read_bytes().endswith(b"\n")
+    records = _records(workers.traces)  # every line parses
+    ids = [r["trace_id"] for r in records]
+    assert all(ids.count(b["metrics"]["trace_id"]) == 1 for b in bodies)
+    traced = {r["trace_id"]: r for r in records}
+    assert len({traced[b["metrics"]["trace_id"]]["worker_pid"] for b in bodies}) == 2
 
 
 def _slow_burst(proxy, keys: list[str], latency_s: float) -> list[httpx.Response]:
