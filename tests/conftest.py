@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +29,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         starts_processes = module is not None and ("ProxyProcess" in vars(module) or module.__name__.rsplit(".", 1)[-1] in _SLOW_MODULES)
         if starts_processes or _PROXY_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+
+
+_SESSION_PROXY_USE = re.compile(r"^(?:async )?def test_\w*\([^)]*\b(?:proxy|default_proxy)\b", re.M)
+
+
+def _session_proxy_modules(root: Path) -> set[str]:
+    """Test files with a test that uses a session-wide proxy (``proxy``, ``default_proxy``)."""
+    return {f"tests/{path.name}" for path in root.glob("test_*.py") if _SESSION_PROXY_USE.search(path.read_text())}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` (``make test``), except that the files using the session-wide proxies go
+    to one worker together: each worker running one of them would start those proxies again
+    (about 8 s of CPU each)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    shared = _session_proxy_modules(Path(__file__).parent)
+
+    class SharedProxiesFirst(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "session-proxies" if scope in shared else scope
+
+    return SharedProxiesFirst(config, log)
 
 
 LIVE_SKIP = "live tier (real providers): run `make smoke-live`"
