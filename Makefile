@@ -95,7 +95,7 @@ system-deps:
 
 # pytest exits 5 when it collects no test; that is not a failure of the suite. The suite runs on
 # three pytest-xdist workers, a whole module per worker (--dist loadfile: each module's proxies still
-# start once): most of its time is proxies starting and waiting on timeouts and latency, so a third
+# start once; the modules using the session-wide proxies share one worker, see tests/conftest.py): most of its time is proxies starting and waiting on timeouts and latency, so a third
 # worker beats two even on two cores (6:37 vs 8:14 for the parallel part, same machine, same hour).
 # Tests marked `serial` (timing-sensitive) run afterwards, alone; that run collects only the modules
 # that have such tests (collecting all of them costs ~13 s of CPU). TEST_WORKERS=0: one process.
