@@ -130,6 +130,7 @@ def guard_policy(runtime: Runtime) -> GuardPolicy:
                        max_json_depth=guard.max_json_depth, max_json_elements=guard.max_json_elements,
                        prefix_limits=prefixes, json_routes=json_routes, json_route_patterns=patterns, require_credentials=not custom_auth,
                        served_models=served_models(runtime.document), sessions_available=adapter.responses_sessions_available,
+                       max_client_retries=guard.max_client_retries,
                        rewrite_401_paths=("/metrics",))
 
 

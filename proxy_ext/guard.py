@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from proxy_ext import credentials
+from proxy_ext.control_params import RetryFieldScan, header_problem
 from proxy_ext.exceptions import RequestError, error_body
 from proxy_ext.json_body import content_type_problem, parse_json_object
 from proxy_ext.providers.request_check import ServedModels, accepted_params, request_problem
@@ -73,6 +73,8 @@ class GuardPolicy:
     sessions_available: Callable[[], bool] | None = None
     """Whether LiteLLM can rebuild a ``previous_response_id`` conversation for the extension's
     models right now (None: not checked)."""
+    max_client_retries: int = 10
+    """Most retries a request may ask LiteLLM for (:mod:`proxy_ext.control_params`)."""
     rewrite_401_paths: tuple[str, ...] = ()
     """Paths whose 401 bodies are rewritten into the OpenAI error shape (LiteLLM's ``/metrics``
     auth answers with a bare JSON string)."""
@@ -101,31 +103,6 @@ def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
     return None
 
 
-_NUMBER_HEADERS = {b"x-litellm-timeout": "a number of seconds", b"x-litellm-stream-timeout": "a number of seconds",
-                   b"x-litellm-keepalive-seconds": "a number of seconds", b"x-litellm-num-retries": "a whole number"}
-"""LiteLLM's per-request control headers and what each must be: it converts them with a bare
-``float()`` / ``int()`` (``abc``, ``nan``, ``1e9`` were 500s)."""
-
-
-def _control_header_problem(scope: dict[str, Any]) -> str | None:
-    for key, value in scope.get("headers") or ():
-        what = _NUMBER_HEADERS.get(key)
-        if what is None:
-            continue
-        text = value.decode("latin-1").strip()
-        whole = text.isascii() and text.lstrip("+-").isdigit() and len(text) <= 9
-        if not (whole or (what != "a whole number" and _finite(text))):
-            return f"header {key.decode()} must be {what}, not {text[:40]!r}"
-    return None
-
-
-def _finite(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
-
-
 async def _reply(send: Any, status: int, message: str, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     body = json.dumps(error_body(status, message)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -142,10 +119,11 @@ class _BoundedBody:
     """
 
     __slots__ = ("_receive", "_send", "limit", "timeout_s", "deadline_s", "ends", "received", "done", "started", "answered",
-                 "expect_object", "max_elements", "elements_left")
+                 "expect_object", "max_elements", "elements_left", "retry_scan")
 
     def __init__(self, receive: Any, send: Any, limit: int, timeout_s: float, deadline_s: float, expect_object: bool = False,
-                 max_elements: int | None = None) -> None:
+                 max_elements: int | None = None, retry_scan: RetryFieldScan | None = None) -> None:
+        self.retry_scan = retry_scan  # None: the body's retry fields are not checked
         self._receive, self._send = receive, send
         self.limit, self.timeout_s, self.deadline_s = limit, timeout_s, deadline_s
         self.max_elements = self.elements_left = max_elements  # None: not a JSON body, nothing counted
@@ -190,6 +168,10 @@ class _BoundedBody:
                     await self._answer(400, "request body must be a JSON object ({...})")
                     return _DISCONNECT
             self.done = not message.get("more_body", False)
+            problem = self.retry_scan.feed(chunk, self.done) if self.retry_scan is not None else None
+            if problem:
+                await self._answer(400, problem)
+                return _DISCONNECT
         return message
 
     async def send(self, message: Any) -> None:
@@ -305,14 +287,15 @@ class RequestGuard:
             await _reply(send, 413, f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes (proxy_ext.guard)")
             return
         openai_route = scope["method"] == "POST" and path.startswith(OBJECT_BODY_PREFIXES)
-        problem = _control_header_problem(scope) if openai_route else None
+        problem = header_problem(scope.get("headers") or (), self.policy.max_client_retries) if openai_route else None
         if problem:
             await _reply(send, 400, problem)
             return
         content_type = _header(scope, b"content-type")
         expect_object = openai_route and (content_type is None or content_type_problem(content_type.decode("latin-1")) is None)
         body = _BoundedBody(receive, send, limit, self.policy.body_timeout_s, self.policy.body_deadline_s, expect_object,
-                            self.policy.max_json_elements if expect_object else None)
+                            self.policy.max_json_elements if expect_object else None,
+                            RetryFieldScan(self.policy.max_client_retries) if expect_object else None)
         if expect_object and self.policy.served_models is not None:
             await self._served_model_route(scope, body)
             return
@@ -346,6 +329,10 @@ class RequestGuard:
         problem = content_type_problem(content_type.decode("latin-1") if content_type else None)
         if problem:
             await _reply(send, 415, problem)
+            return
+        problem = header_problem(scope.get("headers") or (), self.policy.max_client_retries)  # a run's turns carry them
+        if problem:
+            await _reply(send, 400, problem)
             return
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:

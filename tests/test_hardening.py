@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import base_config
-from tests.harness import ProxyProcess
+from tests.harness import ProxyProcess, Reply
 
 GUARD_LIMIT = 1_000_000
 BODY_TIMEOUT_S = 2.0
@@ -283,7 +283,7 @@ def test_litellm_control_headers_that_are_not_numbers_get_a_400(guarded, header,
     body = {"model": model, "messages": [{"role": "user", "content": "x"}]}
     response = httpx.post(f"{guarded.base_url}/v1/chat/completions", json=body, headers={**guarded.headers, header: value}, timeout=30)
     _error(response, 400, f"header {header} must be a")
-    fine = httpx.post(f"{guarded.base_url}/v1/chat/completions", json=body, headers={**guarded.headers, header: "30"}, timeout=30)
+    fine = httpx.post(f"{guarded.base_url}/v1/chat/completions", json=body, headers={**guarded.headers, header: "5"}, timeout=30)
     assert fine.status_code == 200, fine.text
 
 
@@ -300,3 +300,39 @@ def test_requests_to_other_models_are_left_to_litellm(guarded):
     body = {"model": "fake/hardening-stock", "messages": [{"role": "user", "content": "the echo model"}], "stream": "yes"}
     response = httpx.post(f"{guarded.base_url}/v1/chat/completions", json=body, headers=guarded.headers, timeout=30)
     assert "stream must be true or false" not in response.text
+
+
+@pytest.mark.parametrize("headers, extra, needle", [
+    ({"x-litellm-num-retries": "11"}, {}, "header x-litellm-num-retries asks for 11 retries; this proxy allows 0 to 10"),
+    ({"x-litellm-num-retries": "-1"}, {}, "asks for -1 retries"),
+    ({}, {"num_retries": 100_000}, "num_retries asks for 100000 retries; this proxy allows 0 to 10 (proxy_ext.guard.max_client_retries)"),
+    ({}, {"max_retries": 1_000_000}, "max_retries asks for 1000000 retries"),
+    ({}, {"num_retries": "3"}, "num_retries must be a whole number of retries"),
+], ids=["header", "negative-header", "num_retries", "max_retries", "string"])
+@pytest.mark.parametrize("model", ["echo", "fake/hardening-retries"])
+def test_retries_a_client_asks_for_are_capped(guarded, upstream, headers, extra, needle, model):
+    # LiteLLM retried a failing call as often as asked, 8 s apart, and went on after the client left:
+    # 20 abandoned requests asking for 100 000 retries called the upstream 3 times a second for days.
+    upstream.script("hardening-retries", Reply(text="fine"))
+    body = {"model": model, "messages": [{"role": "user", "content": "x"}], **extra}
+    _error(httpx.post(f"{guarded.base_url}/v1/chat/completions", json=body, headers={**guarded.headers, **headers}, timeout=30), 400, needle)
+    body = {"model": model, "messages": [{"role": "user", "content": "x"}], "num_retries": 2, "max_retries": 0}
+    fine = httpx.post(f"{guarded.base_url}/v1/chat/completions", json=body, headers={**guarded.headers, "x-litellm-num-retries": "10"}, timeout=30)
+    assert fine.status_code == 200, fine.text
+
+
+def test_a_retry_field_split_across_chunks_is_still_seen(guarded):
+    body = b'{"model": "echo", "messages": [{"role": "user", "content": "x"}], "num_re'
+    chunks = [f"{len(part):x}\r\n".encode() + part + b"\r\n" for part in (body, b'tries": 500}')] + [b"0\r\n\r\n"]
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {guarded.master_key}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    answer = _raw_request(guarded, head, chunks)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+
+
+@pytest.mark.parametrize("value, needle", [("1000", "asks for 1000 retries"), ("abc", "must be a whole number")])
+def test_an_agent_runs_retry_header_is_checked_too(guarded, value, needle):
+    # The run's model calls carry the caller's headers, x-litellm-num-retries included.
+    response = httpx.post(f"{guarded.base_url}/agent/run", json={"input": "x"},
+                          headers={**guarded.headers, "x-litellm-num-retries": value}, timeout=30)
+    _error(response, 400, needle)

@@ -136,6 +136,13 @@ class GuardConfig(_Section):
     anyone parses it. Parsed, every element costs the proxy 50-200 bytes: 32 MiB of ``[],`` is
     11 million lists, 2.6 GB of memory that LiteLLM never gives back. OpenAI's own request limits
     stay far below the default (300 000 tokens per embeddings request)."""
+    max_client_retries: int = Field(default=10, ge=0, le=1000)
+    """Most retries one request may ask for: the ``x-litellm-num-retries`` header and the body's
+    ``num_retries`` / ``max_retries`` on LiteLLM's OpenAI routes (the header on the extension's
+    routes too: a run's model calls carry it); more is a 400. LiteLLM retries a failing call with
+    backoff up to 8 s apart as often as asked, and goes on after the client has hung up. The
+    operator's own retry settings (``router_settings.num_retries``, a model's ``num_retries``) are
+    not limited by this."""
 
     @field_validator("route_max_body_bytes")
     @classmethod

@@ -1,0 +1,101 @@
+"""What a client may ask LiteLLM to do per request, checked by the guard before LiteLLM sees it:
+its control headers (``x-litellm-timeout``, ``x-litellm-num-retries`` ...) and the retry fields of
+a body (``num_retries``, ``max_retries``).
+
+Why retries are capped: LiteLLM retries a failing call with exponential backoff (up to 8 s apart)
+as often as the client asks, and goes on after the client has hung up. Twenty abandoned requests
+asking for 100 000 retries each went on calling the upstream 3 times a second, for days. The
+operator's own retry settings (``router_settings.num_retries``, a model's ``num_retries``) are not
+touched: only what a request asks for.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["RETRY_FIELDS", "RetryFieldScan", "body_problem", "header_problem"]
+
+_NUMBER_HEADERS = {b"x-litellm-timeout": "a number of seconds", b"x-litellm-stream-timeout": "a number of seconds",
+                   b"x-litellm-keepalive-seconds": "a number of seconds", b"x-litellm-num-retries": "a whole number"}
+"""LiteLLM's per-request control headers and what each must be: it converts them with a bare
+``float()`` / ``int()`` (``abc``, ``nan``, ``1e9`` were 500s)."""
+_RETRIES_HEADER = b"x-litellm-num-retries"
+
+RETRY_FIELDS = ("num_retries", "max_retries")
+"""Body fields that set how often LiteLLM (``num_retries``) or the provider SDK (``max_retries``)
+retries a failing call."""
+_MARK = b"retries"
+"""In every retry field's name: a body without it needs no parsing."""
+_SETTING = "proxy_ext.guard.max_client_retries"
+
+
+def _finite(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def header_problem(headers: Iterable[tuple[bytes, bytes]], max_retries: int) -> str | None:
+    """Why a request's control headers are refused (None: they are fine)."""
+    for key, value in headers:
+        what = _NUMBER_HEADERS.get(key)
+        if what is None:
+            continue
+        text = value.decode("latin-1").strip()
+        whole = text.isascii() and text.lstrip("+-").isdigit() and len(text) <= 9
+        if not (whole or (what != "a whole number" and _finite(text))):
+            return f"header {key.decode()} must be {what}, not {text[:40]!r}"
+        if key == _RETRIES_HEADER and not 0 <= int(text) <= max_retries:
+            return f"header {key.decode()} asks for {int(text)} retries; this proxy allows 0 to {max_retries} ({_SETTING})"
+    return None
+
+
+def body_problem(body: Any, max_retries: int) -> str | None:
+    """Why a parsed request body's retry fields are refused (None: they are fine or absent)."""
+    if not isinstance(body, dict):
+        return None
+    for name in RETRY_FIELDS:
+        value = body.get(name)
+        if value is None:
+            continue
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if not whole and not (isinstance(value, float) and value.is_integer()):
+            return f"{name} must be a whole number of retries, not {json.dumps(value)[:40]}"
+        if not 0 <= value <= max_retries:
+            return f"{name} asks for {int(value)} retries; this proxy allows 0 to {max_retries} ({_SETTING})"
+    return None
+
+
+class RetryFieldScan:
+    """Follows a JSON body as it streams through, chunk by chunk, and parses it once it is complete
+    only when a retry field's name appears in it (a body without one costs a substring search)."""
+
+    __slots__ = ("max_retries", "chunks", "seen", "_tail")
+
+    def __init__(self, max_retries: int) -> None:
+        self.max_retries = max_retries
+        self.chunks: list[bytes] = []  # the chunks the app is handed anyway: references, not copies
+        self.seen = False
+        self._tail = b""
+
+    def feed(self, chunk: bytes, last: bool) -> str | None:
+        """Take the next chunk; at the last one, why the body is refused (None: it is fine)."""
+        if chunk:
+            self.chunks.append(chunk)
+            if not self.seen:
+                self.seen = _MARK in self._tail + chunk[: len(_MARK)] or _MARK in chunk
+                self._tail = chunk[-(len(_MARK) - 1):]
+        if not last:
+            return None
+        chunks, self.chunks = self.chunks, []
+        if not self.seen:
+            return None
+        try:
+            body = json.loads(b"".join(chunks))
+        except (ValueError, RecursionError):
+            return None  # no JSON: LiteLLM answers that itself
+        return body_problem(body, self.max_retries)
