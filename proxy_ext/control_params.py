@@ -1,12 +1,16 @@
 """What a client may ask LiteLLM to do per request, checked by the guard before LiteLLM sees it:
-its control headers (``x-litellm-timeout``, ``x-litellm-num-retries`` ...) and the retry fields of
-a body (``num_retries``, ``max_retries``).
+its control headers (``x-litellm-timeout``, ``x-litellm-num-retries`` ...) and the retry and
+timeout fields of a body (``num_retries``, ``max_retries``, ``timeout``, ``stream_timeout``).
 
 Why retries are capped: LiteLLM retries a failing call with exponential backoff (up to 8 s apart)
 as often as the client asks, and goes on after the client has hung up. Twenty abandoned requests
 asking for 100 000 retries each went on calling the upstream 3 times a second, for days. The
 operator's own retry settings (``router_settings.num_retries``, a model's ``num_retries``) are not
 touched: only what a request asks for.
+
+Why timeouts are checked: LiteLLM converts a body's ``timeout`` with ``float()`` deep inside the
+call, retried: ``"x"``, ``"nan"`` or ``[1]`` were 500s after 4 s of retries, and a negative one a
+408 after three upstream calls. What LiteLLM ignores (``0``, ``null``, ``{}``) still passes.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["RETRY_FIELDS", "RetryFieldScan", "body_problem", "header_problem"]
+__all__ = ["RETRY_FIELDS", "TIMEOUT_FIELDS", "RetryFieldScan", "body_problem", "header_problem"]
 
 _NUMBER_HEADERS = {b"x-litellm-timeout": "a number of seconds", b"x-litellm-stream-timeout": "a number of seconds",
                    b"x-litellm-keepalive-seconds": "a number of seconds", b"x-litellm-num-retries": "a whole number"}
@@ -27,8 +31,11 @@ _RETRIES_HEADER = b"x-litellm-num-retries"
 RETRY_FIELDS = ("num_retries", "max_retries")
 """Body fields that set how often LiteLLM (``num_retries``) or the provider SDK (``max_retries``)
 retries a failing call."""
-_MARK = b"retries"
-"""In every retry field's name: a body without it needs no parsing."""
+TIMEOUT_FIELDS = ("timeout", "stream_timeout")
+"""Body fields with the seconds LiteLLM waits for the upstream."""
+_MARKS = (b"retries", b"timeout")
+"""In every checked field's name: a body without them needs no parsing."""
+_TAIL = max(len(mark) for mark in _MARKS) - 1
 _SETTING = "proxy_ext.guard.max_client_retries"
 
 
@@ -54,10 +61,27 @@ def header_problem(headers: Iterable[tuple[bytes, bytes]], max_retries: int) -> 
     return None
 
 
+def _timeout_problem(name: str, value: Any) -> str | None:
+    if not value:
+        return None  # LiteLLM ignores 0, "", null, {}, []
+    number = None
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str) and _finite(value):
+        number = float(value)
+    if number is None or not math.isfinite(number) or number < 0:
+        return f"{name} must be a positive number of seconds, not {json.dumps(value)[:40]}"
+    return None
+
+
 def body_problem(body: Any, max_retries: int) -> str | None:
-    """Why a parsed request body's retry fields are refused (None: they are fine or absent)."""
+    """Why a parsed request body's retry or timeout fields are refused (None: they are fine or absent)."""
     if not isinstance(body, dict):
         return None
+    for name in TIMEOUT_FIELDS:
+        problem = _timeout_problem(name, body.get(name))
+        if problem:
+            return problem
     for name in RETRY_FIELDS:
         value = body.get(name)
         if value is None:
@@ -72,7 +96,7 @@ def body_problem(body: Any, max_retries: int) -> str | None:
 
 class RetryFieldScan:
     """Follows a JSON body as it streams through, chunk by chunk, and parses it once it is complete
-    only when a retry field's name appears in it (a body without one costs a substring search)."""
+    only when a checked field's name appears in it (a body without one costs two substring searches)."""
 
     __slots__ = ("max_retries", "chunks", "seen", "_tail")
 
@@ -87,8 +111,9 @@ class RetryFieldScan:
         if chunk:
             self.chunks.append(chunk)
             if not self.seen:
-                self.seen = _MARK in self._tail + chunk[: len(_MARK)] or _MARK in chunk
-                self._tail = chunk[-(len(_MARK) - 1):]
+                edge = self._tail + chunk[:_TAIL]
+                self.seen = any(mark in edge or mark in chunk for mark in _MARKS)
+                self._tail = chunk[-_TAIL:]
         if not last:
             return None
         chunks, self.chunks = self.chunks, []

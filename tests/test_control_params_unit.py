@@ -82,3 +82,19 @@ def test_the_guard_refuses_a_streamed_body_asking_too_many_retries_before_the_ap
     assert (status, body) == (400, None)
     status, body = _through_guard([b'{"model": "m", "num_re', b'tries": 11}'], max_client_retries=20)
     assert (status, body) == (None, b'{"model": "m", "num_retries": 11}')
+
+
+@pytest.mark.parametrize("value, ok", [(30, True), ("30", True), (0.5, True), (0, True), (None, True), ({}, True), (True, True),
+                                       ("x", False), ("nan", False), ([1], False), ({"a": 1}, False), (-1, False), ("inf", False)])
+@pytest.mark.parametrize("name", ["timeout", "stream_timeout"])
+def test_the_timeout_fields(name, value, ok):
+    # What LiteLLM ignores (0, null, {}) or converts (30, "30") passes; what it 500s on does not.
+    assert (body_problem({name: value}, 10) is None) is ok
+
+
+@pytest.mark.parametrize("cut", range(1, 30))
+def test_the_scan_sees_a_timeout_wherever_the_chunks_are_cut(cut):
+    raw = json.dumps({"model": "m", "timeout": "x"}).encode()
+    scan = RetryFieldScan(10)
+    assert scan.feed(raw[:cut], last=False) is None
+    assert "timeout must be a positive number" in (scan.feed(raw[cut:], last=True) or "")

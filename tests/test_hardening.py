@@ -336,3 +336,17 @@ def test_an_agent_runs_retry_header_is_checked_too(guarded, value, needle):
     response = httpx.post(f"{guarded.base_url}/agent/run", json={"input": "x"},
                           headers={**guarded.headers, "x-litellm-num-retries": value}, timeout=30)
     _error(response, 400, needle)
+
+
+@pytest.mark.parametrize("extra", [{"timeout": "x"}, {"timeout": "nan"}, {"timeout": [1]}, {"timeout": -1}, {"stream": True, "stream_timeout": "x"}])
+def test_a_stock_models_timeout_that_is_no_number_is_a_400(guarded, upstream, extra):
+    # LiteLLM's float() deep in the call: a 500 after 4 s of retries (a 408 after 3 upstream calls for -1).
+    upstream.script("hardening-timeout", Reply(text="fine"))
+    before = len(upstream.requests_for("hardening-timeout"))
+    body = {"model": "fake/hardening-timeout", "messages": [{"role": "user", "content": "x"}], **extra}
+    _error(httpx.post(f"{guarded.base_url}/v1/chat/completions", json=body, headers=guarded.headers, timeout=30), 400,
+           "must be a positive number of seconds")
+    assert len(upstream.requests_for("hardening-timeout")) == before
+    body.update({key: "30" for key in extra if key != "stream"})
+    fine = httpx.post(f"{guarded.base_url}/v1/chat/completions", json=body, headers=guarded.headers, timeout=30)
+    assert fine.status_code == 200, fine.text
