@@ -56,6 +56,8 @@ def header_problem(headers: Iterable[tuple[bytes, bytes]], max_retries: int) -> 
         whole = text.isascii() and text.lstrip("+-").isdigit() and len(text) <= 9
         if not (whole or (what != "a whole number" and _finite(text))):
             return f"header {key.decode()} must be {what}, not {text[:40]!r}"
+        if what != "a whole number" and float(text) < 0:  # a 408 after the upstream was called anyway
+            return f"header {key.decode()} must be a positive number of seconds, not {text[:40]!r}"
         if key == _RETRIES_HEADER and not 0 <= int(text) <= max_retries:
             return f"header {key.decode()} asks for {int(text)} retries; this proxy allows 0 to {max_retries} ({_SETTING})"
     return None

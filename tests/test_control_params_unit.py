@@ -20,6 +20,7 @@ def test_the_retries_header(value, ok):
 def test_other_control_headers_are_numbers_not_capped():
     assert header_problem([(b"x-litellm-timeout", b"600.5")], 10) is None
     assert "must be a number of seconds" in (header_problem([(b"x-litellm-timeout", b"nan")], 10) or "")
+    assert "must be a positive number of seconds" in (header_problem([(b"x-litellm-stream-timeout", b"-5")], 10) or "")
 
 
 @pytest.mark.parametrize("body, ok", [({}, True), ({"num_retries": 10, "max_retries": 0}, True), ({"num_retries": 2.0}, True),
