@@ -31,6 +31,7 @@ from proxy_ext.control_params import RetryFieldScan, header_problem
 from proxy_ext.exceptions import RequestError, error_body
 from proxy_ext.json_body import content_type_problem, parse_json_object
 from proxy_ext.providers.request_check import ServedModels, accepted_params, request_problem
+from proxy_ext.providers.stored_responses import NotStoredAnswer, stored_response_problem
 
 __all__ = ["CREDENTIAL_HEADERS", "GuardPolicy", "RequestGuard"]
 
@@ -73,6 +74,9 @@ class GuardPolicy:
     sessions_available: Callable[[], bool] | None = None
     """Whether LiteLLM can rebuild a ``previous_response_id`` conversation for the extension's
     models right now (None: not checked)."""
+    response_id_provider: Callable[[str], str | None] | None = None
+    """The provider a Responses API response id names (None: not checked, the config has none of
+    the extension's models): :mod:`proxy_ext.providers.stored_responses`."""
     max_client_retries: int = 10
     """Most retries a request may ask LiteLLM for (:mod:`proxy_ext.control_params`)."""
     rewrite_401_paths: tuple[str, ...] = ()
@@ -276,6 +280,10 @@ class RequestGuard:
             if scope["method"] != "OPTIONS":  # CORS preflights are the app's (its CORS middleware answers)
                 await _reply(send, 405, f"{path} takes POST with a JSON body", ((b"allow", b"POST"),))
                 return
+        if self.policy.response_id_provider is not None and "/responses/" in path:
+            problem = stored_response_problem(scope["method"], path, self.policy.response_id_provider)
+            if problem:
+                send = NotStoredAnswer(send, problem).send
         if path in self.policy.rewrite_401_paths:
             send = _Openai401(send).send
         declared = _header(scope, b"content-length")

@@ -350,3 +350,19 @@ def test_a_stock_models_timeout_that_is_no_number_is_a_400(guarded, upstream, ex
     body.update({key: "30" for key in extra if key != "stream"})
     fine = httpx.post(f"{guarded.base_url}/v1/chat/completions", json=body, headers=guarded.headers, timeout=30)
     assert fine.status_code == 200, fine.text
+
+
+def test_a_stored_response_of_the_extensions_models_is_a_404_not_a_500(guarded):
+    # LiteLLM: 500 "GET responses is not supported for echo" (mini-agent, codex-agent alike).
+    import openai
+
+    client = guarded.openai()
+    response_id = client.responses.create(model="echo", input="hi").id
+    with pytest.raises(openai.NotFoundError, match="does not store responses"):
+        client.responses.retrieve(response_id)
+    for method, path in [("GET", ""), ("DELETE", ""), ("GET", "/input_items"), ("POST", "/cancel")]:
+        answer = httpx.request(method, f"{guarded.base_url}/v1/responses/{response_id}{path}", headers=guarded.headers, timeout=30)
+        _error(answer, 404, "which does not store responses")
+        wrong = httpx.request(method, f"{guarded.base_url}/v1/responses/{response_id}{path}", headers={"Authorization": "Bearer sk-wrong"},
+                              timeout=30)
+        assert wrong.status_code == 401, wrong.text  # the proxy's auth still answers first

@@ -17,6 +17,7 @@ What proxy_ext uses:
   :func:`set_metrics_auth`;
 - the ASGI stack, routes and OpenAPI document: :func:`wrap_middleware_stack`, :func:`include_router_first`,
   :func:`remember_route_kind`, :func:`share_parsed_body`, :func:`responses_sessions_available`,
+  :func:`response_id_provider`,
   :func:`install_openapi_components`;
 - providers: :func:`add_custom_providers`, :func:`known_provider`;
 - cost: :func:`cost_response_kind`, :func:`call_cost`, :func:`stream_chunk_cost`;
@@ -43,7 +44,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from proxy_ext.litellm_adapter.chat import DirectChatReply, direct_auth_refusal, direct_chat, direct_chat_problem
-from proxy_ext.litellm_adapter.routes import include_router_first, remember_route_kind, responses_sessions_available
+from proxy_ext.litellm_adapter.routes import include_router_first, remember_route_kind, response_id_provider, responses_sessions_available
 from proxy_ext.litellm_adapter.cost import call_cost, cost_response_kind, stream_chunk_cost
 from proxy_ext.litellm_adapter.mcp import (mcp_allowed_server_ids, mcp_call_tool, mcp_list_tools, mcp_open, mcp_permitted_tools,
                                            mcp_server_label, mcp_servers, mcp_tool_name)
@@ -54,7 +55,7 @@ __all__ = [
     "DirectChatReply", "direct_auth_refusal", "direct_chat", "direct_chat_problem",
     "PARSED_BODY_SCOPE_KEY", "add_custom_providers", "auth_dependency", "auth_failure_without_db", "call_cost", "call_deployment_params",
     "cost_response_kind", "custom_logger_class", "deployment_litellm_params", "in_proxy", "include_router_first", "install_openapi_components", "remember_route_kind",
-    "responses_sessions_available",
+    "response_id_provider", "responses_sessions_available",
     "known_provider", "llm_router", "model_is_served", "proxy_app", "proxy_config_path", "running_proxy_config_path",
     "end_proxy_request_span", "on_proxy_shutdown", "proxy_request_span",
     "set_metrics_auth", "share_parsed_body", "stream_chunk_cost", "wrap_middleware_stack",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["flat_routes", "include_router_first", "remember_route_kind", "responses_sessions_available"]
+__all__ = ["flat_routes", "include_router_first", "remember_route_kind", "response_id_provider", "responses_sessions_available"]
 
 
 def flat_routes(routes: Any) -> Any:
@@ -61,3 +61,24 @@ def responses_sessions_available() -> bool:
     from litellm.proxy import proxy_server
 
     return getattr(proxy_server, "prisma_client", None) is not None and not getattr(proxy_server, "disable_spend_logs", False)
+
+
+def response_id_provider(response_id: str) -> str | None:
+    """The provider LiteLLM encoded in a Responses API response id (None: none, or not one of LiteLLM's ids).
+
+    The proxy hands out ids encrypted with its key (``ResponsesIDSecurity``, unless
+    ``disable_responses_id_security``); they are decrypted first, as LiteLLM's routes do."""
+    try:
+        from litellm.responses.utils import ResponsesAPIRequestUtils
+
+        try:
+            from litellm.proxy.hooks.responses_id_security import decrypted_response_id
+
+            response_id = decrypted_response_id(response_id)
+        except ImportError:  # a LiteLLM without encrypted ids
+            pass
+        decoded = ResponsesAPIRequestUtils.decode_responses_api_response_id(response_id)
+    except Exception:  # noqa: BLE001  # any id a client sends: LiteLLM answers it then
+        return None
+    provider = decoded.get("custom_llm_provider") if isinstance(decoded, dict) else None  # a TypedDict
+    return provider if isinstance(provider, str) else None
