@@ -14,8 +14,9 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Compile .pyc at install time: with PYTHONDONTWRITEBYTECODE set (as on these machines) Python
 # never caches bytecode itself, and every proxy start would recompile LiteLLM (~10 s of CPU).
 export UV_COMPILE_BYTECODE ?= 1
-# The system trust store (it holds this network's registry CA), also in a shell without SSL_CERT_FILE.
-export UV_NATIVE_TLS ?= 1
+# The system trust store (it holds this network's registry CA), also in a shell without SSL_CERT_FILE
+# (UV_SYSTEM_CERTS: uv 0.13 calls the older UV_NATIVE_TLS deprecated).
+export UV_SYSTEM_CERTS ?= 1
 
 .PHONY: run test test-fast test-compat lint smoke-live bench soak doctor env node-deps system-deps codex-e2e clean
 
