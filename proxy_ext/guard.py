@@ -29,7 +29,7 @@ from typing import Any
 from proxy_ext import credentials
 from proxy_ext.control_params import RetryFieldScan, header_problem
 from proxy_ext.exceptions import RequestError, error_body
-from proxy_ext.json_body import content_type_problem, parse_json_object
+from proxy_ext.json_body import content_type_problem, loads_finite, parse_json_object
 from proxy_ext.providers.request_check import ServedModels, accepted_params, request_problem
 from proxy_ext.providers.stored_responses import NotStoredAnswer, stored_response_problem
 
@@ -318,7 +318,10 @@ class RequestGuard:
         served = self.policy.served_models
         if served is not None and served.named_in(raw):
             try:
-                parsed = json.loads(raw)
+                parsed = loads_finite(raw)
+            except RequestError as exc:  # NaN in a message: the run would fail on it after its model calls' retries
+                await _reply(body.send, exc.status, exc.message)
+                return
             except (ValueError, RecursionError):
                 parsed = None  # LiteLLM answers a body that is no JSON itself
             problem = request_problem(scope["path"], parsed, served, self.policy.sessions_available) if isinstance(parsed, dict) else None

@@ -8,11 +8,38 @@ what to fix.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from proxy_ext.exceptions import RequestError
 
-__all__ = ["content_type_problem", "parse_json_object"]
+__all__ = ["NON_FINITE", "content_type_problem", "loads_finite", "parse_json_object"]
+
+NON_FINITE = "NaN, Infinity and numbers beyond the float range are not JSON: send finite numbers"
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NonFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFinite(text)
+    return value
+
+
+def loads_finite(raw: bytes | str) -> Any:
+    """``json.loads`` that refuses ``NaN``, ``Infinity`` and ``1e999`` (Python's json takes them; they
+    fail later, when the body is sent on as JSON) with :class:`RequestError` (400)."""
+    try:
+        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except _NonFinite as exc:
+        raise RequestError(f"request body holds {str(exc)[:40]}: {NON_FINITE}") from None
 
 
 def content_type_problem(content_type: str | None) -> str | None:
@@ -43,7 +70,7 @@ def parse_json_object(raw: bytes, max_depth: int) -> dict[str, Any]:
     if not raw.strip():
         raise RequestError("request body is empty: send a JSON object")
     try:
-        value = json.loads(raw)
+        value = loads_finite(raw)
     except RecursionError:
         raise RequestError(f"request body is nested deeper than {max_depth} levels") from None
     except ValueError as exc:

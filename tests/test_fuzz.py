@@ -43,6 +43,9 @@ def test_agent_run_publishes_request_and_response_schemas(extension_schema, prox
     envelope = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
     assert set(components[envelope]["properties"]) == {"ok", "final_answer", "stopped_reason", "messages", "metrics"}
     assert operation["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("ProxyExtError")
+    # Every status the routes answer is published (schemathesis' status_code_conformance found 202 and 413 missing).
+    assert {"200", "202", "400", "401", "408", "413", "415", "422", "429", "501", "503"} <= set(operation["responses"])
+    assert {"400", "404", "408", "409", "413", "415", "422", "503"} <= set(document["paths"]["/agent/runs/{run_id}/approvals"]["post"]["responses"])
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])

@@ -78,6 +78,10 @@ def _error(response: httpx.Response, status: int, needle: str) -> None:
     ('{"input": "x", "metadata": []}', 422, "metadata"),
     ("[" * 1000 + "]" * 1000, 400, "nested deeper"),
     ('{"input": "x", "metadata": ' + '{"a": ' * 80 + "1" + "}" * 80 + "}", 400, "nested deeper than 64"),
+    # Python's json takes these; the run then failed at its model calls (after their retries, ~9 s): 200 with ok false.
+    ('{"messages": [{"role": "user", "content": "x", "name": NaN}]}', 400, "holds NaN"),
+    ('{"input": "x", "metadata": {"a": -Infinity}}', 400, "holds -Infinity"),
+    ('{"messages": [{"role": "user", "content": [{"type": "text", "text": "x", "w": 1e999}]}]}', 400, "holds 1e999"),
 ])
 def test_bad_agent_run_bodies_get_a_clear_4xx(guarded, body, status, needle):
     _error(_post(guarded, "/agent/run", body), status, needle)
@@ -264,11 +268,12 @@ def test_cors_preflight_on_agent_run_reaches_the_proxy(guarded):
     ("/v1/responses", {"model": "echo", "input": [{"role": "user", "content": 5}]}, "input[0].content must be a string"),
     ("/v1/responses", {"model": "echo", "input": "x", "tools": [{"type": "web_search_preview"}]}, "function tools only"),
     ("/v1/responses", {"model": "echo", "input": "x", "stream": 1}, "stream must be true or false"),
+    ("/v1/chat/completions", {"model": "echo", "messages": [{"role": "user", "content": "x", "name": float("nan")}]}, "holds NaN"),
 ])
 def test_what_the_extensions_models_cannot_serve_is_a_400_before_litellm(guarded, path, body, expected):
     # LiteLLM answered these with 500s ("Not implemented yet!", a Python dict printed as SSE, a
     # traceback) or, for moderations, called the model's api_base and put the model in cooldown.
-    response = httpx.post(f"{guarded.base_url}{path}", json=body, headers=guarded.headers, timeout=30)
+    response = _post(guarded, path, json.dumps(body))  # json.dumps, not httpx: it writes NaN as the client would
     assert response.status_code == 400 and expected in response.json()["error"]["message"], response.text
     ok = httpx.post(f"{guarded.base_url}/v1/chat/completions", json={"model": "echo", "messages": [{"role": "user", "content": "still up"}]},
                     headers=guarded.headers, timeout=30)

@@ -133,6 +133,9 @@ def _error(description: str) -> dict[str, Any]:
 _RUN_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The run's envelope (``ok`` says whether the agent answered), or its SSE events with ``stream``",
           "content": {"application/json": {"schema": _ref("Envelope")}, "text/event-stream": {"schema": {"type": "string"}}}},
+    202: {"description": "A ``background: true`` run was queued (``Location``: its status)",
+          "content": {"application/json": {"schema": {"type": "object", "required": ["run_id", "status"], "properties": {
+              "run_id": {"type": "string"}, "status": {"type": "string"}}}}}},
     400: _error("Not a JSON object, too deep, unknown model / profile / tool, a value over an operator cap"),
     401: _error("No key, or a key the proxy does not accept"),
     403: _error("The key may not call /agent/run or a model of the run"),
@@ -141,7 +144,8 @@ _RUN_RESPONSES: dict[int | str, dict[str, Any]] = {
     415: _error("The body is not application/json"),
     422: _error("The body does not match the request schema (field paths named)"),
     429: _error("Too many runs in progress (agent.limits.max_concurrent_runs)"),
-    503: _error("The tool backend is unavailable"),
+    501: _error("``background: true`` while durable runs are off"),
+    503: _error("The tool backend or the run store is unavailable"),
 }
 _RUN_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": _ref("AgentRunRequest")}}}}
 

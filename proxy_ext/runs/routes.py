@@ -64,6 +64,9 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "No key, or a key the proxy does not accept", **_ERROR},
     404: {"description": "No such run, or not the caller's", **_ERROR},
     409: {"description": "The run is not in a state that allows this (ended; not awaiting approval)", **_ERROR},
+    408: {"description": "The request body stopped arriving", **_ERROR},
+    413: {"description": "The approvals body is larger than 64 KiB", **_ERROR},
+    415: {"description": "The approvals body is not application/json", **_ERROR},
     422: {"description": "The query or body does not match the schema", **_ERROR},
     503: {"description": "The run store is unavailable", **_ERROR},
 }
