@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["RETRY_FIELDS", "TIMEOUT_FIELDS", "RetryFieldScan", "body_problem", "header_problem"]
+__all__ = ["RETRY_FIELDS", "TIMEOUT_FIELDS", "ControlFieldScan", "body_problem", "header_problem"]
 
 _NUMBER_HEADERS = {b"x-litellm-timeout": "a number of seconds", b"x-litellm-stream-timeout": "a number of seconds",
                    b"x-litellm-keepalive-seconds": "a number of seconds", b"x-litellm-num-retries": "a whole number"}
@@ -96,7 +96,7 @@ def body_problem(body: Any, max_retries: int) -> str | None:
     return None
 
 
-class RetryFieldScan:
+class ControlFieldScan:
     """Follows a JSON body as it streams through, chunk by chunk, and parses it once it is complete
     only when a checked field's name appears in it (a body without one costs two substring searches)."""
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy_ext import credentials
-from proxy_ext.control_params import RetryFieldScan, header_problem
+from proxy_ext.control_params import ControlFieldScan, header_problem
 from proxy_ext.exceptions import RequestError, error_body
 from proxy_ext.json_body import content_type_problem, loads_finite, parse_json_object
 from proxy_ext.providers.request_check import ServedModels, accepted_params, request_problem
@@ -123,11 +123,11 @@ class _BoundedBody:
     """
 
     __slots__ = ("_receive", "_send", "limit", "timeout_s", "deadline_s", "ends", "received", "done", "started", "answered",
-                 "expect_object", "max_elements", "elements_left", "retry_scan")
+                 "expect_object", "max_elements", "elements_left", "control_scan")
 
     def __init__(self, receive: Any, send: Any, limit: int, timeout_s: float, deadline_s: float, expect_object: bool = False,
-                 max_elements: int | None = None, retry_scan: RetryFieldScan | None = None) -> None:
-        self.retry_scan = retry_scan  # None: the body's retry fields are not checked
+                 max_elements: int | None = None, control_scan: ControlFieldScan | None = None) -> None:
+        self.control_scan = control_scan  # None: the body's retry and timeout fields are not checked
         self._receive, self._send = receive, send
         self.limit, self.timeout_s, self.deadline_s = limit, timeout_s, deadline_s
         self.max_elements = self.elements_left = max_elements  # None: not a JSON body, nothing counted
@@ -172,7 +172,7 @@ class _BoundedBody:
                     await self._answer(400, "request body must be a JSON object ({...})")
                     return _DISCONNECT
             self.done = not message.get("more_body", False)
-            problem = self.retry_scan.feed(chunk, self.done) if self.retry_scan is not None else None
+            problem = self.control_scan.feed(chunk, self.done) if self.control_scan is not None else None
             if problem:
                 await self._answer(400, problem)
                 return _DISCONNECT
@@ -303,7 +303,7 @@ class RequestGuard:
         expect_object = openai_route and (content_type is None or content_type_problem(content_type.decode("latin-1")) is None)
         body = _BoundedBody(receive, send, limit, self.policy.body_timeout_s, self.policy.body_deadline_s, expect_object,
                             self.policy.max_json_elements if expect_object else None,
-                            RetryFieldScan(self.policy.max_client_retries) if expect_object else None)
+                            ControlFieldScan(self.policy.max_client_retries) if expect_object else None)
         if expect_object and self.policy.served_models is not None:
             await self._served_model_route(scope, body)
             return

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from proxy_ext.control_params import RetryFieldScan, body_problem, header_problem
+from proxy_ext.control_params import ControlFieldScan, body_problem, header_problem
 from proxy_ext.guard import GuardPolicy, RequestGuard
 
 
@@ -33,16 +33,16 @@ def test_the_body_fields(body, ok):
 @pytest.mark.parametrize("cut", range(1, 40))
 def test_the_scan_sees_a_field_wherever_the_chunks_are_cut(cut):
     raw = json.dumps({"model": "m", "num_retries": 500}).encode()
-    scan = RetryFieldScan(10)
+    scan = ControlFieldScan(10)
     assert scan.feed(raw[:cut], last=False) is None
     assert "asks for 500 retries" in (scan.feed(raw[cut:], last=True) or "")
     assert scan.chunks == []  # nothing kept once the body is complete
 
 
 def test_a_body_without_the_mark_is_not_parsed():
-    scan = RetryFieldScan(10)
+    scan = ControlFieldScan(10)
     assert scan.feed(b"not json at all", last=True) is None  # it would not parse: it was not parsed
-    assert RetryFieldScan(10).feed(b'{"content": "retries"}', last=True) is None  # parsed: the word alone is fine
+    assert ControlFieldScan(10).feed(b'{"content": "retries"}', last=True) is None  # parsed: the word alone is fine
 
 
 def _through_guard(chunks: list[bytes], max_client_retries: int = 10) -> tuple[int | None, bytes | None]:
@@ -96,6 +96,6 @@ def test_the_timeout_fields(name, value, ok):
 @pytest.mark.parametrize("cut", range(1, 30))
 def test_the_scan_sees_a_timeout_wherever_the_chunks_are_cut(cut):
     raw = json.dumps({"model": "m", "timeout": "x"}).encode()
-    scan = RetryFieldScan(10)
+    scan = ControlFieldScan(10)
     assert scan.feed(raw[:cut], last=False) is None
     assert "timeout must be a positive number" in (scan.feed(raw[cut:], last=True) or "")
