@@ -39,6 +39,7 @@ def _session_proxy_modules(root: Path) -> set[str]:
     return {f"tests/{path.name}" for path in root.glob("test_*.py") if _SESSION_PROXY_USE.search(path.read_text())}
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: the compat environments have no xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``--dist loadfile`` (``make test``), except that the files using the session-wide proxies go
     to one worker together: each worker running one of them would start those proxies again
