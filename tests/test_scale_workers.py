@@ -23,6 +23,7 @@ import time
 import httpx
 import pytest
 
+from tests.codex_fake import install_fake_codex
 from tests.conftest import base_config
 from tests.harness import REPO_ROOT, ProxyProcess, Reply, call, fake_model_entry
 
@@ -49,7 +50,10 @@ def workers(upstream, tmp_path_factory):
         "agent": {"default_model": "fake/scale-tools", "limits": {"max_concurrent_runs": LIMIT}, "model_transport": "http"},
         "scale": {"max_concurrent_runs_per_key": PER_KEY, "state_dir": str(state)},
         "tools": {"exec": {"enabled": True}},
-    }, models=[fake_model_entry("priced/scale-chat", upstream.base_url, "scale-chat", input_cost_per_token=1e-6, output_cost_per_token=2e-6)])
+        "providers": {"codex_agent": {"enabled": True, "cli": {"binary": str(install_fake_codex(state)), "timeout_s": 60,
+                                                              "extra_env": {"FAKE_CODEX_DIR": str(state)}}}},
+    }, models=[fake_model_entry("priced/scale-chat", upstream.base_url, "scale-chat", input_cost_per_token=1e-6, output_cost_per_token=2e-6),
+               {"model_name": "scale-codex-slow", "litellm_params": {"model": "codex-agent/slow-stream", "codex_agent": {"mode": "cli"}}}])
     config["general_settings"]["custom_auth"] = "tests.support.scale_auth.user_api_key_auth"
     env = {"PYTHONPATH": str(REPO_ROOT), "MINI_AGENT_STORE_TRACES": "1", "MINI_AGENT_STORE_PATH": str(traces)}
     with ProxyProcess(config, env=env, args=WORKER_ARGS, startup_timeout_s=150) as proxy:
@@ -178,6 +182,42 @@ def test_per_key_limit_holds_across_workers(workers, upstream):
     assert sorted(r.status_code for r in responses) == [200] * PER_KEY + [429]
     refused = next(r for r in responses if r.status_code == 429)
     assert "max_concurrent_runs_per_key" in refused.json()["error"]["message"]
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The children of ``pid`` and their states (``Z`` is a zombie)."""
+    found = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = open(stat).read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found[int(stat.split("/")[2])] = fields[0]
+    return found
+
+
+def test_codex_calls_whose_clients_hang_up_leave_no_zombies(workers):
+    # LiteLLM's worker supervisor is a child subreaper that reaps only Prisma's engines: a codex
+    # grandchild orphaned by the kill used to end up there as a <defunct> process for good.
+    pid_file = workers.state_dir / "slow-stream.pids"
+    body = {"model": "scale-codex-slow", "messages": [{"role": "user", "content": "go"}], "stream": True}
+    spawned, orphaned = [], 0
+    for _ in range(4):
+        pid_file.unlink(missing_ok=True)
+        with httpx.stream("POST", f"{workers.base_url}/v1/chat/completions", json=body, headers=workers.headers, timeout=30) as response:
+            assert response.status_code == 200
+            next(line for line in response.iter_lines() if "first words" in line)
+            deadline = time.monotonic() + 5
+            while len(pids := pid_file.read_text().split() if pid_file.exists() else []) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)  # the fake starts its child (unless its call is already being killed)
+            spawned += [int(p) for p in pids]
+            orphaned += len(pids) == 2
+    assert orphaned, "no fake codex got as far as starting its child"
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{p}") for p in spawned) or "Z" in _children(workers.process.pid).values():
+        assert time.monotonic() < deadline, {"codex": [p for p in spawned if os.path.exists(f"/proc/{p}")], "supervisor": _children(workers.process.pid)}
+        time.sleep(0.1)
 
 
 def _slots(proxy) -> dict:

@@ -1,9 +1,10 @@
 """CLI mode: run ``codex exec --json`` and read its JSONL events.
 
 Command: ``codex exec --json --skip-git-repo-check --sandbox <sandbox> --cd <workspace> [-m M]
-[-c k=v …] -`` with the rendered prompt on stdin. The process runs in its own session/process
-group with a minimal environment (``cli.env_allowlist`` + ``cli.extra_env``); the whole group is
-killed on timeout, on client disconnect (the stream is closed or cancelled) and after the run.
+[-c k=v …] -`` with the rendered prompt on stdin. The process runs under a small supervisor
+(``reaper``) in a process group of its own with a minimal environment (``cli.env_allowlist`` +
+``cli.extra_env``); the whole group is killed on timeout, on client disconnect (the stream is closed
+or cancelled) and after the run, and every process of it is reaped.
 Without a configured ``cli.workspace`` each call gets a fresh temporary directory, removed after.
 """
 
@@ -14,7 +15,6 @@ import contextlib
 import os
 import queue
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from proxy_ext.config import CodexAgentCliConfig
-from proxy_ext.providers.codex_agent import errors
+from proxy_ext.providers.codex_agent import errors, reaper
 from proxy_ext.providers.codex_agent.events import CodexRun
 from proxy_ext.providers.codex_agent.settings import CallSettings
 from proxy_ext.request_context import cancel_on_disconnect
@@ -80,20 +80,25 @@ def _failure_status(message: str) -> int:
     return 502
 
 
-def _kill_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
+def _tell(process: asyncio.subprocess.Process, sig: int) -> None:
+    if process.returncode is None:  # not reaped yet, so the pid is still ours
+        reaper.tell(process.pid, sig)
 
 
 async def _stop(process: asyncio.subprocess.Process, grace_s: float) -> None:
-    """End the whole process group: SIGTERM, ``grace_s`` to exit, then SIGKILL."""
-    if process.returncode is None and grace_s > 0:
-        _kill_group(process.pid, signal.SIGTERM)
+    """End codex and everything under it: SIGTERM, ``grace_s`` to exit, then SIGKILL; the
+    supervisor reaps them all and exits (SIGKILLed itself only if it does not within 5 s)."""
+    if grace_s > 0:
+        _tell(process, reaper.STOP)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(process.wait(), grace_s)
-    _kill_group(process.pid, signal.SIGKILL)  # also any grandchild left behind by a finished leader
+    _tell(process, reaper.KILL_NOW)  # also any grandchild left behind by a finished codex
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(process.wait(), 5.0)
+    if process.returncode is None:
+        process.kill()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(process.wait(), 5.0)
 
 
 def _kill_on_hang_up(process: asyncio.subprocess.Process) -> Callable[[], None]:
@@ -101,7 +106,7 @@ def _kill_on_hang_up(process: asyncio.subprocess.Process) -> Callable[[], None]:
     request's ASGI call ends first (LiteLLM neither cancels a non-streamed call whose client left nor
     closes a stream whose client left while a response hook wraps it). Returns the undo."""
     hang_up: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    hang_up.add_done_callback(lambda f: _kill_group(process.pid, signal.SIGKILL) if f.cancelled() else None)
+    hang_up.add_done_callback(lambda f: _tell(process, reaper.KILL_NOW) if f.cancelled() else None)
     unregister = cancel_on_disconnect(cast("asyncio.Task[None]", hang_up))
 
     def undo() -> None:
@@ -179,7 +184,7 @@ async def run_events(settings: CallSettings, prompt: str, run: CodexRun, call_ti
     workspace = tempfile.mkdtemp(prefix="codex-agent-") if own_workspace else str(settings.runtime.resolve_path(cli.workspace or "."))
     if not Path(workspace).is_dir():
         raise errors.from_status(503, f"the codex workspace {workspace} is not a directory (proxy_ext.providers.codex_agent.cli.workspace)", settings.model)
-    command = build_command(binary, cli, workspace, _cli_model(settings))
+    command = reaper.supervised(build_command(binary, cli, workspace, _cli_model(settings)))
     stderr_tail = bytearray()
     process = await asyncio.create_subprocess_exec(
         *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -203,7 +208,7 @@ async def run_events(settings: CallSettings, prompt: str, run: CodexRun, call_ti
         if not finished:
             # Cancelled (client disconnect), closed early or failed: no grace period, kill now,
             # synchronously, so it happens even if this clean-up is cancelled again below.
-            _kill_group(process.pid, signal.SIGKILL)
+            _tell(process, reaper.KILL_NOW)
         else:  # let the stderr reader catch the last lines (used in the error message)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(helpers[1]), 1.0)
