@@ -20,13 +20,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from proxy_ext import litellm_adapter as adapter
-from proxy_ext import heap, metrics_multiproc
+from proxy_ext import heap, metrics_multiproc, request_context
 from proxy_ext.config import ConfigError, environment_warnings
 from proxy_ext.guard import GuardPolicy, RequestGuard
 from proxy_ext.providers import registry
 from proxy_ext.providers.request_check import served_models
 from proxy_ext.providers.stale import stale_lines
-from proxy_ext.request_context import RequestContextMiddleware
 from proxy_ext.state import Runtime, load_runtime, set_runtime
 
 __all__ = ["CostProxyExtension", "ProxyExtension", "get_extension", "guard_policy", "register_providers"]
@@ -136,16 +135,11 @@ def guard_policy(runtime: Runtime) -> GuardPolicy:
                        rewrite_401_paths=("/metrics",))
 
 
-def install_middleware(app: Any, runtime: Runtime) -> bool:
-    """The request context around the proxy and, outermost, the request guard (once)."""
-
-    def wrap(stack: Any) -> Any:
-        stack = RequestContextMiddleware(stack)
-        if runtime.settings.guard.enabled:
-            stack = RequestGuard(stack, guard_policy(runtime), adapter.share_parsed_body)
-        return stack
-
-    return adapter.wrap_middleware_stack(app, wrap)
+def install_middleware(app: Any, runtime: Runtime) -> None:
+    """The request context around the proxy and, outermost, the request guard (once each)."""
+    request_context.install(app)
+    if runtime.settings.guard.enabled:
+        adapter.wrap_middleware_stack(app, lambda stack: RequestGuard(stack, guard_policy(runtime), adapter.share_parsed_body), "guard")
 
 
 def register_providers(runtime: Runtime | None = None) -> list[str]:

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RequestContextMiddleware", "RequestInfo", "cancel_on_disconnect", "current_request", "request_note",
-           "set_request_note", "watch_client"]
+__all__ = ["RequestContextMiddleware", "RequestInfo", "cancel_on_disconnect", "client_gone", "current_request", "install",
+           "request_note", "set_request_note", "watch_client"]
 
 _DISCONNECT = {"type": "http.disconnect"}
 
@@ -148,6 +148,13 @@ def watch_client() -> None:
         channel.watch()
 
 
+def client_gone() -> bool:
+    """True once the current request's client has hung up (or its ASGI call has ended): work started
+    for it now would be thrown away. False outside an HTTP request and while nobody watches."""
+    channel = _current.get()
+    return channel is not None and channel.gone
+
+
 def cancel_on_disconnect(task: asyncio.Task[Any]) -> Callable[[], None]:
     """Cancel ``task`` when the current request's client hangs up, or when the request's ASGI call
     ends while ``task`` still runs. Returns a function that unregisters it (call it when the task
@@ -180,3 +187,11 @@ class RequestContextMiddleware:
         finally:
             _current.reset(token)
             channel.close()
+
+
+def install(app: Any) -> bool:
+    """Put :class:`RequestContextMiddleware` around ``app``'s middleware stack, once (the extension
+    and the codex-agent provider, which also runs without the extension, both ask); True if done now."""
+    from proxy_ext import litellm_adapter as adapter
+
+    return adapter.wrap_middleware_stack(app, RequestContextMiddleware, "request_context")

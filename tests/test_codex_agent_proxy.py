@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -72,6 +73,7 @@ def codex_proxy(upstream, codex_dir):
         cli_model("agent-cli-failed", "failed"),
         cli_model("agent-cli-hang", "hang", cli={"timeout_s": 2, "kill_grace_s": 0.5}),
         cli_model("agent-cli-slow", "slow-stream"),
+        cli_model("agent-cli-silent", "hang"),
         cli_model("agent-cli-huge", "huge"),
         cli_model("agent-cli-flood", "flood", cli={"max_output_bytes": 65536}),
         cli_model("agent-cli-env", "env", cli={"config_overrides": ['model_provider="px"'], "sandbox": "workspace-write"}),
@@ -341,6 +343,26 @@ def test_cli_client_disconnect_kills_the_process_group(codex_proxy, codex_dir):
     while len((codex_dir / "slow-stream.pids").read_text().split()) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)  # the fake has started its child
     assert wait_gone(codex_dir / "slow-stream.pids") == []
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_cli_client_leaving_before_any_answer_kills_codex_at_once_and_no_retry_starts_it(codex_proxy, codex_dir, stream):
+    # No callbacks line in this proxy: the provider itself puts the request context around it. The
+    # body asks for retries: a run killed by the hang-up must not be retried for a client that left.
+    (codex_dir / "hang.pids").unlink(missing_ok=True)
+    (codex_dir / "hang.starts").unlink(missing_ok=True)
+    body = json.dumps({"model": "agent-cli-silent", "messages": USER, "stream": stream, "num_retries": 2}).encode()
+    host, port = codex_proxy.base_url.rsplit("/", 1)[-1].split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: {codex_proxy.headers['Authorization']}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        deadline = time.monotonic() + 10
+        while len((codex_dir / "hang.pids").read_text().split() if (codex_dir / "hang.pids").exists() else []) < 2:
+            assert time.monotonic() < deadline, "the fake codex did not start its child"
+            time.sleep(0.05)
+    assert wait_gone(codex_dir / "hang.pids", timeout_s=5) == []  # not at the model's 30 s timeout
+    time.sleep(1)  # room for a retry
+    assert len((codex_dir / "hang.starts").read_text().split()) == 1
 
 
 def test_cli_huge_answer_comes_back_whole(codex_proxy):

@@ -200,7 +200,8 @@ def _children(pid: int) -> dict[int, str]:
 def test_codex_calls_whose_clients_hang_up_leave_no_zombies(workers):
     # LiteLLM's worker supervisor is a child subreaper that reaps only Prisma's engines: a codex
     # grandchild orphaned by the kill used to end up there as a <defunct> process for good.
-    pid_file = workers.state_dir / "slow-stream.pids"
+    pid_file, starts = workers.state_dir / "slow-stream.pids", workers.state_dir / "slow-stream.starts"
+    starts.unlink(missing_ok=True)
     body = {"model": "scale-codex-slow", "messages": [{"role": "user", "content": "go"}], "stream": True}
     spawned, orphaned = [], 0
     for _ in range(4):
@@ -210,10 +211,14 @@ def test_codex_calls_whose_clients_hang_up_leave_no_zombies(workers):
             next(line for line in response.iter_lines() if "first words" in line)
             deadline = time.monotonic() + 5
             while len(pids := pid_file.read_text().split() if pid_file.exists() else []) < 2 and time.monotonic() < deadline:
-                time.sleep(0.05)  # the fake starts its child (a Router retry's fake, killed at once, may overwrite the file)
+                time.sleep(0.05)  # the fake starts its child (on a loaded box it may not have yet)
             spawned += [int(p) for p in pids]
             orphaned += len(pids) == 2
     assert orphaned, "no fake codex got as far as starting its child"
+    time.sleep(1)  # room for a retry LiteLLM might start after the hang-up
+    # One codex per request: the killed run is a 499 for LiteLLM, which neither retries it nor
+    # starts codex again for a client that has left.
+    assert len(starts.read_text().split()) == 4, (starts.read_text(), spawned)
     deadline = time.monotonic() + 10
     while any(os.path.exists(f"/proc/{p}") for p in spawned) or "Z" in _children(workers.process.pid).values():
         assert time.monotonic() < deadline, {"codex": [p for p in spawned if os.path.exists(f"/proc/{p}")], "supervisor": _children(workers.process.pid)}

@@ -80,6 +80,11 @@ def proxy_app() -> Any:
     return proxy_server.app
 
 
+def running_proxy_app() -> Any:
+    """The proxy's FastAPI app when this process is a LiteLLM proxy, else None (never imports it)."""
+    return getattr(sys.modules.get("litellm.proxy.proxy_server"), "app", None)
+
+
 def proxy_config_path() -> str | None:
     """Path of the config file the proxy loaded (``--config`` or ``CONFIG_FILE_PATH``)."""
     from litellm.proxy import proxy_server
@@ -129,22 +134,20 @@ def install_openapi_components(app: Any, components: dict[str, Any]) -> None:
     app.openapi = openapi
 
 
-_STACK_MARKER = "proxy_ext_middleware_installed"
-
-
-def wrap_middleware_stack(app: Any, wrap: Callable[[Any], Any]) -> bool:
-    """Wrap the app's built middleware stack with ``wrap(stack)`` once; True if done now.
+def wrap_middleware_stack(app: Any, wrap: Callable[[Any], Any], name: str) -> bool:
+    """Wrap the app's built middleware stack with ``wrap(stack)`` once per ``name``; True if done now.
 
     Starlette refuses ``add_middleware`` once the app has started, and LiteLLM loads callbacks
     during start-up; the built stack (``app.middleware_stack``) is wrapped instead: outermost, in
     front of every LiteLLM middleware.
     """
-    if getattr(app.state, _STACK_MARKER, False):
+    marker = f"proxy_ext_middleware_{name}"
+    if getattr(app.state, marker, False):
         return False
     if getattr(app, "middleware_stack", None) is None:
         app.middleware_stack = app.build_middleware_stack()
     app.middleware_stack = wrap(app.middleware_stack)
-    setattr(app.state, _STACK_MARKER, True)
+    setattr(app.state, marker, True)
     return True
 
 

@@ -29,6 +29,8 @@ from typing import Any
 from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk, ModelResponse, Usage
 
+from proxy_ext import litellm_adapter as adapter
+from proxy_ext import request_context
 from proxy_ext.config import ProxyExtConfig
 from proxy_ext.providers.codex_agent import cli, errors, http
 from proxy_ext.providers.codex_agent.events import CodexRun, render_prompt
@@ -137,3 +139,14 @@ def doctor_problems(settings: ProxyExtConfig, runtime: Runtime | None = None) ->
 
 handler = CodexAgentLLM()
 """The handler registered for both aliases."""
+
+
+def _watch_clients() -> None:
+    # Loaded by a proxy without the extension's callbacks line, nothing else puts the request
+    # context around it, and a codex run could not see its client hang up before a first chunk.
+    app = adapter.running_proxy_app()
+    if app is not None:
+        request_context.install(app)
+
+
+_watch_clients()

@@ -26,7 +26,7 @@ from proxy_ext.config import CodexAgentCliConfig
 from proxy_ext.providers.codex_agent import errors, reaper
 from proxy_ext.providers.codex_agent.events import CodexRun
 from proxy_ext.providers.codex_agent.settings import CallSettings
-from proxy_ext.request_context import cancel_on_disconnect
+from proxy_ext.request_context import cancel_on_disconnect, client_gone
 from proxy_ext.state import Runtime
 
 __all__ = ["build_command", "child_env", "iterate_in_thread", "resolve_binary", "run_events"]
@@ -165,18 +165,14 @@ async def _stdout_texts(process: asyncio.subprocess.Process, run: CodexRun, max_
 async def run_events(settings: CallSettings, prompt: str, run: CodexRun, call_timeout: Any = None) -> AsyncGenerator[str, None]:
     """Run codex for ``prompt``, feeding its events into ``run``; yield new agent-message text.
 
-    Raises the LiteLLM error for a missing binary (503), a timeout (408), oversized output (502) and a
-    failed run (502, or 429 when codex says it was rate limited), with codex's own message.
+    Raises the LiteLLM error for a missing binary (503), a timeout (408), oversized output (502), a
+    failed run (502, or 429 when codex says it was rate limited), with codex's own message, and a
+    client that hung up (499: LiteLLM's Router neither retries it nor starts codex again for nobody).
     """
     cli = settings.config.cli
-    binary = resolve_binary(cli.binary, settings.runtime)
-    if binary is None:
-        raise errors.from_status(
-            503,
-            f"the codex CLI is not available: {cli.binary!r} is not an executable file or not on PATH; "
-            "install it (npm install -g @openai/codex) or set proxy_ext.providers.codex_agent.cli.binary",
-            settings.model,
-        )
+    if client_gone():  # e.g. a retry or fallback LiteLLM runs after the client left
+        raise _client_left(settings.model, "codex was not started")
+    binary = _binary(settings)
     limit_s = cli.timeout_s
     if isinstance(call_timeout, (int, float)) and call_timeout > 0:
         limit_s = min(limit_s, float(call_timeout))
@@ -219,12 +215,27 @@ async def run_events(settings: CallSettings, prompt: str, run: CodexRun, call_ti
         finally:
             if own_workspace:
                 shutil.rmtree(workspace, ignore_errors=True)
+    if run.answer is None and client_gone():  # killed by the hang-up: not codex's failure
+        raise _client_left(settings.model, "its codex run was killed")
     fatal = run.fatal
     if fatal:
         raise errors.from_status(_failure_status(fatal), f"codex run failed: {fatal}", settings.model)
     if run.answer is None:
         detail = stderr_tail.decode(errors="replace").strip()[-1000:] or "no output"
         raise errors.from_status(502, f"codex exited with status {process.returncode} without an answer: {detail}", settings.model)
+
+
+def _binary(settings: CallSettings) -> str:
+    cli = settings.config.cli
+    binary = resolve_binary(cli.binary, settings.runtime)
+    if binary is None:
+        raise errors.from_status(503, f"the codex CLI is not available: {cli.binary!r} is not an executable file or not on PATH; "
+                                 "install it (npm install -g @openai/codex) or set proxy_ext.providers.codex_agent.cli.binary", settings.model)
+    return binary
+
+
+def _client_left(model: str, what: str) -> Exception:
+    return errors.from_status(499, f"the client closed the request; {what}", model)
 
 
 def iterate_in_thread(factory: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
