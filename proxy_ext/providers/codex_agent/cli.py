@@ -167,7 +167,8 @@ async def run_events(settings: CallSettings, prompt: str, run: CodexRun, call_ti
 
     Raises the LiteLLM error for a missing binary (503), a timeout (408), oversized output (502), a
     failed run (502, or 429 when codex says it was rate limited), with codex's own message, and a
-    client that hung up (499: LiteLLM's Router neither retries it nor starts codex again for nobody).
+    client that hung up (499, which LiteLLM's Router does not retry; a retry or fallback for that client
+    does not start codex again).
     """
     cli = settings.config.cli
     if client_gone():  # e.g. a retry or fallback LiteLLM runs after the client left
