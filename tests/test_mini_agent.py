@@ -352,3 +352,28 @@ def test_keepalive_pings_hold_a_stream_open_while_the_agent_works(agent_models, 
     assert response.status_code == 200 and first_data >= 2 and all(line.startswith(":") for line in lines[:first_data]), lines[:6]
     chunks = [json.loads(line[5:]) for line in lines[first_data:] if line.startswith("data:") and line != "data: [DONE]"]
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices")) == "done at last"
+
+
+@pytest.fixture(scope="module")
+def limit_redis_gone(upstream):
+    from tests.harness.fake_upstream import free_port
+
+    config = _config(upstream, {"plain": {}})
+    config["proxy_ext"]["scale"] = {"global_max_concurrent_runs": 4, "redis_url": f"redis://127.0.0.1:{free_port()}/0"}
+    with ProxyProcess(config) as proxy:
+        yield proxy
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_open_breaker_is_a_503_with_retry_after_the_router_does_not_retry(limit_redis_gone, stream):
+    # The global limit's Redis is unreachable: /agent/run answers 503 + Retry-After at once, and so
+    # must a mini-agent model. LiteLLM's Router used to retry the 503 twice with backoff (4-5 s),
+    # each retry refused again by the same open breaker, and the answer lost its Retry-After.
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as refused:
+        answer = limit_redis_gone.openai().chat.completions.create(model="mini-agent/plain", messages=QUESTION, stream=stream)
+        list(answer) if stream else None
+    elapsed = time.monotonic() - started
+    assert refused.value.status_code == 503 and "global_max_concurrent_runs" in str(refused.value)
+    assert refused.value.response.headers.get("retry-after") == "2"
+    assert elapsed < 2.0, f"{elapsed:.1f} s: retried while the breaker was open"

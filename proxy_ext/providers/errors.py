@@ -25,14 +25,25 @@ _BY_STATUS = {
 }
 
 
-def provider_error(provider: str, status: int, message: str, model: str, url: str | None = None) -> Exception:
+def provider_error(provider: str, status: int, message: str, model: str, url: str | None = None,
+                   retry_after_s: int | None = None) -> Exception:
     """The LiteLLM exception for a ``provider`` failure with HTTP-like ``status``; the message is
-    prefixed with the provider's name."""
+    prefixed with the provider's name.
+
+    ``retry_after_s``: the failure is known to last that long (a breaker that is open). The answer
+    then carries ``Retry-After``, and LiteLLM's Router does not retry the call (unless the request
+    itself asked for retries): each retry before then would fail the same way, only later.
+    """
     response = _response(status, provider, url)
     text = f"{provider}: {message}"
+    error: Exception
     if status == 408:
-        return litellm.Timeout(text, model=model, llm_provider=provider)
-    kind = _BY_STATUS.get(status)
-    if kind is None:  # any other status (409, 499, 504, …) keeps its code; APIError takes a request, not a response
-        return litellm.APIError(status_code=status, message=text, llm_provider=provider, model=model, request=response.request)
-    return kind(text, model=model, llm_provider=provider, response=response)
+        error = litellm.Timeout(text, model=model, llm_provider=provider)
+    elif (kind := _BY_STATUS.get(status)) is None:  # any other status (409, 499, 504, …) keeps its code; APIError takes a request
+        error = litellm.APIError(status_code=status, message=text, llm_provider=provider, model=model, request=response.request)
+    else:
+        error = kind(text, model=model, llm_provider=provider, response=response)
+    if retry_after_s is not None:
+        error.headers = {"retry-after": str(retry_after_s)}  # type: ignore[attr-defined]  # the proxy answers with an error's `headers`
+        error.num_retries = 0  # type: ignore[attr-defined]  # the Router's per-deployment retry count, read off the error
+    return error

@@ -50,8 +50,8 @@ def _profile_name(model: str) -> str:
     return model.split("/", 1)[1] if model.startswith(f"{PROVIDER}/") else model
 
 
-def _raise_for(status: int, message: str, model: str) -> NoReturn:
-    raise provider_error(PROVIDER, status, message, model)
+def _raise_for(status: int, message: str, model: str, retry_after_s: int | None = None) -> NoReturn:
+    raise provider_error(PROVIDER, status, message, model, retry_after_s=retry_after_s)
 
 
 async def _start(model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any] | None,
@@ -89,7 +89,7 @@ async def _start(model: str, messages: list[dict[str, Any]], optional_params: di
     except ValidationError as exc:
         _raise_for(400, f"invalid messages for an agent run: {exc.errors()[0]['msg']}", model)
     except ProxyExtError as exc:
-        _raise_for(exc.status, exc.message, model)
+        _raise_for(exc.status, exc.message, model, exc.retry_after_s)
 
 
 async def _finish(run: Any, model: str) -> Any:
@@ -101,7 +101,7 @@ async def _finish(run: Any, model: str) -> Any:
     try:
         result = await run.result()
     except ProxyExtError as exc:
-        _raise_for(exc.status, exc.message, model)
+        _raise_for(exc.status, exc.message, model, exc.retry_after_s)
     envelope = result.envelope
     if not envelope.ok:
         _raise_for(400, f"agent run stopped: {envelope.stopped_reason}: {envelope.metrics.error} "
