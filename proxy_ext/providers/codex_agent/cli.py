@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from proxy_ext.config import CodexAgentCliConfig
-from proxy_ext.providers.codex_agent import errors, reaper
+from proxy_ext import subreaper
+from proxy_ext.providers.codex_agent import errors
 from proxy_ext.providers.codex_agent.events import CodexRun
 from proxy_ext.providers.codex_agent.settings import CallSettings
 from proxy_ext.request_context import cancel_on_disconnect, client_gone
@@ -82,17 +83,17 @@ def _failure_status(message: str) -> int:
 
 def _tell(process: asyncio.subprocess.Process, sig: int) -> None:
     if process.returncode is None:  # not reaped yet, so the pid is still ours
-        reaper.tell(process.pid, sig)
+        subreaper.tell(process.pid, sig)
 
 
 async def _stop(process: asyncio.subprocess.Process, grace_s: float) -> None:
     """End codex and everything under it: SIGTERM, ``grace_s`` to exit, then SIGKILL; the
     supervisor reaps them all and exits (SIGKILLed itself only if it does not within 5 s)."""
     if grace_s > 0:
-        _tell(process, reaper.STOP)
+        _tell(process, subreaper.STOP)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(process.wait(), grace_s)
-    _tell(process, reaper.KILL_NOW)  # also any grandchild left behind by a finished codex
+    _tell(process, subreaper.KILL_NOW)  # also any grandchild left behind by a finished codex
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(process.wait(), 5.0)
     if process.returncode is None:
@@ -106,7 +107,7 @@ def _kill_on_hang_up(process: asyncio.subprocess.Process) -> Callable[[], None]:
     request's ASGI call ends first (LiteLLM neither cancels a non-streamed call whose client left nor
     closes a stream whose client left while a response hook wraps it). Returns the undo."""
     hang_up: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    hang_up.add_done_callback(lambda f: _tell(process, reaper.KILL_NOW) if f.cancelled() else None)
+    hang_up.add_done_callback(lambda f: _tell(process, subreaper.KILL_NOW) if f.cancelled() else None)
     unregister = cancel_on_disconnect(cast("asyncio.Task[None]", hang_up))
 
     def undo() -> None:
@@ -181,7 +182,7 @@ async def run_events(settings: CallSettings, prompt: str, run: CodexRun, call_ti
     workspace = tempfile.mkdtemp(prefix="codex-agent-") if own_workspace else str(settings.runtime.resolve_path(cli.workspace or "."))
     if not Path(workspace).is_dir():
         raise errors.from_status(503, f"the codex workspace {workspace} is not a directory (proxy_ext.providers.codex_agent.cli.workspace)", settings.model)
-    command = reaper.supervised(build_command(binary, cli, workspace, _cli_model(settings)))
+    command = subreaper.supervised(build_command(binary, cli, workspace, _cli_model(settings)))
     stderr_tail = bytearray()
     process = await asyncio.create_subprocess_exec(
         *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -205,7 +206,7 @@ async def run_events(settings: CallSettings, prompt: str, run: CodexRun, call_ti
         if not finished:
             # Cancelled (client disconnect), closed early or failed: no grace period, kill now,
             # synchronously, so it happens even if this clean-up is cancelled again below.
-            _tell(process, reaper.KILL_NOW)
+            _tell(process, subreaper.KILL_NOW)
         else:  # let the stderr reader catch the last lines (used in the error message)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(helpers[1]), 1.0)

@@ -20,12 +20,12 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy_ext import subreaper
 from proxy_ext.config import ExecToolConfig
 from proxy_ext.tools.exec.seccomp import seccomp_program
 
@@ -130,41 +130,12 @@ def _find_bwrap(config: ExecToolConfig) -> str | None:
     return shutil.which(config.bwrap, path=f"{config.path}:/usr/bin:/bin")
 
 
-_REAPER = """
-import ctypes, os, sys
-ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: bwrap's orphans come back here
-uid, gid, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
-pid = os.fork()
-if pid == 0:
-    try:
-        if gid != "-":
-            os.setgroups([])
-            os.setgid(int(gid))
-        if uid != "-":
-            os.setuid(int(uid))
-        os.execve(argv[0], argv, {"PATH": "/usr/bin:/bin"})
-    except BaseException as exc:
-        print(f"bwrap could not be started: {type(exc).__name__}: {exc}", file=sys.stderr)
-    finally:
-        os._exit(127)
-status = os.waitpid(pid, 0)[1]
-while True:  # every descendant that outlived bwrap (its namespace's init does): reaped, not left to PID 1
-    try:
-        os.wait()
-    except ChildProcessError:
-        break
-code = os.waitstatus_to_exitcode(status)
-sys.exit(code if code >= 0 else 128 - code)
-"""
-"""Runs the probe's bwrap as a child subreaper and reaps everything under it: bwrap's outer process
-exits before its namespace's init is reaped, and that orphan went to the nearest subreaper or PID 1
-(the proxy itself in a container without an init) and stayed a zombie."""
-
-
 def _probe(bwrap: str, mounts: tuple[str, ...], uid: int | None, gid: int | None) -> str | None:
     """Run ``true`` under bwrap as the sandbox user, as a tool would; why it failed, or None."""
-    argv = [sys.executable, "-I", "-S", "-c", _REAPER, "-" if uid is None else str(uid), "-" if gid is None else str(gid),
-            bwrap, *_NAMESPACES, "--unshare-net", *mounts, "--", "/bin/true"]
+    # Under the subreaper: bwrap's outer process exits before its namespace's init is reaped, and
+    # that orphan went to the nearest subreaper or PID 1 (the proxy itself in a container without
+    # an init) and stayed a zombie.
+    argv = subreaper.supervised([bwrap, *_NAMESPACES, "--unshare-net", *mounts, "--", "/bin/true"], uid, gid)
     try:
         result = subprocess.run(argv, env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.DEVNULL, capture_output=True,
                                 timeout=PROBE_TIMEOUT_S, check=False)
