@@ -679,3 +679,35 @@ async def test_clean_up_never_follows_a_symlink_the_tool_left(unrestricted, tmp_
         shutil.rmtree(victim, ignore_errors=True)
         for name in os.listdir(unrestricted.config.tmp_dir):
             shutil.rmtree(os.path.join(unrestricted.config.tmp_dir, name), ignore_errors=True)
+
+
+def test_an_idle_supervisor_that_loses_the_race_for_a_call_does_not_block():
+    # Several idle supervisors wake for one call; those that do not get it must go back to poll
+    # (and retire when idle), not block in recvmsg for good: socket.recv_fds ignores MSG_DONTWAIT
+    # on Python 3.11, and a pool grown by a burst never shrank back.
+    import socket
+
+    from proxy_ext.tools.exec.forkserver import receive_call
+
+    def hung(signum, frame):
+        raise TimeoutError("receive_call waited for a message")
+
+    here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.setitimer(signal.ITIMER_REAL, 2.0)
+    try:
+        with pytest.raises(BlockingIOError):
+            receive_call(here)
+        reader, writer = os.pipe()
+        socket.send_fds(there, [b"c"], [writer])
+        msg, fds = receive_call(here)
+        assert msg == b"c" and len(fds) == 1
+        os.write(fds[0], b"x")
+        assert os.read(reader, 1) == b"x"
+        for fd in (reader, writer, *fds):
+            os.close(fd)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        here.close()
+        there.close()

@@ -37,6 +37,7 @@ only, the two siblings loaded by path.
 
 from __future__ import annotations
 
+import array
 import gc
 import json
 import os
@@ -58,7 +59,7 @@ else:  # run as a script (python -I -S forkserver.py, no sys.path entry for it):
     from forkserver_tree import (PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, children, kill_all_descendants,
                                  prctl, remove_workdir_as_owner)
 
-__all__ = ["handle_call", "main", "serve", "supervisor"]
+__all__ = ["handle_call", "main", "receive_call", "serve", "supervisor"]
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 DEADLINE_GRACE_S = 5.0
@@ -123,6 +124,21 @@ def handle_call(conn: socket.socket, notify_w: int, calls: int) -> bool:
     return retire
 
 
+def receive_call(control: socket.socket) -> tuple[bytes, list[int]]:
+    """One message and the descriptors it carries from ``control``, without waiting: raises
+    BlockingIOError when there is none (another idle supervisor took it).
+
+    Not ``socket.recv_fds``: Python 3.11's ignores its flags, so every supervisor that lost the race
+    for a message blocked in ``recvmsg`` for good and the pool never shrank back to its size.
+    """
+    fds = array.array("i")
+    msg, ancdata, _flags, _addr = control.recvmsg(16, socket.CMSG_LEN(4 * fds.itemsize), socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+    return msg, list(fds)
+
+
 def supervisor(control: socket.socket, notify_w: int) -> None:
     """A call supervisor: a child subreaper that serves calls from ``control`` one at a time.
 
@@ -148,7 +164,7 @@ def supervisor(control: socket.socket, notify_w: int) -> None:
             if not poller.poll(IDLE_RETIRE_S * 1000):
                 return  # idle for long: the server keeps the pool at its size
             try:  # several idle supervisors wake for one message; one gets it
-                msg, fds, _flags, _addr = socket.recv_fds(control, 16, 4, socket.MSG_DONTWAIT)
+                msg, fds = receive_call(control)
             except (BlockingIOError, InterruptedError):
                 continue
             if not msg and not fds:
