@@ -125,7 +125,7 @@ def guard_policy(runtime: Runtime) -> GuardPolicy:
     json_routes = {"/agent/run": settings.agent.limits.max_request_bytes} if settings.agent.enabled else {}
     patterns = (("/agent/runs/", "/approvals", 65_536),) if settings.agent.enabled and settings.runs.enabled else ()
     custom_auth = (runtime.document.get("general_settings") or {}).get("custom_auth")
-    served = served_models(runtime.document)
+    served = served_models(runtime.document, settings.agent.limits.max_request_bytes)
     return GuardPolicy(max_body_bytes=guard.max_body_bytes, body_timeout_s=guard.body_timeout_s, body_deadline_s=guard.body_deadline_s,
                        max_json_depth=guard.max_json_depth, max_json_elements=guard.max_json_elements,
                        prefix_limits=prefixes, json_routes=json_routes, json_route_patterns=patterns, require_credentials=not custom_auth,

@@ -30,7 +30,7 @@ from proxy_ext import credentials
 from proxy_ext.control_params import ControlFieldScan, header_problem
 from proxy_ext.exceptions import RequestError, error_body
 from proxy_ext.json_body import content_type_problem, loads_finite, parse_json_object
-from proxy_ext.providers.request_check import ServedModels, accepted_params, request_problem
+from proxy_ext.providers.request_check import ServedModels, accepted_params, agent_body_problem, request_problem
 from proxy_ext.providers.stored_responses import NotStoredAnswer, stored_response_problem
 
 __all__ = ["CREDENTIAL_HEADERS", "GuardPolicy", "RequestGuard"]
@@ -324,6 +324,10 @@ class RequestGuard:
                 return
             except (ValueError, RecursionError):
                 parsed = None  # LiteLLM answers a body that is no JSON itself
+            too_big = agent_body_problem(parsed, len(raw), served) if isinstance(parsed, dict) else None
+            if too_big:
+                await _reply(body.send, 413, too_big)
+                return
             problem = request_problem(scope["path"], parsed, served, self.policy.sessions_available) if isinstance(parsed, dict) else None
             if problem:
                 await _reply(body.send, 400, problem)

@@ -354,6 +354,24 @@ def test_keepalive_pings_hold_a_stream_open_while_the_agent_works(agent_models, 
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices")) == "done at last"
 
 
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", {"model": "agent-priced", "messages": [{"role": "user", "content": "a" * 1_100_000}]}),
+    ("/v1/responses", {"model": "mini-agent/calc", "input": "a" * 1_100_000}),
+])
+def test_an_agent_model_takes_the_body_limit_of_an_agent_run(agent_models, upstream, path, body):
+    # A mini-agent request is an agent run: its conversation is copied into the run's history, its
+    # checkpoints and its trace, so it gets /agent/run's body limit (1 MiB by default), not the
+    # guard's 32 MiB (a 31 MB prompt left 250 MB behind per request, and a 32 MB trace record).
+    before = len(upstream.requests)
+    response = httpx.post(f"{agent_models.base_url}{path}", json=body, headers=agent_models.headers, timeout=30)
+    assert response.status_code == 413, response.text
+    assert "limit of 1048576 bytes of an agent run" in response.json()["error"]["message"]
+    assert len(upstream.requests) == before
+    small = httpx.post(f"{agent_models.base_url}/v1/chat/completions", headers=agent_models.headers, timeout=30,
+                       json={"model": "echo", "messages": [{"role": "user", "content": "a" * 1_100_000}]})
+    assert small.status_code == 200, small.text[:300]  # other models keep the guard's limit
+
+
 @pytest.fixture(scope="module")
 def limit_redis_gone(upstream):
     from tests.harness.fake_upstream import free_port

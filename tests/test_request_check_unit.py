@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from proxy_ext.providers.request_check import accepted_params, request_problem, served_models
+from proxy_ext.providers.request_check import accepted_params, agent_body_problem, request_problem, served_models
 
 CONFIG = {"model_list": [
     {"model_name": "agent-researcher", "litellm_params": {"model": "mini-agent/researcher"}},
@@ -24,6 +24,17 @@ def test_only_the_extensions_models_are_served_and_found_in_raw_bodies():
     assert SERVED.named_in(json.dumps({"model": "mini-agent/x"}).encode())
     assert SERVED.named_in(b'{"model" : "codex"}')
     assert not SERVED.named_in(json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "codex agent"}]}).encode())
+
+
+def test_a_request_to_an_agent_model_has_the_body_limit_of_an_agent_run():
+    served = served_models(CONFIG, agent_max_bytes=1000)
+    assert served is not None and SERVED is not None
+    assert [served.runs_agent(m) for m in ("agent-researcher", "mini-agent/x", "codex", "gpt-4o", None)] == [True, True, False, False, False]
+    problem = agent_body_problem({"model": "mini-agent/x", **CHAT}, 1001, served)
+    assert problem is not None and "1001 bytes exceeds the limit of 1000 bytes" in problem and "agent.limits.max_request_bytes" in problem
+    assert agent_body_problem({"model": "agent-researcher", **CHAT}, 1000, served) is None
+    assert agent_body_problem({"model": "codex", **CHAT}, 10**7, served) is None  # not an agent: the guard's own limit
+    assert agent_body_problem({"model": "mini-agent/x", **CHAT}, 10**7, SERVED) is None  # no limit given
 
 
 @pytest.mark.parametrize("path, body, expected", [

@@ -34,7 +34,8 @@ class AgentLimits(_Section):
     timeout_s: float = Field(default=600.0, gt=0)
     """Largest ``budget.timeout_s`` a request may ask for."""
     max_request_bytes: int = Field(default=1_048_576, gt=0)
-    """Largest /agent/run request body, in bytes."""
+    """Largest /agent/run request body, in bytes; also of a request to a ``mini-agent`` model on
+    LiteLLM's routes (checked by the guard)."""
     max_messages: int = Field(default=500, ge=1)
     """Largest number of input messages."""
     max_concurrent_tool_calls: int = Field(default=8, ge=1, le=256)

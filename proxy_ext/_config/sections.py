@@ -119,7 +119,8 @@ class GuardConfig(_Section):
     """Install the guard. Off: request bodies reach LiteLLM unchecked, as in the stock proxy."""
     max_body_bytes: int = Field(default=33_554_432, ge=1024)
     """Largest request body on any route (default 32 MiB), unless a ``route_max_body_bytes`` prefix
-    matches. The extension's own JSON routes use ``agent.limits.max_request_bytes``."""
+    matches. The extension's own JSON routes and requests to ``mini-agent`` models use
+    ``agent.limits.max_request_bytes``."""
     route_max_body_bytes: dict[str, int] = Field(default_factory=dict)
     """Body limits by path prefix (longest prefix wins), e.g. ``{"/v1/files": 536870912}`` for uploads."""
     body_timeout_s: float = Field(default=10.0, gt=0)

@@ -35,7 +35,7 @@ from typing import Any
 
 from proxy_ext.providers.registry import PROVIDERS, model_entries, provider_of
 
-__all__ = ["ACCEPTED_PARAMS", "ServedModels", "accepted_params", "request_problem", "served_models"]
+__all__ = ["ACCEPTED_PARAMS", "ServedModels", "accepted_params", "agent_body_problem", "request_problem", "served_models"]
 
 UNSERVED_ROUTES = ("/embeddings", "/moderations", "/images/generations", "/images/edits", "/images/variations",
                    "/audio/speech", "/rerank")
@@ -56,21 +56,42 @@ class ServedModels:
     needles: tuple[bytes, ...]
     """What the raw body of a request naming one of them contains (``"name"`` or ``"prefix``)."""
 
+    agents: frozenset[str] = frozenset()
+    """The names among them that run an agent (``mini-agent``; wildcards as patterns)."""
+    agent_max_bytes: int | None = None
+    """Largest body of a request to one of ``agents``: it is an agent run, with the body limit of
+    ``/agent/run`` (``agent.limits.max_request_bytes``). None: not checked."""
+
     def named_in(self, raw: bytes) -> bool:
         return any(needle in raw for needle in self.needles)
 
     def serves(self, model: Any) -> bool:
         return isinstance(model, str) and (model in self.exact or any(fnmatch.fnmatchcase(model, p) for p in self.patterns))
 
+    def runs_agent(self, model: Any) -> bool:
+        return isinstance(model, str) and any(model == name or "*" in name and fnmatch.fnmatchcase(model, name) for name in self.agents)
 
-def served_models(document: dict[str, Any]) -> ServedModels | None:
-    """The models of this config served by the extension's providers (None: there are none)."""
-    names = {name for name, params in model_entries(document) if name and provider_of(params) in PROVIDERS}
+
+def served_models(document: dict[str, Any], agent_max_bytes: int | None = None) -> ServedModels | None:
+    """The models of this config served by the extension's providers (None: there are none);
+    ``agent_max_bytes``: the body limit of requests to its agent models."""
+    entries = [(name, provider_of(params)) for name, params in model_entries(document) if name]
+    names = {name for name, provider in entries if provider in PROVIDERS}
     if not names:
         return None
     patterns = tuple(sorted(n for n in names if "*" in n))
     needles = {json.dumps(n.split("*", 1)[0])[:-1 if "*" in n else None].encode() for n in names}
-    return ServedModels(frozenset(names - set(patterns)), patterns, tuple(sorted(needles)))
+    agents = frozenset(name for name, provider in entries if provider == "mini-agent")
+    return ServedModels(frozenset(names - set(patterns)), patterns, tuple(sorted(needles)), agents, agent_max_bytes)
+
+
+def agent_body_problem(body: dict[str, Any], size: int, served: ServedModels) -> str | None:
+    """Why a ``size``-byte request ``body`` is too large (a 413), when it names an agent model."""
+    limit, model = served.agent_max_bytes, body.get("model")
+    if limit is None or size <= limit or not served.runs_agent(model):
+        return None
+    return (f"request body of {size} bytes exceeds the limit of {limit} bytes of an agent run (model {model!r} runs an agent: "
+            "proxy_ext.agent.limits.max_request_bytes, as for /agent/run)")
 
 
 def _route(path: str) -> str | None:
