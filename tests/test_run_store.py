@@ -126,10 +126,11 @@ def test_a_malformed_cursor_never_breaks_the_store(make_store, cursor):
     assert [r.id for r in page] in ([], ["a" * 32])
 
 
-@pytest.mark.parametrize("before", ["\u0661:a", "1_000:a", " 1:a", "1 :a", "\uff11:a", "1e3:a", "0x1p3:a", "+1:a", "infinity:a"])
+@pytest.mark.parametrize("before", ["1:2", "1.5:zz", "1:" + "0" * 32 + ":x", "1:" + "A" * 32, "\u0661:a", "1_000:a", " 1:a", "1 :a", "\uff11:a", "1e3:a", "0x1p3:a", "+1:a", "infinity:a"])
 def test_a_cursor_is_a_next_before_and_nothing_float_also_reads(before):
     """Unicode digits, ``_`` and exponents are numbers to float(), not a ``next_before`` (``GET
-    /agent/runs?before=\u0661:a`` answered 200 with a page instead of 400)."""
+    /agent/runs?before=\u0661:a`` answered 200 with a page instead of 400); nor is a run id that is
+    no run id (``1:2`` was a 200 with an empty page)."""
     assert parse_cursor(before) is None
     assert parse_cursor(cursor_of(record("a" * 32, created=1733212345.25))) == (1733212345.25, "a" * 32)
 

@@ -153,6 +153,8 @@ def take(record: RunRecord, worker: str, lease_s: float, now: float) -> None:
 
 
 _STAMP = re.compile(r"[0-9]{1,20}(\.[0-9]{1,9})?")
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+"""What run ids look like (``secrets.token_hex(16)``)."""
 
 
 def cursor_of(record: RunRecord) -> str:
@@ -160,12 +162,12 @@ def cursor_of(record: RunRecord) -> str:
 
 
 def parse_cursor(before: str | None) -> tuple[float, str] | None:
-    """The page position of a ``next_before`` (None: none, or not a cursor — only the ASCII decimals
-    :func:`cursor_of` writes, so always finite: float() also reads ``nan``, which Redis refuses as a score, and ``١``, ``1_0``, ``1e3``)."""
+    """The page position of a ``next_before`` (None: none, or not a cursor — only a run id and the
+    ASCII decimals :func:`cursor_of` writes, so always finite: float() also reads ``nan``, which Redis refuses as a score, and ``١``, ``1_0``, ``1e3``)."""
     if not before:
         return None
     stamp, _, run_id = before.partition(":")
-    if not (run_id and _STAMP.fullmatch(stamp)):
+    if not (_RUN_ID.fullmatch(run_id) and _STAMP.fullmatch(stamp)):
         return None
     return float(stamp), run_id
 
