@@ -23,7 +23,7 @@ from proxy_ext.agent.wire import sse
 from proxy_ext.exceptions import ProxyExtError
 from proxy_ext.runs import DurableRuns, durable_runs
 from proxy_ext.runs.outage import StoreUnavailable
-from proxy_ext.runs.store import FINISHED, STATUSES, RunRecord, parse_cursor
+from proxy_ext.runs.store import CURSOR_PATTERN, FINISHED, STATUSES, RunRecord, parse_cursor
 from proxy_ext.state import get_runtime
 
 __all__ = ["ApprovalsRequest", "RunsHandoff", "build_router", "event_stream", "status_body"]
@@ -73,7 +73,8 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 _LIST_QUERY = {"parameters": [
     {"name": "status", "in": "query", "required": False, "schema": {"type": "string", "enum": list(STATUSES)}},
     {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
-    {"name": "before", "in": "query", "required": False, "schema": {"type": "string"}, "description": "next_before of the previous page"}]}
+    {"name": "before", "in": "query", "required": False,
+     "schema": {"type": "string", "pattern": CURSOR_PATTERN}, "description": "next_before of the previous page"}]}
 
 
 def _not_found(run_id: str) -> AgentRequestError:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ACTIVE", "FINISHED", "STATUSES", "RunRecord", "RunStore", "SqliteRunStore", "StoredEvent", "claimable", "cursor_of", "parse_cursor", "take"]
+__all__ = ["ACTIVE", "CURSOR_PATTERN", "FINISHED", "STATUSES", "RunRecord", "RunStore", "SqliteRunStore", "StoredEvent", "claimable", "cursor_of", "parse_cursor", "take"]
 
 STATUSES = ("queued", "running", "awaiting_approval", "completed", "failed", "cancelled", "interrupted")
 ACTIVE = frozenset({"queued", "running"})
@@ -155,6 +155,8 @@ def take(record: RunRecord, worker: str, lease_s: float, now: float) -> None:
 _STAMP = re.compile(r"[0-9]{1,20}(\.[0-9]{1,9})?")
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 """What run ids look like (``secrets.token_hex(16)``)."""
+CURSOR_PATTERN = f"^{_STAMP.pattern}:{_RUN_ID.pattern}$"
+"""A ``next_before``, as a regular expression (for the route's OpenAPI document)."""
 
 
 def cursor_of(record: RunRecord) -> str:
