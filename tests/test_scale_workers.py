@@ -53,7 +53,9 @@ def workers(upstream, tmp_path_factory):
         "providers": {"codex_agent": {"enabled": True, "cli": {"binary": str(install_fake_codex(state)), "timeout_s": 60,
                                                               "extra_env": {"FAKE_CODEX_DIR": str(state)}}}},
     }, models=[fake_model_entry("priced/scale-chat", upstream.base_url, "scale-chat", input_cost_per_token=1e-6, output_cost_per_token=2e-6),
-               {"model_name": "scale-codex-slow", "litellm_params": {"model": "codex-agent/slow-stream", "codex_agent": {"mode": "cli"}}}])
+               {"model_name": "scale-codex-slow", "litellm_params": {"model": "codex-agent/slow-stream", "codex_agent": {"mode": "cli"}}},
+               {"model_name": "scale-codex-hang", "litellm_params": {"model": "codex-agent/hang", "codex_agent": {
+                   "mode": "cli", "cli": {"timeout_s": 1, "kill_grace_s": 0.2}}}}])
     config["general_settings"]["custom_auth"] = "tests.support.scale_auth.user_api_key_auth"
     env = {"PYTHONPATH": str(REPO_ROOT), "MINI_AGENT_STORE_TRACES": "1", "MINI_AGENT_STORE_PATH": str(traces)}
     with ProxyProcess(config, env=env, args=WORKER_ARGS, startup_timeout_s=150) as proxy:
@@ -223,6 +225,18 @@ def test_codex_calls_whose_clients_hang_up_leave_no_zombies(workers):
     while any(os.path.exists(f"/proc/{p}") for p in spawned) or "Z" in _children(workers.process.pid).values():
         assert time.monotonic() < deadline, {"codex": [p for p in spawned if os.path.exists(f"/proc/{p}")], "supervisor": _children(workers.process.pid)}
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_codex_run_that_timed_out_is_not_started_again_by_the_routers_retries(workers, stream):
+    # This proxy keeps LiteLLM's default retries. A codex run that used all its time may have
+    # changed files in its workspace and would most likely time out again: one start, one 408.
+    starts = workers.state_dir / "hang.starts"
+    starts.unlink(missing_ok=True)
+    body = {"model": "scale-codex-hang", "messages": [{"role": "user", "content": "go"}], "stream": stream}
+    response = httpx.post(f"{workers.base_url}/v1/chat/completions", json=body, headers=workers.headers, timeout=60)
+    assert response.status_code == 408 or stream and "did not finish within 1s" in response.text, response.text[:300]
+    assert len(starts.read_text().split()) == 1, starts.read_text()
 
 
 def _slots(proxy) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import litellm
 
-__all__ = ["provider_error"]
+__all__ = ["not_retried", "provider_error"]
 
 
 def _response(status: int, provider: str, url: str | None) -> httpx.Response:
@@ -31,8 +31,8 @@ def provider_error(provider: str, status: int, message: str, model: str, url: st
     prefixed with the provider's name.
 
     ``retry_after_s``: the failure is known to last that long (a breaker that is open). The answer
-    then carries ``Retry-After``, and LiteLLM's Router does not retry the call (unless the request
-    itself asked for retries): each retry before then would fail the same way, only later.
+    then carries ``Retry-After``, and LiteLLM's Router does not retry the call (:func:`not_retried`):
+    each retry before then would fail the same way, only later.
     """
     response = _response(status, provider, url)
     text = f"{provider}: {message}"
@@ -45,5 +45,12 @@ def provider_error(provider: str, status: int, message: str, model: str, url: st
         error = kind(text, model=model, llm_provider=provider, response=response)
     if retry_after_s is not None:
         error.headers = {"retry-after": str(retry_after_s)}  # type: ignore[attr-defined]  # the proxy answers with an error's `headers`
-        error.num_retries = 0  # type: ignore[attr-defined]  # the Router's per-deployment retry count, read off the error
+        not_retried(error)
+    return error
+
+
+def not_retried(error: Exception) -> Exception:
+    """``error``, marked so that LiteLLM's Router does not retry the call (a request that asks for
+    retries itself, ``num_retries``, still gets them; fallbacks still apply)."""
+    error.num_retries = 0  # type: ignore[attr-defined]  # the Router's per-deployment retry count, read off the error
     return error

@@ -25,6 +25,7 @@ from typing import Any, TypeVar, cast
 from proxy_ext.config import CodexAgentCliConfig
 from proxy_ext import subreaper
 from proxy_ext.providers.codex_agent import errors
+from proxy_ext.providers.errors import not_retried
 from proxy_ext.providers.codex_agent.events import CodexRun
 from proxy_ext.providers.codex_agent.settings import CallSettings
 from proxy_ext.request_context import cancel_on_disconnect, client_gone
@@ -200,7 +201,9 @@ async def run_events(settings: CallSettings, prompt: str, run: CodexRun, call_ti
         finished = True
     except asyncio.TimeoutError:
         await _stop(process, cli.kill_grace_s)
-        raise errors.timeout(f"codex did not finish within {limit_s:g}s; its process group was killed", settings.model) from None
+        # Not retried by the Router: the run used all its time, may have changed files in its
+        # workspace, and the same prompt would most likely run out of time again.
+        raise not_retried(errors.timeout(f"codex did not finish within {limit_s:g}s; its process group was killed", settings.model)) from None
     finally:
         forget_client()
         if not finished:

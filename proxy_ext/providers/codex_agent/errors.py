@@ -38,7 +38,7 @@ def disabled(model: str) -> Exception:
 
 
 def timeout(message: str, model: str) -> Exception:
-    """A timeout (408); the Router may retry it."""
+    """A timeout (408); the Router may retry it (a CLI run's is marked not to be retried)."""
     return litellm.Timeout(f"codex-agent: {message}", model=model, llm_provider=PROVIDER)
 
 
