@@ -324,15 +324,15 @@ class RequestGuard:
                 return
             except (ValueError, RecursionError):
                 parsed = None  # LiteLLM answers a body that is no JSON itself
-            too_big = agent_body_problem(parsed, len(raw), served) if isinstance(parsed, dict) else None
-            if too_big:
-                await _reply(body.send, 413, too_big)
-                return
-            problem = request_problem(scope["path"], parsed, served, self.policy.sessions_available) if isinstance(parsed, dict) else None
-            if problem:
-                await _reply(body.send, 400, problem)
-                return
             if isinstance(parsed, dict):
+                too_big = agent_body_problem(parsed, len(raw), served)
+                if too_big:
+                    await _reply(body.send, 413, too_big)
+                    return
+                problem = request_problem(scope["path"], parsed, served, self.policy.sessions_available)
+                if problem:
+                    await _reply(body.send, 400, problem)
+                    return
                 scope, raw = _allowing_accepted_params(scope, raw, parsed, served)
         await self.app(scope, _replaying(raw, body.receive), body.send)
 
