@@ -24,7 +24,7 @@ import asyncio
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from proxy_ext import credentials
 from proxy_ext.control_params import ControlFieldScan, header_problem
@@ -105,6 +105,11 @@ def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
         if key == name:
             return value
     return None
+
+
+def _declared_over(declared: bytes | None, limit: int) -> TypeGuard[bytes]:
+    """A ``Content-Length`` over ``limit``; a number of 19+ digits is (and int() refuses 4,300+)."""
+    return declared is not None and declared.isdigit() and (len(declared) > 18 or int(declared) > limit)
 
 
 async def _reply(send: Any, status: int, message: str, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
@@ -291,8 +296,8 @@ class RequestGuard:
             await self.app(scope, receive, send)  # no body to guard: the common GET costs one header scan
             return
         limit = self.policy.limit_for(path)
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _reply(send, 413, f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes (proxy_ext.guard)")
+        if _declared_over(declared, limit):
+            await _reply(send, 413, f"request body of {declared.decode()[:40]} bytes exceeds the limit of {limit} bytes (proxy_ext.guard)")
             return
         openai_route = scope["method"] == "POST" and path.startswith(OBJECT_BODY_PREFIXES)
         problem = header_problem(scope.get("headers") or (), self.policy.max_client_retries) if openai_route else None
@@ -350,8 +355,9 @@ class RequestGuard:
             await _reply(send, 400, problem)
             return
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _reply(send, 413, f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes (proxy_ext.agent.limits.max_request_bytes)")
+        if _declared_over(declared, limit):
+            await _reply(send, 413, f"request body of {declared.decode()[:40]} bytes exceeds the limit of {limit} bytes "
+                                    "(proxy_ext.agent.limits.max_request_bytes)")
             return
         body = _BoundedBody(receive, send, limit, self.policy.body_timeout_s, self.policy.body_deadline_s,
                             max_elements=self.policy.max_json_elements)

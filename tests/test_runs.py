@@ -209,7 +209,8 @@ def test_event_numbers_and_page_sizes_that_are_no_numbers_get_a_4xx(runs_proxy, 
     upstream.script("runs-digits", Reply(text="ok"))
     run_id = post(runs_proxy, "/agent/run", {"input": "x", "model": "fake/runs-digits", "background": True}).json()["run_id"]
     wait_status(runs_proxy, run_id, {"completed"})
-    for junk in ("\u00b2", "\u0663", "-1", "1e3", " 1"):  # "²" and Arabic-Indic 3 pass str.isdigit(), not int()
+    for junk in ("\u00b2", "\u0663", "-1", "1e3", " 1", "9" * 5000):  # "²" and Arabic-Indic 3 pass str.isdigit(), not int();
+        # Python refuses int() of over 4,300 digits
         assert get(runs_proxy, f"/agent/runs/{run_id}/events", params={"after": junk}).status_code == 400, junk
         assert get(runs_proxy, "/agent/runs", params={"limit": junk}).status_code == 422, junk
     assert get(runs_proxy, f"/agent/runs/{run_id}/events", headers={"Last-Event-ID": b"\xb2"}).status_code == 400

@@ -258,7 +258,7 @@ async def _read_stream(model: str, lines: AsyncIterator[str], on_text: Callable[
         if isinstance(chunk.get("error"), dict):  # LiteLLM reports a failure mid-stream this way
             error = chunk["error"]
             code = str(error.get("code") or "")
-            raise ModelCallError(model, int(code) if code.isascii() and code.isdigit() else 502, str(error.get("message") or "stream failed"))
+            raise ModelCallError(model, int(code) if code.isascii() and code.isdigit() and len(code) == 3 else 502, str(error.get("message") or "stream failed"))
         if chunk.get("usage"):
             usage = chunk["usage"]
         for choice in chunk.get("choices") or []:

@@ -154,7 +154,7 @@ def _failure(exc: BaseException) -> DirectChatReply:
 
     if isinstance(exc, ProxyException):
         code = str(exc.code or "")
-        return DirectChatReply(int(code) if code.isascii() and code.isdigit() else 500, error=str(exc.message))
+        return DirectChatReply(int(code) if code.isascii() and code.isdigit() and len(code) == 3 else 500, error=str(exc.message))
     if isinstance(exc, HTTPException):
         return DirectChatReply(exc.status_code, error=_message(exc.detail) or str(exc.detail))
     status = getattr(exc, "status_code", None)

@@ -167,7 +167,7 @@ def _page(request: Request) -> tuple[str | None, int, str | None]:
     if status is not None and status not in STATUSES:
         raise AgentRequestError(f"status must be one of {', '.join(STATUSES)}, not {status[:40]!r}", status=422)
     raw = query.get("limit") or "50"
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= MAX_PAGE:  # int() refuses 4,300+ digits
         raise AgentRequestError(f"limit must be an integer from 1 to {MAX_PAGE}, not {raw[:40]!r}", status=422)
     before = query.get("before") or None
     if before is not None and parse_cursor(before) is None:

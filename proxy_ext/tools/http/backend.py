@@ -147,7 +147,7 @@ class HttpToolBackend:
     async def _read_capped(self, response: httpx.Response) -> bytes:
         cap = self.config.max_response_bytes
         declared = response.headers.get("content-length")
-        if declared and declared.isascii() and declared.isdigit() and int(declared) > cap:
+        if declared and declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > cap):
             raise ToolHostError(f"tool host response larger than tools.http.max_response_bytes ({cap})", "error")
         data = bytearray()
         async for chunk in response.aiter_raw():
