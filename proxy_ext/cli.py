@@ -263,6 +263,17 @@ def _codex_line(runtime: Runtime) -> str:
     return f"off (mode={codex.mode}{registry.codex_off_detail(runtime.document, codex)})"
 
 
+def _metrics_auth(runtime: Runtime) -> bool:
+    """Whether ``/metrics`` needs a key: ``proxy_ext.metrics.require_auth`` when set, else LiteLLM's
+    own switch as the config has it (``require_auth_for_metrics_endpoint``, on unless ``false``)."""
+    ours = runtime.settings.metrics.require_auth
+    if ours is not None:
+        return ours
+    litellm_settings = runtime.document.get("litellm_settings")
+    theirs = litellm_settings.get("require_auth_for_metrics_endpoint") if isinstance(litellm_settings, dict) else None
+    return theirs is not False
+
+
 def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) -> None:
     from proxy_ext import metrics
 
@@ -279,7 +290,7 @@ def _capabilities(runtime: Runtime, extension_on: bool, report: DoctorReport) ->
         "ready (/ready)": state(on),
         "metrics (/metrics)": state(
             on and s.metrics.enabled and metrics.AVAILABLE,
-            ("auth required" if s.metrics.require_auth else "no auth") if metrics.AVAILABLE else "prometheus_client not installed",
+            ("auth required" if _metrics_auth(runtime) else "no auth") if metrics.AVAILABLE else "prometheus_client not installed",
         ),
         "cost in responses": state(on and s.cost.enabled),
         "traces": state(on and s.traces.enabled, str(runtime.resolve_path(s.traces.path)) if s.traces.enabled else ""),

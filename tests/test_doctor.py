@@ -208,3 +208,17 @@ def test_run_limits_are_reported_and_their_redis_checked(tmp_path):
     assert any("without the global limit" in w for w in allowed.warnings)
     healthy = diagnose(write(tmp_path, base()))
     assert healthy.capabilities["run limits"].endswith("runs at once per instance") and not healthy.problems
+
+
+@pytest.mark.parametrize(("litellm_switch", "ours", "shown"), [
+    (None, None, "on (auth required)"),  # LiteLLM's switch is on by default: a scrape without a key is a 401
+    (False, None, "on (no auth)"),
+    (True, None, "on (auth required)"),
+    (None, False, "on (no auth)"),
+    (None, True, "on (auth required)"),
+])
+def test_the_metrics_line_says_whether_a_scrape_needs_a_key(tmp_path, litellm_switch, ours, shown):
+    document = base(**({"metrics": {"require_auth": ours}} if ours is not None else {}))
+    if litellm_switch is not None:
+        document["litellm_settings"]["require_auth_for_metrics_endpoint"] = litellm_switch
+    assert diagnose(write(tmp_path, document)).capabilities["metrics (/metrics)"] == shown
