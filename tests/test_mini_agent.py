@@ -395,3 +395,16 @@ def test_an_open_breaker_is_a_503_with_retry_after_the_router_does_not_retry(lim
     assert refused.value.status_code == 503 and "global_max_concurrent_runs" in str(refused.value)
     assert refused.value.response.headers.get("retry-after") == "2"
     assert elapsed < 2.0, f"{elapsed:.1f} s: retried while the breaker was open"
+
+
+def test_a_reply_appended_to_the_conversation_does_not_send_the_runs_metrics_upstream(agent_models, upstream):
+    upstream.script(PRICED, Reply(text="Hello Ann."), Reply(text="You are Ann."))
+    client = agent_models.openai()
+    messages: list = [{"role": "user", "content": "I am Ann."}]
+    reply = client.chat.completions.create(model="agent-priced", messages=messages)
+    assert "mini_agent" in reply.choices[0].message.provider_specific_fields
+    messages += [reply.choices[0].message, {"role": "user", "content": "Who am I?"}]  # the openai client's idiom
+    assert client.chat.completions.create(model="agent-priced", messages=messages).choices[0].message.content == "You are Ann."
+    sent = upstream.requests_for(PRICED)[-1]["body"]["messages"]
+    assert sent == [{"role": "user", "content": "I am Ann."}, {"role": "assistant", "content": "Hello Ann."},
+                    {"role": "user", "content": "Who am I?"}]  # an earlier run's trace id and cost are not the model's business

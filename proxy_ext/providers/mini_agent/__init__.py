@@ -44,6 +44,8 @@ from proxy_ext.providers.chunks import final_chunk, text_chunk, tool_call_chunk,
 __all__ = ["MiniAgentLLM", "handler"]
 
 PROVIDER = "mini-agent"
+PROVIDER_FIELD = "mini_agent"
+"""The key of the run's metrics in a reply message's ``provider_specific_fields``."""
 
 
 def _profile_name(model: str) -> str:
@@ -52,6 +54,22 @@ def _profile_name(model: str) -> str:
 
 def _raise_for(status: int, message: str, model: str, retry_after_s: int | None = None) -> NoReturn:
     raise provider_error(PROVIDER, status, message, model, retry_after_s=retry_after_s)
+
+
+def _input_message(message: Any) -> dict[str, Any]:
+    """A message of the client's conversation as run input, without the metrics this provider put
+    on an earlier reply (``provider_specific_fields.mini_agent``): a client that appends the reply's
+    message to its conversation (``messages.append(reply.choices[0].message)``) sends them back, and
+    they are not for the run's models (its upstream got an earlier run's trace id and cost)."""
+    copy = dict(message)
+    extra = copy.get("provider_specific_fields")
+    if isinstance(extra, dict) and PROVIDER_FIELD in extra:
+        rest = {key: value for key, value in extra.items() if key != PROVIDER_FIELD}
+        if rest:
+            copy["provider_specific_fields"] = rest
+        else:
+            del copy["provider_specific_fields"]
+    return copy
 
 
 async def _start(model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any] | None,
@@ -80,7 +98,7 @@ async def _start(model: str, messages: list[dict[str, Any]], optional_params: di
     try:
         tools = client_tools(profile, optional_params)
         params = model_params(profile, optional_params)
-        parsed = AgentRunRequest(messages=[dict(m) for m in messages], profile=profile)  # type: ignore[misc]  # validated here
+        parsed = AgentRunRequest(messages=[_input_message(m) for m in messages], profile=profile)  # type: ignore[misc]  # validated here
         caller = facade.Caller(request.headers, request.server, request.scheme, adapter.caller_identity(litellm_params), request.client)
         return await facade.start(parsed, caller, client_tools=tuple(tools), model_params=params, stream_text=stream_text,
                                   runtime=runtime)
@@ -138,7 +156,7 @@ class MiniAgentLLM(CustomLLM):
         text, calls = _answer(envelope)
         model_response.choices[0].message = Message(  # type: ignore[union-attr]
             content=text or (None if calls else ""), role="assistant", tool_calls=calls or None,
-            provider_specific_fields={"mini_agent": _metrics(envelope)})
+            provider_specific_fields={PROVIDER_FIELD: _metrics(envelope)})
         model_response.choices[0].finish_reason = "tool_calls" if calls else "stop"
         model_response.model = f"{PROVIDER}/{profile}"
         model_response.created = int(time.time())
