@@ -300,3 +300,16 @@ def test_codex_agent_gets_reasoning_effort_and_verbosity(clients_proxy, upstream
     assert (sent["reasoning_effort"], sent["verbosity"]) == ("high", "low") and "allowed_openai_params" not in sent
     assert client.responses.create(model="codex", input="fix it", reasoning={"effort": "medium"}).output_text == "thought"
     assert upstream.requests_for(CODEX)[-1]["body"]["reasoning_effort"] == "medium"
+
+
+def test_codex_agent_gets_the_clients_user(clients_proxy, upstream):
+    # LiteLLM leaves `user` out of a custom provider's call without a word: the service got no user.
+    upstream.script(CODEX, Reply(text="done"))
+    client = clients_proxy.openai()
+    client.chat.completions.create(model="codex", messages=[{"role": "user", "content": "fix it"}], user="end-user-7")
+    assert upstream.requests_for(CODEX)[-1]["body"]["user"] == "end-user-7"
+    client.chat.completions.create(model="codex", messages=[{"role": "user", "content": "fix it"}])
+    assert "user" not in upstream.requests_for(CODEX)[-1]["body"]  # none sent, none made up
+    client.responses.create(model="codex", input="fix it", user="end-user-8")
+    assert upstream.requests_for(CODEX)[-1]["body"]["user"] == "end-user-8"
+    assert client.chat.completions.create(model="agent-helper", messages=[{"role": "user", "content": "hi"}], user="u").choices[0].message.content

@@ -88,6 +88,7 @@ def test_what_they_serve_and_other_models_pass(path, body):
     ("/v1/responses", {"model": "mini-agent/a", "input": "x", "reasoning": {"effort": "low", "summary": "auto"}}, ["reasoning_effort"]),
     ("/v1/responses", {"model": "codex", "input": "x", "reasoning": {"summary": "auto"}}, []),
     ("/v1/chat/completions", {"model": "codex", **CHAT, "reasoning_effort": None, "temperature": 0.2}, []),
+    ("/v1/chat/completions", {"model": "codex", **CHAT, "user": "end-user-7"}, ["user"]),
     ("/v1/chat/completions", {"model": "gpt-4o", **CHAT, "reasoning_effort": "low"}, []),  # LiteLLM's own providers decide
     ("/v1/embeddings", {"model": "codex", "input": "x", "verbosity": "low"}, []),
 ])

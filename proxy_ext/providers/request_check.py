@@ -19,8 +19,9 @@ word (it rebuilds them from spend logs: a proxy without a database has none).
 
 LiteLLM also refuses, with a 400 that tells the client to set ``drop_params``, the OpenAI fields
 its generic list for custom providers lacks (``reasoning_effort``, ``verbosity``: the Agents SDK's
-``ModelSettings(reasoning=…)``, LangChain's ``reasoning_effort``), though these models take them:
-:func:`accepted_params` names them for LiteLLM's ``allowed_openai_params``.
+``ModelSettings(reasoning=…)``, LangChain's ``reasoning_effort``), though these models take them,
+and it leaves a client's ``user`` out of their calls: :func:`accepted_params` names them for
+LiteLLM's ``allowed_openai_params``.
 
 No LiteLLM import here.
 """
@@ -41,9 +42,10 @@ UNSERVED_ROUTES = ("/embeddings", "/moderations", "/images/generations", "/image
                    "/audio/speech", "/rerank")
 """Path endings of LiteLLM's JSON routes these providers do not serve."""
 _CHAT, _RESPONSES = "/chat/completions", "/responses"
-ACCEPTED_PARAMS = ("reasoning_effort", "verbosity")
-"""OpenAI chat fields the extension's models take that LiteLLM's list for custom providers lacks:
-``codex-agent`` forwards them to its service; ``mini-agent`` and ``echo`` accept them without
+ACCEPTED_PARAMS = ("reasoning_effort", "user", "verbosity")
+"""OpenAI chat fields the extension's models take that LiteLLM's list for custom providers lacks
+(it refuses ``reasoning_effort`` and ``verbosity``, and leaves ``user`` out of the call without a
+word): ``codex-agent`` forwards them to its service; ``mini-agent`` and ``echo`` accept them without
 applying them, as they accept ``temperature``."""
 
 
