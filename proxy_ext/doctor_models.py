@@ -101,7 +101,7 @@ def check_providers(document: dict[str, Any], extension_on: bool, report: Doctor
 def _meant(provider: str) -> str:
     from proxy_ext.litellm_adapter.keys import close_provider
 
-    close = close_provider(provider)
+    close = close_provider(provider, also=registry.PROVIDERS)  # codex_agent → codex-agent, mini_agent → mini-agent
     return f"; did you mean {close!r}?" if close else ""
 
 

@@ -233,3 +233,14 @@ def test_misspelt_provider_and_model_names_get_the_name_meant(tmp_path, fork_env
     assert "agent.default_model = 'gtp' is not a model_name in model_list (did you mean 'gpt'?)" in report.problems
     assert "agent.profiles.p names 'eho', which is not in model_list (did you mean 'echo'?)" in report.problems
     assert "Provider List" not in capsys.readouterr().out  # LiteLLM's own print is kept out of the report
+
+
+@pytest.mark.parametrize(("written", "meant"), [("codex_agent", "codex-agent"), ("mini_agent", "mini-agent"),
+                                                ("codex-cli-agent", "codex_cli_agent")])
+def test_a_misspelt_extension_provider_gets_the_name_meant(tmp_path, fork_env, written, meant):
+    # codex_cli_agent is written with underscores, codex-agent and mini-agent with hyphens: an easy slip
+    document = fork_document(agent={"default_model": "echo", "profiles": {"demo": {"model": "echo"}}})
+    document["model_list"].append({"model_name": "slip", "litellm_params": {"model": f"{written}/demo"}})
+    warnings = [w for w in diagnose(write(tmp_path, document)).warnings if "model_list: slip" in w]
+    assert len(warnings) == 1 and f"names the provider {written!r}, which is not registered" in warnings[0]
+    assert f"did you mean {meant!r}?" in warnings[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import io
+from collections.abc import Iterable
 
 __all__ = ["close_provider", "missing_api_keys", "publicly_known_master_key"]
 
@@ -21,11 +22,12 @@ def publicly_known_master_key(value: str) -> bool:
     return hashlib.sha256(value.encode()).hexdigest() in known
 
 
-def close_provider(name: str) -> str | None:
-    """The LiteLLM provider closest to ``name`` (``opneai`` → ``openai``), if one is close."""
+def close_provider(name: str, also: Iterable[str] = ()) -> str | None:
+    """The LiteLLM provider (or name of ``also``) closest to ``name`` (``opneai`` → ``openai``), if
+    one is close."""
     import litellm
 
-    names = [str(getattr(p, "value", p)) for p in litellm.provider_list]
+    names = [str(getattr(p, "value", p)) for p in litellm.provider_list] + list(also)
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
     return close[0] if close else None
 
