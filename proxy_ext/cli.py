@@ -349,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "doctor":
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        from proxy_ext.litellm_adapter.keys import load_litellm_dotenv
+
+        load_litellm_dotenv()  # the environment the proxy will have: LiteLLM reads .env itself
         report = diagnose(args.config)
         _print_report(report, args.config)
         return 0 if report.ok else 1

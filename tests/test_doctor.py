@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -222,3 +223,27 @@ def test_the_metrics_line_says_whether_a_scrape_needs_a_key(tmp_path, litellm_sw
     if litellm_switch is not None:
         document["litellm_settings"]["require_auth_for_metrics_endpoint"] = litellm_switch
     assert diagnose(write(tmp_path, document)).capabilities["metrics (/metrics)"] == shown
+
+
+@pytest.mark.integration  # runs the doctor in a subprocess (imports LiteLLM)
+def test_the_doctor_sees_the_dotenv_file_litellm_loads_itself(tmp_path):
+    # `litellm --config …` from a checkout's .venv starts with the checkout's .env loaded, no `source`
+    # needed: LiteLLM's import reads the first .env above its package. The doctor run the same way
+    # said "no master key is set ... the proxy refuses to start" and "codex-agent provider off".
+    import litellm
+
+    checkout = tmp_path / "checkout"
+    (checkout / "site").mkdir(parents=True)
+    (checkout / "site" / "litellm").symlink_to(Path(litellm.__file__).parent)  # LiteLLM as installed in checkout/site
+    (checkout / ".env").write_text("LITELLM_MASTER_KEY=sk-dotenv-0123456789abcdef0123456789abcdef\n"
+                                   "LITELLM_ENABLE_CODEX_AGENT=1\nCODEX_AGENT_API_BASE=http://127.0.0.1:9/v1\n")
+    document = base()
+    document["model_list"].append({"model_name": "codex", "litellm_params": {"model": "codex-agent/codex-1"}})
+    config = write(tmp_path, document)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LITELLM_", "CODEX_AGENT_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(checkout / "site"), str(REPO_ROOT)])
+    result = subprocess.run([sys.executable, "-m", "proxy_ext.cli", "doctor", "--config", str(config)], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no master key" not in result.stdout
+    assert "  codex-agent provider   on (mode=http)" in result.stdout.splitlines()

@@ -1,5 +1,5 @@
 """Which provider API key variables a LiteLLM model string needs and the environment lacks; the
-LiteLLM provider a misspelt prefix was probably meant as."""
+LiteLLM provider a misspelt prefix was probably meant as; the ``.env`` file LiteLLM loads itself."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ import difflib
 import io
 from collections.abc import Iterable
 
-__all__ = ["close_provider", "missing_api_keys", "publicly_known_master_key"]
+__all__ = ["close_provider", "load_litellm_dotenv", "missing_api_keys", "publicly_known_master_key"]
+
+
+def load_litellm_dotenv() -> None:
+    """Load the ``.env`` file the proxy loads at start-up, as it does: ``import litellm`` (with
+    ``LITELLM_MODE`` unset or ``DEV``) reads the first ``.env`` in a folder above LiteLLM's package
+    (the checkout's, for a ``.venv`` inside a checkout) into the environment, where the variables
+    already set win. So ``litellm --config …`` gets a master key and the fork's variables from
+    ``.env`` without a ``source``, and a check of the config has to see them too."""
+    import litellm  # noqa: F401  # the import loads the file (litellm/__init__.py)
 
 
 def publicly_known_master_key(value: str) -> bool:
