@@ -31,22 +31,26 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 env: $(VENV)/.synced
 
+# .env into the shell of a recipe, under the variables the environment already sets (they win, as
+# with `litellm` itself, which reads .env the same way): `LITELLM_ENABLE_CODEX_AGENT=0 make run`
+# means off whatever .env says. An empty LITELLM_MASTER_KEY counts as unset (preset: the one the environment set).
+LOAD_DOTENV = preset="$$LITELLM_MASTER_KEY"; saved="$$(export -p)"; set -a; if [ -f .env ]; then source .env; fi; set +a; \
+	  dotkey="$$LITELLM_MASTER_KEY"; eval "$$saved"; if [ -z "$$preset" ] && [ -n "$$dotkey" ]; then export LITELLM_MASTER_KEY="$$dotkey"; fi
+
 # The master key: LITELLM_MASTER_KEY from the environment wins; else the one in .env; else a new
 # random one is written to .env (mode 600, git-ignored). Never a weak or fixed key.
 run: env
 	@if [ -z "$$LITELLM_MASTER_KEY" ] && ! grep -qs '^LITELLM_MASTER_KEY=' .env; then \
 	  umask 077; printf 'LITELLM_MASTER_KEY=sk-%s\n' "$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(24))')" >> .env; \
 	  echo "Generated a random master key in $(CURDIR)/.env (git-ignored). Use it as your Bearer token."; fi
-	@preset="$$LITELLM_MASTER_KEY"; set -a; if [ -f .env ]; then source .env; fi; set +a; \
-	  if [ -n "$$preset" ]; then export LITELLM_MASTER_KEY="$$preset"; where="the LITELLM_MASTER_KEY environment variable"; \
-	  else where="$(CURDIR)/.env"; fi; \
+	@$(LOAD_DOTENV); \
+	  if [ -n "$$preset" ]; then where="the LITELLM_MASTER_KEY environment variable"; else where="$(CURDIR)/.env"; fi; \
 	  echo "proxy_ext: serving on http://$(HOST):$(PORT) — master key in $$where"; \
 	  exec $(VENV)/bin/litellm --config proxy_config.yaml --host $(HOST) --port $(PORT)
 
 # Checks the config with the environment `make run` would give the proxy (.env included).
 doctor: env
-	@preset="$$LITELLM_MASTER_KEY"; set -a; if [ -f .env ]; then source .env; fi; set +a; \
-	  if [ -n "$$preset" ]; then export LITELLM_MASTER_KEY="$$preset"; fi; \
+	@$(LOAD_DOTENV); \
 	  exec $(VENV)/bin/proxy-ext doctor --config proxy_config.yaml
 
 CODEX_CLI_STAMP := tests/codex_cli/node_modules/.package-lock.json

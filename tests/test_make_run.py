@@ -96,3 +96,22 @@ def test_make_run_uses_the_operators_key(project, tmp_path):
         assert "master key in the LITELLM_MASTER_KEY environment variable" in (tmp_path / "run.log").read_text()
     finally:
         stop(process)
+
+
+def test_make_doctor_and_make_run_take_the_environment_over_dotenv(project, tmp_path):
+    # `litellm --config …` reads .env itself, under the environment; `make run` and `make doctor`
+    # sourced .env over it: `LITELLM_ENABLE_CODEX_AGENT=0 make run` stayed on with a fork .env saying 1.
+    work = tmp_path / "proj"
+    shutil.copytree(project, work, ignore=shutil.ignore_patterns(".env"), symlinks=True)
+    (work / ".env").write_text("LITELLM_MASTER_KEY=sk-" + "cd34" * 12 + "\nLITELLM_ENABLE_CODEX_AGENT=1\n"
+                               "CODEX_AGENT_API_BASE=http://127.0.0.1:9/v1\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LITELLM_", "CODEX_AGENT_", "MAKE"))}
+
+    def codex_line(**extra: str) -> str:
+        done = subprocess.run(["make", "doctor"], cwd=work, env={**env, **extra}, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0 and "no master key" not in done.stdout, done.stdout + done.stderr
+        return next(line for line in done.stdout.splitlines() if "codex-agent provider" in line)
+
+    assert codex_line().endswith("on (mode=http)")  # from .env
+    assert " off (" in codex_line(LITELLM_ENABLE_CODEX_AGENT="0")  # the environment wins
+    assert " off (" not in codex_line(LITELLM_MASTER_KEY="")  # an empty key is no key: .env's is used
