@@ -408,3 +408,14 @@ def test_a_reply_appended_to_the_conversation_does_not_send_the_runs_metrics_ups
     sent = upstream.requests_for(PRICED)[-1]["body"]["messages"]
     assert sent == [{"role": "user", "content": "I am Ann."}, {"role": "assistant", "content": "Hello Ann."},
                     {"role": "user", "content": "Who am I?"}]  # an earlier run's trace id and cost are not the model's business
+
+
+def test_an_item_reference_in_responses_input_is_a_400_not_a_dropped_turn(agent_models, upstream):
+    # LiteLLM's bridge from the Responses API to chat completions drops item_reference items: the
+    # run answered "and the weather there?" without the message the reference pointed at.
+    before = len(upstream.requests_for(PRICED))
+    with pytest.raises(openai.BadRequestError) as error:
+        agent_models.openai().responses.create(model="agent-priced", input=[
+            {"type": "item_reference", "id": "msg_earlier"}, {"role": "user", "content": "and the weather there?"}])
+    assert "input[0] is an item_reference" in str(error.value) and "Send the item itself" in str(error.value)
+    assert len(upstream.requests_for(PRICED)) == before

@@ -56,6 +56,8 @@ def test_a_request_to_an_agent_model_has_the_body_limit_of_an_agent_run():
         {"type": "text", "text": "x"}, {"type": "tool_result", "content": "y"}]}]}, "messages[1].content[1].type must be one of"),
     ("/v1/responses", {"model": "codex", "input": [{"role": "user", "content": 5}]}, "input[0].content must be a string or a list"),
     ("/v1/responses", {"model": "codex", "input": 5}, "input must be a string or a non-empty list"),
+    ("/v1/responses", {"model": "agent-researcher", "input": [{"type": "item_reference", "id": "msg_1"}, {"role": "user", "content": "and?"}]},
+     "input[0] is an item_reference: these models keep no items to look it up"),
     ("/v1/responses", {"model": "codex", "input": "x", "tools": [{"type": "web_search_preview"}]}, "tools[0] has type 'web_search_preview'"),
     ("/v1/responses", {"model": "codex", "input": "x", "reasoning": 5}, "reasoning must be an object"),
     ("/v1/responses", {"model": "codex", "input": "x", "stream": "yes"}, "stream must be true or false"),

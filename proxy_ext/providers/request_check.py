@@ -15,7 +15,8 @@ names in the raw body first, so requests to every other model cost one byte sear
 that writes the name with JSON ``\\u`` escapes skips the check and gets LiteLLM's own answer.)
 
 A ``previous_response_id`` is refused too where LiteLLM would drop the earlier turns without a
-word (it rebuilds them from spend logs: a proxy without a database has none).
+word (it rebuilds them from spend logs: a proxy without a database has none), and so is an
+``item_reference`` input item (LiteLLM drops it always).
 
 LiteLLM also refuses, with a 400 that tells the client to set ``drop_params``, the OpenAI fields
 its generic list for custom providers lacks (``reasoning_effort``, ``verbosity``: the Agents SDK's
@@ -137,6 +138,9 @@ def _input_problem(items: Any) -> str | None:
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             return f"input[{index}] must be an object"
+        if item.get("type") == "item_reference":  # LiteLLM's bridge to chat completions drops it without a word
+            return (f"input[{index}] is an item_reference: these models keep no items to look it up, and the turn "
+                    "would be answered without it. Send the item itself (the earlier message or function call) instead")
         content = item.get("content")
         if content is not None and not isinstance(content, str) and not (isinstance(content, list) and all(isinstance(p, dict) for p in content)):
             return f"input[{index}].content must be a string or a list of content objects"
