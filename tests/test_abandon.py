@@ -196,11 +196,19 @@ def test_hung_up_streams_give_back_everything(abandon_proxy, upstream, mini_agen
     _burst_succeeds(abandon_proxy)
 
 
+def _cancelled_runs(proxy: ProxyProcess) -> float:
+    text = httpx.get(f"{proxy.base_url}/metrics", headers=proxy.headers, timeout=10).text
+    match = re.search(r'^proxy_ext_agent_runs_total\{stopped_reason="cancelled"\} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
 def test_a_non_streamed_run_is_cancelled_when_its_client_leaves(abandon_proxy, upstream):
+    cancelled_before = _cancelled_runs(abandon_proxy)
     hang_ups = {"plain1": ("mid_tool_call", _hang_up(abandon_proxy, "/agent/run", {"input": "run plain1 sleep 20"}, None, 1.0))}
     body = {"model": "mini-agent/abandon", "messages": [{"role": "user", "content": "run plain2 sleep 20"}]}
     hang_ups["plain2"] = ("mid_tool_call", _hang_up(abandon_proxy, "/v1/chat/completions", body, None, 1.0))
     assert _settle(abandon_proxy) == (0, 0, [])
+    assert _cancelled_runs(abandon_proxy) == cancelled_before + 2  # counted, as in their OTel spans
     _no_call_after_hang_up(upstream, hang_ups)
     _burst_succeeds(abandon_proxy)
 

@@ -163,7 +163,7 @@ async def start(request: AgentRunRequest, caller: Caller, *, client_tools: tuple
         spec = dataclasses.replace(spec, client_tools=tuple(client_tools), model_params=dict(model_params or {}))
     base_url = service.proxy_base_url(caller.server, caller.scheme, agent.proxy_base_url)
     prepared = await service.prepare(runtime, spec, caller.headers, base_url, caller.identity, run_id, caller.client)
-    events = EventStream([agent_metrics.observe, *consumers])
+    events = EventStream([agent_metrics.RunObserver(), *consumers])
     recorder = None
     if prepared.traces is not None:
         recorder = TraceRecorder(prepared.traces, _trace_request(prepared), prepared.trace_id)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from proxy_ext.metrics import counter, gauge_function, histogram, refresh, refreshing
 
-__all__ = ["ESCALATIONS", "MODEL_TURN_SECONDS", "RUNS", "RUN_SECONDS", "observe", "runs_changed", "watch_runs"]
+__all__ = ["ESCALATIONS", "MODEL_TURN_SECONDS", "RUNS", "RUN_SECONDS", "RunObserver", "runs_changed", "watch_runs"]
 
 RUNS = counter("agent_runs", "Agent runs by stopped_reason.", ("stopped_reason",))
 ESCALATIONS = counter("agent_escalations", "Moves up the model ladder, by reason.", ("reason",))
@@ -36,15 +36,32 @@ def runs_changed() -> None:
         refresh("agent_tasks")
 
 
-def observe(event: object) -> None:
-    """The Prometheus consumer of run events (subscribed to every run's event stream)."""
-    from proxy_ext.agent import events as ev
+class RunObserver:
+    """The Prometheus consumer of one run's event stream (:func:`proxy_ext.agent.facade.start`
+    subscribes a new one to each run). A run cancelled before it answered (its client hung up, or
+    the process shut down under it) counts as ``stopped_reason="cancelled"``, as in its OTel span,
+    and its duration is from its start to the cancellation."""
 
-    if isinstance(event, ev.ModelTurnFinished):
-        MODEL_TURN_SECONDS.labels("ok" if event.ok else "error").observe(event.duration_ms / 1000)
-    elif isinstance(event, ev.Escalated):
-        if event.to_model is not None:
-            ESCALATIONS.labels(event.reason).inc()
-    elif isinstance(event, ev.RunFinished) and event.envelope is not None:
-        RUNS.labels(event.envelope.stopped_reason).inc()
-        RUN_SECONDS.observe(event.envelope.metrics.duration_ms / 1000)
+    __slots__ = ("started_at",)
+
+    def __init__(self) -> None:
+        self.started_at: float | None = None
+
+    def __call__(self, event: object) -> None:
+        from proxy_ext.agent import events as ev
+
+        if isinstance(event, ev.ModelTurnFinished):
+            MODEL_TURN_SECONDS.labels("ok" if event.ok else "error").observe(event.duration_ms / 1000)
+        elif isinstance(event, ev.Escalated):
+            if event.to_model is not None:
+                ESCALATIONS.labels(event.reason).inc()
+        elif isinstance(event, ev.RunStarted):
+            self.started_at = event.at
+        elif isinstance(event, ev.RunFinished):
+            if event.envelope is not None:
+                RUNS.labels(event.envelope.stopped_reason).inc()
+                RUN_SECONDS.observe(event.envelope.metrics.duration_ms / 1000)
+            else:
+                RUNS.labels("cancelled").inc()
+                if self.started_at is not None:
+                    RUN_SECONDS.observe(max(0.0, event.at - self.started_at))
