@@ -1,6 +1,6 @@
 """Huge bodies: RSS peak of the proxy (VmHWM, reset via clear_refs) and the answer, per case."""
-import json, socket, sys, time
-S = json.load(open("/tmp/hostile/stack.json"))
+import os, json, socket, sys, time
+S = json.load(open(os.environ.get("HOSTILE_STACK", "/tmp/hostile/stack.json")))
 host, port = S["base_url"].split("//")[1].split(":"); port = int(port)
 pid = S["pid"]
 def hwm():

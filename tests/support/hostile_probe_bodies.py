@@ -1,6 +1,6 @@
 """Malformed-input probes for the extension's routes; prints every 5xx / hang."""
-import json, sys, time, httpx
-S = json.load(open("/tmp/hostile/stack.json"))
+import os, json, sys, time, httpx
+S = json.load(open(os.environ.get("HOSTILE_STACK", "/tmp/hostile/stack.json")))
 U, K = S["base_url"], S["master_key"]
 H = {"Authorization": f"Bearer {K}", "content-type": "application/json"}
 def post(path, raw, headers=H, timeout=60):

@@ -1,6 +1,6 @@
 """Hand-run hunt script (not a test): reads /tmp/hostile/stack.json written by tests.support.hostile_stack."""
-import json, time, httpx
-S = json.load(open("/tmp/hostile/stack.json"))
+import os, json, time, httpx
+S = json.load(open(os.environ.get("HOSTILE_STACK", "/tmp/hostile/stack.json")))
 U, K = S["base_url"], S["master_key"]
 H = {"Authorization": f"Bearer {K}"}
 c = httpx.Client(base_url=U, headers=H, timeout=40)

@@ -31,7 +31,7 @@ from tests.harness.otlp_receiver import OtlpReceiver
 from tests.harness.redis_server import RedisServer
 from tests.harness.tool_host import ToolHostProcess
 
-EVERYTHING = Path("/work/main") / "tests" / "mcp_everything" / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
+EVERYTHING = REPO_ROOT / "tests" / "mcp_everything" / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
 WORDS = " ".join(f"w{i}" for i in range(30))
 
 
