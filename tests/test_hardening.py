@@ -301,6 +301,23 @@ def test_a_body_param_litellm_rejects_is_a_400_not_a_bare_500(guarded, extra, mo
     _error(httpx.post(f"{guarded.base_url}/v1/chat/completions", json=body, headers=guarded.headers, timeout=30), 400, "Rejected Request")
 
 
+@pytest.mark.parametrize("raw, expected", [
+    ('{"model": "\\u0065cho", "messages": [{"role": "user", "content": [{"type": "zz"}]}]}', "messages[0].content[0].type must be one of"),
+    ('{"mod\\u0065l": "ech\\u006f", "messages": [{"role": {}}]}', "messages[0] must be an object with a string role"),
+    ('{"model": "codex\\u002dlocal", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "stream must be true or false"),
+    ('{"model": "\\u0065cho", "messages": [{"role": "user", "content": "x", "name": NaN}]}', "holds NaN"),
+], ids=["escaped-name", "escaped-key", "escaped-dash", "nan-with-escape"])
+def test_a_model_name_written_with_json_escapes_is_checked_too(guarded, raw, expected):
+    # "\u0065cho" is "echo": the guard looked for the name's bytes only, so these went to LiteLLM
+    # unchecked (the first a 500 retried twice, an agent model's prompt past the 1 MiB run limit).
+    _error(_post(guarded, "/v1/chat/completions", raw), 400, expected)
+
+
+def test_escapes_in_a_request_to_another_model_are_left_to_litellm(guarded):
+    raw = '{"model": "fake/hardening-\\u0065scaped", "messages": [{"role": "user", "content": "caf\\u00e9 \\/ echo"}], "stream": "yes"}'
+    assert "stream must be true or false" not in _post(guarded, "/v1/chat/completions", raw).text
+
+
 def test_requests_to_other_models_are_left_to_litellm(guarded):
     body = {"model": "fake/hardening-stock", "messages": [{"role": "user", "content": "the echo model"}], "stream": "yes"}
     response = httpx.post(f"{guarded.base_url}/v1/chat/completions", json=body, headers=guarded.headers, timeout=30)

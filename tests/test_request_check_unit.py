@@ -24,6 +24,10 @@ def test_only_the_extensions_models_are_served_and_found_in_raw_bodies():
     assert SERVED.named_in(json.dumps({"model": "mini-agent/x"}).encode())
     assert SERVED.named_in(b'{"model" : "codex"}')
     assert not SERVED.named_in(json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "codex agent"}]}).encode())
+    # JSON escapes spell the same names: the body is parsed to see which model it names
+    assert SERVED.named_in(b'{"model": "mini-agent\\/x"}') and SERVED.named_in(b'{"mod\\u0065l": "c\\u006fdex"}')
+    assert not SERVED.named_in(b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "caf\\u00e9 \\/"}]}')
+    assert not SERVED.named_in(b'["mini-agent\\/x"]') and not SERVED.named_in(b'{"model": "mini-agent\\/x"')
 
 
 def test_a_request_to_an_agent_model_has_the_body_limit_of_an_agent_run():

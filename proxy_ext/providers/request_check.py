@@ -11,8 +11,9 @@ what it cannot translate (non-function tools on ``/v1/responses``). The request 
 (:mod:`proxy_ext.guard`) asks :func:`request_problem` for a 400 that says what to fix instead.
 
 Only requests that name one of these models are parsed: :meth:`ServedModels.named_in` looks for the
-names in the raw body first, so requests to every other model cost one byte search. (A client
-that writes the name with JSON ``\\u`` escapes skips the check and gets LiteLLM's own answer.)
+names in the raw body first, so requests to every other model cost one byte search. A body with
+JSON ``\\u`` or ``\\/`` escapes (``"mini-agent\\/x"`` is ``"mini-agent/x"``) is parsed to see
+which model it names: such a name is checked like any other.
 
 A ``previous_response_id`` is refused too where LiteLLM would drop the earlier turns without a
 word (it rebuilds them from spend logs: a proxy without a database has none), and so is an
@@ -66,7 +67,17 @@ class ServedModels:
     ``/agent/run`` (``agent.limits.max_request_bytes``). None: not checked."""
 
     def named_in(self, raw: bytes) -> bool:
-        return any(needle in raw for needle in self.needles)
+        """Whether the raw JSON body names one of these models (a body whose escapes could spell a
+        name is parsed; one that is no JSON object names none)."""
+        if any(needle in raw for needle in self.needles):
+            return True
+        if b"\\u" not in raw and b"\\/" not in raw:
+            return False
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            return False
+        return isinstance(body, dict) and self.serves(body.get("model"))
 
     def serves(self, model: Any) -> bool:
         return isinstance(model, str) and (model in self.exact or any(fnmatch.fnmatchcase(model, p) for p in self.patterns))
