@@ -269,6 +269,12 @@ def test_cors_preflight_on_agent_run_reaches_the_proxy(guarded):
     ("/v1/responses", {"model": "echo", "input": "x", "tools": [{"type": "web_search_preview"}]}, "function tools only"),
     ("/v1/responses", {"model": "echo", "input": "x", "stream": 1}, "stream must be true or false"),
     ("/v1/chat/completions", {"model": "echo", "messages": [{"role": "user", "content": "x", "name": float("nan")}]}, "holds NaN"),
+    # LiteLLM: "Unsupported response_format type - x", "'int' object is not iterable", "unhashable type: 'dict'" (500s, retried)
+    ("/v1/chat/completions", {"model": "echo", "messages": [{"role": "user", "content": "x"}], "response_format": "x"}, "response_format must be an object"),
+    ("/v1/chat/completions", {"model": "codex-local", "messages": [{"role": "user", "content": "x"}], "response_format": []}, "response_format must be an object"),
+    ("/v1/chat/completions", {"model": "echo", "messages": [{"role": "assistant", "tool_calls": 5}, {"role": "user", "content": "x"}]},
+     "messages[0].tool_calls must be a list"),
+    ("/v1/responses", {"model": "echo", "input": [{"type": "function_call_output", "call_id": {"a": 1}, "output": "x"}]}, "input[0].call_id must be a string"),
 ])
 def test_what_the_extensions_models_cannot_serve_is_a_400_before_litellm(guarded, path, body, expected):
     # LiteLLM answered these with 500s ("Not implemented yet!", a Python dict printed as SSE, a

@@ -132,6 +132,8 @@ def _messages_problem(messages: Any) -> str | None:
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):
             return f"messages[{index}].content must be a string, a list of content parts or null"
+        if message.get("tool_calls") is not None and not isinstance(message["tool_calls"], list):  # LiteLLM iterates it: a 500
+            return f"messages[{index}].tool_calls must be a list of tool calls"
         if message["role"] != "user" or not isinstance(content, list):
             continue
         for part_index, part in enumerate(content):
@@ -155,6 +157,8 @@ def _input_problem(items: Any) -> str | None:
         content = item.get("content")
         if content is not None and not isinstance(content, str) and not (isinstance(content, list) and all(isinstance(p, dict) for p in content)):
             return f"input[{index}].content must be a string or a list of content objects"
+        if item.get("call_id") is not None and not isinstance(item["call_id"], str):  # LiteLLM hashes it: a 500
+            return f"input[{index}].call_id must be a string"
     return None
 
 
@@ -215,6 +219,9 @@ def request_problem(path: str, body: dict[str, Any], served: ServedModels,
         if value is not None and (type(value) not in (int, float) or not value > 0):
             return f"{name} must be a positive number of seconds"
     if route == "chat":
+        response_format = body.get("response_format")
+        if response_format is not None and not isinstance(response_format, dict):  # LiteLLM's "Unsupported response_format type": a 500
+            return 'response_format must be an object, e.g. {"type": "json_object"}'
         return _messages_problem(body.get("messages"))
     return (_input_problem(body.get("input")) or _tools_problem(body.get("tools")) or _fields_problem(body)
             or _session_problem(body, sessions_available))
