@@ -46,6 +46,10 @@ def test_agent_run_publishes_request_and_response_schemas(extension_schema, prox
     # Every status the routes answer is published (schemathesis' status_code_conformance found 202 and 413 missing).
     assert {"200", "202", "400", "401", "408", "413", "415", "422", "429", "501", "503"} <= set(operation["responses"])
     assert {"400", "404", "408", "409", "413", "415", "422", "503"} <= set(document["paths"]["/agent/runs/{run_id}/approvals"]["post"]["responses"])
+    # The events stream is SSE: schemathesis' content_type_conformance found it published as application/json.
+    events = document["paths"]["/agent/runs/{run_id}/events"]["get"]
+    assert list(events["responses"]["200"]["content"]) == ["text/event-stream"]
+    assert {p["name"] for p in events["parameters"]} == {"run_id", "Last-Event-ID", "after"}
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])

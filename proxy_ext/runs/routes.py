@@ -70,6 +70,14 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"description": "The query or body does not match the schema", **_ERROR},
     503: {"description": "The run store is unavailable", **_ERROR},
 }
+_EVENTS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The run's events as Server-Sent Events (``id:`` is the event number)",
+          "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+_EVENTS_QUERY = {"parameters": [
+    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
+     "description": "The last event number seen: events after it are sent"},
+    {"name": "after", "in": "query", "required": False, "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
+     "description": "As Last-Event-ID, for clients that cannot set headers"}]}
 _LIST_QUERY = {"parameters": [
     {"name": "status", "in": "query", "required": False, "schema": {"type": "string", "enum": list(STATUSES)}},
     {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
@@ -218,7 +226,8 @@ def build_router() -> APIRouter:
         except ProxyExtError as exc:
             return error_answer(exc)
 
-    @router.get("/agent/runs/{run_id}/events", summary="A run's events as SSE, from the start or after Last-Event-ID")
+    @router.get("/agent/runs/{run_id}/events", summary="A run's events as SSE, from the start or after Last-Event-ID",
+                response_class=StreamingResponse, responses=_EVENTS_RESPONSES, openapi_extra=_EVENTS_QUERY)
     async def run_events(run_id: str, request: Request, identity: Any = auth) -> Any:
         try:
             return event_stream(await _owned(runs(), run_id, identity), _after(request))
