@@ -11,6 +11,11 @@ touched: only what a request asks for.
 Why timeouts are checked: LiteLLM converts a body's ``timeout`` with ``float()`` deep inside the
 call, retried: ``"x"``, ``"nan"`` or ``[1]`` were 500s after 4 s of retries, and a negative one a
 408 after three upstream calls. What LiteLLM ignores (``0``, ``null``, ``{}``) still passes.
+
+Why guardrail names are checked: LiteLLM sends the names a request lists in ``guardrails`` (top
+level, ``metadata`` or ``litellm_metadata``) back in its ``x-litellm-applied-guardrails`` response
+header. A name outside Latin-1 (``"€"``) was a plain-text 500 on every model, and one with a line
+break a connection closed without any answer.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ RETRY_FIELDS = ("num_retries", "max_retries")
 retries a failing call."""
 TIMEOUT_FIELDS = ("timeout", "stream_timeout")
 """Body fields with the seconds LiteLLM waits for the upstream."""
-_MARKS = (b"retries", b"timeout")
+_MARKS = (b"retries", b"timeout", b"guardrails")
 """In every checked field's name: a body without them needs no parsing."""
 _TAIL = max(len(mark) for mark in _MARKS) - 1
 _SETTING = "proxy_ext.guard.max_client_retries"
@@ -76,10 +81,27 @@ def _timeout_problem(name: str, value: Any) -> str | None:
     return None
 
 
+def _header_safe(name: str) -> bool:
+    return all(31 < ord(c) < 256 and ord(c) != 127 for c in name)
+
+
+def _guardrails_problem(body: dict[str, Any]) -> str | None:
+    for where, bucket in (("", body), ("metadata.", body.get("metadata")), ("litellm_metadata.", body.get("litellm_metadata"))):
+        names = bucket.get("guardrails") if isinstance(bucket, dict) else None
+        for name in names if isinstance(names, list) else ():
+            if isinstance(name, str) and not _header_safe(name):
+                return (f"{where}guardrails holds {json.dumps(name)[:40]}: guardrail names must be printable Latin-1 text "
+                        "(LiteLLM sends them back in the x-litellm-applied-guardrails header)")
+    return None
+
+
 def body_problem(body: Any, max_retries: int) -> str | None:
-    """Why a parsed request body's retry or timeout fields are refused (None: they are fine or absent)."""
+    """Why a parsed request body's retry, timeout or guardrails fields are refused (None: they are fine or absent)."""
     if not isinstance(body, dict):
         return None
+    problem = _guardrails_problem(body)
+    if problem:
+        return problem
     for name in TIMEOUT_FIELDS:
         problem = _timeout_problem(name, body.get(name))
         if problem:

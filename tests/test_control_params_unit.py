@@ -30,6 +30,16 @@ def test_the_body_fields(body, ok):
     assert (body_problem(body, 10) is None) is ok
 
 
+@pytest.mark.parametrize("body, ok", [({"guardrails": ["pii", "caf\u00e9"]}, True), ({"guardrails": "x\u20ac"}, True),
+                                      ({"guardrails": ["x\u20ac"]}, False), ({"guardrails": ["a\r\nSet-Cookie: x"]}, False),
+                                      ({"metadata": {"guardrails": ["\u20ac"]}}, False), ({"litellm_metadata": {"guardrails": ["\x7f"]}}, False),
+                                      ({"metadata": "x", "guardrails": [5, None]}, True)])
+def test_guardrail_names_must_fit_a_response_header(body, ok):
+    problem = body_problem(body, 10)
+    assert (problem is None) is ok, problem
+    assert ok or "guardrail names must be printable Latin-1 text" in (problem or "")
+
+
 @pytest.mark.parametrize("cut", range(1, 40))
 def test_the_scan_sees_a_field_wherever_the_chunks_are_cut(cut):
     raw = json.dumps({"model": "m", "num_retries": 500}).encode()

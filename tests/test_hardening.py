@@ -324,6 +324,21 @@ def test_escapes_in_a_request_to_another_model_are_left_to_litellm(guarded):
     assert "stream must be true or false" not in _post(guarded, "/v1/chat/completions", raw).text
 
 
+@pytest.mark.parametrize("where", ["top", "metadata"])
+@pytest.mark.parametrize("model", ["echo", "fake/hardening-guardrails"])
+def test_guardrail_names_that_cannot_be_a_header_get_a_400(guarded, model, where):
+    # LiteLLM echoes them in x-litellm-applied-guardrails: "€" was a plain-text 500 (any model), a
+    # line break a connection closed with no answer at all.
+    for name in ("x\u20ac", "a\r\nx-injected: 1"):
+        body = {"model": model, "messages": [{"role": "user", "content": "x"}],
+                **({"guardrails": [name]} if where == "top" else {"metadata": {"guardrails": [name]}})}
+        _error(httpx.post(f"{guarded.base_url}/v1/chat/completions", json=body, headers=guarded.headers, timeout=30), 400,
+               "guardrail names must be printable Latin-1 text")
+    fine = {"model": model, "messages": [{"role": "user", "content": "x"}], "guardrails": ["caf\u00e9"]}
+    response = httpx.post(f"{guarded.base_url}/v1/chat/completions", json=fine, headers=guarded.headers, timeout=30)
+    assert response.status_code == 200, response.text
+
+
 def test_requests_to_other_models_are_left_to_litellm(guarded):
     body = {"model": "fake/hardening-stock", "messages": [{"role": "user", "content": "the echo model"}], "stream": "yes"}
     response = httpx.post(f"{guarded.base_url}/v1/chat/completions", json=body, headers=guarded.headers, timeout=30)
