@@ -65,7 +65,8 @@ class _Pool:
                     pair = self.idle.pop()
                     if pair[1].reusable:
                         return pair
-                    self._discard(pair)
+                    self._discard(pair)  # it ended while idle (its server went away): its slot is free again
+                    self.open -= 1
                 if self.open < self.size:
                     self.open += 1
                     break
