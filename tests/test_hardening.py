@@ -275,6 +275,9 @@ def test_cors_preflight_on_agent_run_reaches_the_proxy(guarded):
     ("/v1/chat/completions", {"model": "echo", "messages": [{"role": "assistant", "tool_calls": 5}, {"role": "user", "content": "x"}]},
      "messages[0].tool_calls must be a list"),
     ("/v1/responses", {"model": "echo", "input": [{"type": "function_call_output", "call_id": {"a": 1}, "output": "x"}]}, "input[0].call_id must be a string"),
+    # Asked for and silently not given (a 200 without logprobs or audio):
+    ("/v1/chat/completions", {"model": "echo", "messages": [{"role": "user", "content": "x"}], "logprobs": True}, "no token log probabilities"),
+    ("/v1/chat/completions", {"model": "codex-local", "messages": [{"role": "user", "content": "x"}], "modalities": ["audio"]}, "text only"),
 ])
 def test_what_the_extensions_models_cannot_serve_is_a_400_before_litellm(guarded, path, body, expected):
     # LiteLLM answered these with 500s ("Not implemented yet!", a Python dict printed as SSE, a

@@ -71,6 +71,12 @@ def test_a_request_to_an_agent_model_has_the_body_limit_of_an_agent_run():
     ("/v1/chat/completions", {"model": "codex", **CHAT, "custom_llm_provider": "openai"}, "custom_llm_provider cannot be chosen"),
     ("/v1/chat/completions", {"model": "codex", **CHAT, "n": 2}, "model 'codex' gives one answer per request: n=2"),
     ("/v1/chat/completions", {"model": "codex", **CHAT, "n": True}, "n=True is not supported"),
+    ("/v1/chat/completions", {"model": "codex", **CHAT, "logprobs": True}, "gives no token log probabilities"),
+    ("/v1/chat/completions", {"model": "agent-researcher", **CHAT, "logprobs": True, "top_logprobs": 3}, "leave out logprobs"),
+    ("/v1/responses", {"model": "codex", "input": "x", "top_logprobs": 2}, "gives no token log probabilities"),
+    ("/v1/responses", {"model": "codex", "input": "x", "include": ["message.output_text.logprobs"]}, "log probabilities"),
+    ("/v1/chat/completions", {"model": "codex", **CHAT, "modalities": ["text", "audio"]}, "answers with text only"),
+    ("/v1/chat/completions", {"model": "codex", **CHAT, "audio": {"voice": "alloy", "format": "wav"}}, "answers with text only"),
 ])
 def test_what_the_models_cannot_serve_gets_a_message_saying_what_to_fix(path, body, expected):
     problem = request_problem(path, body, SERVED)
@@ -80,6 +86,8 @@ def test_what_the_models_cannot_serve_gets_a_message_saying_what_to_fix(path, bo
 @pytest.mark.parametrize("path, body", [
     ("/v1/chat/completions", {"model": "codex", **CHAT, "stream": True}),
     ("/v1/chat/completions", {"model": "codex", **CHAT, "timeout": 30, "stream_timeout": 2.5}),
+    ("/v1/chat/completions", {"model": "codex", **CHAT, "logprobs": False, "top_logprobs": 0, "modalities": ["text"], "audio": None}),
+    ("/v1/responses", {"model": "codex", "input": "x", "include": ["reasoning.encrypted_content"], "top_logprobs": None}),
     ("/v1/chat/completions", {"model": "codex", "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}]}),
     ("/v1/responses", {"model": "codex", "input": [{"role": "user", "content": [{"type": "input_text", "text": "x"}]}],
                        "tools": [{"type": "function", "name": "f"}], "reasoning": {"effort": "low"}}),

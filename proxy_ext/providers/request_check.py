@@ -194,6 +194,18 @@ def _session_problem(body: dict[str, Any], sessions_available: Callable[[], bool
             "disabled). Send the whole conversation as input instead")
 
 
+def _output_problem(body: dict[str, Any], model: Any) -> str | None:
+    """What a request asks these models to give that they cannot (text answers only, no token log
+    probabilities): a 200 without it would look like a silent wrong answer to the client."""
+    include = body.get("include")
+    if body.get("logprobs") or body.get("top_logprobs") or (isinstance(include, list) and "message.output_text.logprobs" in include):
+        return f"model {model!r} gives no token log probabilities: leave out logprobs / top_logprobs"
+    modalities = body.get("modalities")
+    if body.get("audio") is not None or (isinstance(modalities, list) and any(m != "text" for m in modalities)):
+        return f"model {model!r} answers with text only: leave out audio and any modality but \"text\""
+    return None
+
+
 def request_problem(path: str, body: dict[str, Any], served: ServedModels,
                     sessions_available: Callable[[], bool] | None = None) -> str | None:
     """Why ``body`` (a JSON object sent to ``path``) cannot be served, when it names one of the
@@ -218,6 +230,9 @@ def request_problem(path: str, body: dict[str, Any], served: ServedModels,
         value = body.get(name)
         if value is not None and (type(value) not in (int, float) or not value > 0):
             return f"{name} must be a positive number of seconds"
+    problem = _output_problem(body, model)
+    if problem:
+        return problem
     if route == "chat":
         response_format = body.get("response_format")
         if response_format is not None and not isinstance(response_format, dict):  # LiteLLM's "Unsupported response_format type": a 500
