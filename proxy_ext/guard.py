@@ -174,7 +174,9 @@ class _BoundedBody:
                 # first byte tells, at no cost.
                 self.expect_object = False
                 if not chunk.lstrip().startswith(b"{"):
-                    await self._answer(400, "request body must be a JSON object ({...})")
+                    bom = chunk.startswith(b"\xef\xbb\xbf")  # LiteLLM's JSON parsers refuse it too
+                    await self._answer(400, "request body starts with a UTF-8 byte order mark: send the JSON without it" if bom
+                                       else "request body must be a JSON object ({...})")
                     return _DISCONNECT
             self.done = not message.get("more_body", False)
             problem = self.control_scan.feed(chunk, self.done) if self.control_scan is not None else None

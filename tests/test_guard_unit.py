@@ -11,11 +11,12 @@ import pytest
 from proxy_ext.guard import GuardPolicy, RequestGuard
 
 
-async def _call(guard: RequestGuard, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> list[dict[str, Any]]:
+async def _call(guard: RequestGuard, method: str, path: str, headers: list[tuple[bytes, bytes]],
+                body: bytes = b"{}") -> list[dict[str, Any]]:
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"{}", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
@@ -25,6 +26,8 @@ async def _call(guard: RequestGuard, method: str, path: str, headers: list[tuple
 
 
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if (await receive())["type"] == "http.disconnect":  # the guard answered
+        return
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"{}"})
 
@@ -44,3 +47,9 @@ def test_a_content_length_under_the_limit_reaches_the_app():
     guard = RequestGuard(_app, GuardPolicy(max_body_bytes=1000, body_timeout_s=1, max_json_depth=10))
     sent = asyncio.run(_call(guard, "POST", "/v1/chat/completions", [(b"content-length", b"2"), (b"content-type", b"application/json")]))
     assert sent[0]["status"] == 200
+
+
+def test_a_body_with_a_byte_order_mark_is_told_so():
+    guard = RequestGuard(_app, GuardPolicy(max_body_bytes=1000, body_timeout_s=1, max_json_depth=10))
+    sent = asyncio.run(_call(guard, "POST", "/v1/chat/completions", [(b"content-type", b"application/json")], b"\xef\xbb\xbf{}"))
+    assert sent[0]["status"] == 400 and "byte order mark" in json.loads(sent[1]["body"])["error"]["message"]
